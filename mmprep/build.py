@@ -1,0 +1,223 @@
+"""``mmprep build``: raw dump -> dedupe -> rating filter -> k-core -> dense ids -> warm split -> dataset dir."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmprep.dataset.hashing import describe_file
+from mmprep.dataset.writer import DatasetWriter, interactions_table
+from mmprep.errors import PrepError
+from mmprep.filter.encode import encode_first_appearance
+from mmprep.filter.kcore import dedupe_first, dense_remap, kcore
+from mmprep.progress import stage
+from mmprep.sources.base import SkipLog, SourceFiles, get_source
+from mmprep.split.warm import warm_split
+
+ITEM_TEXT_CHOICES = ("meta", "reviews", "none")
+
+
+@dataclass
+class BuildParams:
+    """Every parameter of a build; all of them are recorded in the manifest."""
+
+    k_user: int = 5
+    k_item: int = 5
+    min_rating: float | None = None
+    id_order: str = "first"
+    item_text: str = "meta"
+    split_method: str = "random"
+    val_ratio: float = 0.1
+    test_ratio: float = 0.1
+    seed: int = 123
+    ensure_train_items: bool = True
+    strict: bool = False
+
+
+@dataclass
+class Filtered:
+    """Interactions after dedupe, rating filter and k-core, with dense indices."""
+
+    users: np.ndarray
+    items: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    user_ids: pa.Array
+    item_ids: pa.Array
+    counts: dict[str, Any]
+
+
+def _to_numpy(column: pa.ChunkedArray, dtype, fill) -> np.ndarray:
+    return column.fill_null(fill).to_numpy().astype(dtype, copy=False)
+
+
+def filter_interactions(
+    raw: pa.Table, params: BuildParams, skips: SkipLog, source_label: str = "interactions"
+) -> Filtered:
+    """Dedupe (first occurrence of each user-item pair wins), optional rating threshold, iterative k-core,
+    then dense re-indexing in the requested order. Vectorised; raw ids stay Arrow strings."""
+    counts: dict[str, Any] = {"raw_records": raw.num_rows}
+    u_codes, u_vocab = encode_first_appearance(raw.column("user_id"))
+    i_codes, i_vocab = encode_first_appearance(raw.column("item_id"))
+    rating = _to_numpy(raw.column("rating"), np.float32, np.nan)
+    timestamp = _to_numpy(raw.column("timestamp"), np.int64, -1)
+
+    keep = dedupe_first(u_codes, i_codes, len(i_vocab))
+    n_dup = raw.num_rows - len(keep)
+    if n_dup:
+        dup_mask = np.ones(raw.num_rows, dtype=bool)
+        dup_mask[keep] = False
+        r = int(np.flatnonzero(dup_mask)[0])
+        skips.add(
+            "duplicates",
+            source_label,
+            None,
+            f"record {r + 1} repeats the pair user {u_vocab[u_codes[r]]} / item {i_vocab[i_codes[r]]}",
+            n=n_dup,
+        )
+    counts["after_dedupe"] = len(keep)
+
+    if params.min_rating is not None:
+        kept_rating = rating[keep]
+        keep = keep[kept_rating >= params.min_rating]
+    counts["after_rating"] = len(keep)
+
+    core = kcore(u_codes[keep], i_codes[keep], params.k_user, params.k_item)
+    keep = keep[core.keep]
+    counts["kcore_iterations"] = core.iterations
+    if len(keep) == 0:
+        raise PrepError(
+            f"no interactions left after the k-core filter (k_user={params.k_user}, k_item={params.k_item}, "
+            f"min_rating={params.min_rating}); lower --k-user/--k-item"
+        )
+    u_labels = np.asarray(u_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
+    i_labels = np.asarray(i_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
+    users, u_old = dense_remap(u_codes[keep], params.id_order, u_labels)
+    items, i_old = dense_remap(i_codes[keep], params.id_order, i_labels)
+    counts.update(users=len(u_old), items=len(i_old), interactions=len(keep))
+    return Filtered(
+        users=users,
+        items=items,
+        rating=rating[keep],
+        timestamp=timestamp[keep],
+        user_ids=u_vocab.take(pa.array(u_old)),
+        item_ids=i_vocab.take(pa.array(i_old)),
+        counts=counts,
+    )
+
+
+def align_item_fields(item_ids: pa.Array, fields: pa.Table | None) -> pa.Table | None:
+    """Reorder a source's item-field table (any order, maybe missing ids) to ``item_ids`` order."""
+    if fields is None or fields.num_rows == 0:
+        return None
+    pos = pc.index_in(item_ids, value_set=fields.column("item_id"))
+    return fields.take(pos)
+
+
+def _optional(column: np.ndarray, missing) -> np.ndarray | None:
+    """None when every value is the missing marker (so the column is written as all-null)."""
+    if len(column) == 0:
+        return None
+    present = ~np.isnan(column) if missing is np.nan else column != missing
+    return column if present.any() else None
+
+
+def build_dataset(
+    name: str,
+    source_format: str,
+    files: SourceFiles,
+    params: BuildParams,
+    out: Path,
+    overwrite: bool = False,
+    quiet: bool = False,
+    recipe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline and write ``out`` atomically. Returns the manifest."""
+    from mmprep.split.warm import METHODS
+
+    if params.item_text not in ITEM_TEXT_CHOICES:
+        raise PrepError(f"--item-text must be one of {', '.join(ITEM_TEXT_CHOICES)}")
+    if params.split_method not in METHODS:
+        raise PrepError(f"unknown split method {params.split_method!r} (choose from {', '.join(METHODS)})")
+    skips = SkipLog(strict=params.strict)
+    source = get_source(source_format)(files, skips)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashes = pool.submit(lambda: [dict(describe_file(p), role=role) for role, p in files.all()])
+        with stage(f"reading {source_format} interactions", quiet):
+            raw = source.interactions()
+        with stage(f"dedupe + k-core ({raw.num_rows:,} records)", quiet):
+            label = ", ".join(p.name for p in files.get("interactions"))
+            filtered = filter_interactions(raw, params, skips, label)
+        del raw
+        with stage("item fields", quiet):
+            fields = None
+            if params.item_text == "meta":
+                fields = align_item_fields(filtered.item_ids, source.items(filtered.item_ids))
+            elif params.item_text == "reviews":
+                reviews = source.review_text(filtered.item_ids)
+                if reviews is None:
+                    raise PrepError(
+                        f"source {source_format} cannot provide review text (--item-text reviews)"
+                    )
+                fields = align_item_fields(filtered.item_ids, reviews)
+        with stage(f"{params.split_method} split", quiet):
+            ts = filtered.timestamp if (filtered.timestamp >= 0).all() else None
+            split = warm_split(
+                filtered.users,
+                filtered.items,
+                ts,
+                method=params.split_method,
+                val_ratio=params.val_ratio,
+                test_ratio=params.test_ratio,
+                seed=params.seed,
+                ensure_train_items=params.ensure_train_items,
+            )
+        source_files = hashes.result()
+
+    rating = _optional(filtered.rating, np.nan)
+    timestamp = _optional(filtered.timestamp, -1)
+    with stage(f"writing {out}", quiet), DatasetWriter(out, overwrite=overwrite) as w:
+        w.users(filtered.user_ids)
+        w.items(filtered.item_ids, fields)
+
+        def table(rows: np.ndarray | slice) -> pa.Table:
+            return interactions_table(
+                filtered.users[rows],
+                filtered.items[rows],
+                None if rating is None else rating[rows],
+                None if timestamp is None else timestamp[rows],
+            )
+
+        w.interactions(table(slice(None)))
+        w.split_set(
+            "warm", {name: table(split.label == code) for code, name in enumerate(("train", "val", "test"))}
+        )
+        w.manifest.update(
+            name=name,
+            source={"format": source_format, "files": source_files},
+            params=asdict(params),
+            counts=filtered.counts,
+            skipped=skips.to_manifest(),
+            splits={
+                "warm": {
+                    "method": params.split_method,
+                    "val_ratio": params.val_ratio,
+                    "test_ratio": params.test_ratio,
+                    "seed": params.seed,
+                    "counts": split.counts(),
+                    "promoted": {"users": split.promoted_users, "items": split.promoted_items},
+                }
+            },
+            features={},
+            graphs={},
+        )
+        if recipe:
+            w.manifest["recipe"] = recipe
+        manifest = dict(w.manifest)
+    return manifest

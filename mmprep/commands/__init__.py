@@ -1,0 +1,1 @@
+"""mmprep CLI commands; each module exposes ``COMMANDS``, a list of click commands."""

@@ -1,0 +1,35 @@
+"""``mmprep verify``: check a dataset directory against docs/FORMAT.md."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mmprep.dataset.reader import verify_dataset
+
+
+@click.command("verify")
+@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--no-hashes", is_flag=True, help="Skip the sha256 check of every file (faster on big datasets)."
+)
+def verify_cmd(dataset_dir: Path, no_hashes: bool) -> None:
+    """Check that DATASET_DIR is a valid dataset: files and checksums, schemas, index ranges.
+
+    Prints one line per problem and exits 1 if there is any.
+
+    \b
+    Examples:
+      mmprep verify out/baby
+    """
+    problems = verify_dataset(dataset_dir, check_hashes=not no_hashes)
+    for p in problems:
+        click.echo(f"{dataset_dir}: {p}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{dataset_dir}: valid (format_version 1)", err=True)
+
+
+COMMANDS = [verify_cmd]

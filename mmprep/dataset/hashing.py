@@ -1,0 +1,22 @@
+"""Content hashes for manifests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_file(path: Path, root: Path | None = None) -> dict:
+    """``{"path", "bytes", "sha256"}`` of a file; ``path`` relative to ``root`` when given."""
+    path = Path(path)
+    name = str(path.relative_to(root)) if root else str(path)
+    return {"path": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}

@@ -1,0 +1,148 @@
+"""Write a dataset directory atomically (docs/FORMAT.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mmprep.dataset import format as fmt
+from mmprep.dataset.atomic import atomic_dir, write_npy, write_parquet
+from mmprep.dataset.manifest import created_by, read_manifest, write_manifest
+
+
+def interactions_table(
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    rating: np.ndarray | None = None,
+    timestamp: np.ndarray | None = None,
+) -> pa.Table:
+    """An interaction table in the canonical schema, sorted by (user_idx, item_idx)."""
+    user_idx = np.asarray(user_idx, dtype=np.int32)
+    item_idx = np.asarray(item_idx, dtype=np.int32)
+    order = np.lexsort((item_idx, user_idx))
+    n = len(user_idx)
+    rating_col = (
+        pa.nulls(n, pa.float32()) if rating is None else pa.array(np.asarray(rating, np.float32)[order])
+    )
+    ts_col = (
+        pa.nulls(n, pa.int64()) if timestamp is None else pa.array(np.asarray(timestamp, np.int64)[order])
+    )
+    return pa.table(
+        [pa.array(user_idx[order]), pa.array(item_idx[order]), rating_col, ts_col],
+        schema=fmt.INTERACTION_SCHEMA,
+    )
+
+
+def users_table(user_ids: list[str] | np.ndarray | pa.Array) -> pa.Table:
+    ids = (
+        pa.array(user_ids, type=pa.string())
+        if not isinstance(user_ids, pa.Array)
+        else user_ids.cast(pa.string())
+    )
+    return pa.table([pa.array(np.arange(len(ids), dtype=np.int32)), ids], schema=fmt.USER_SCHEMA)
+
+
+def items_table(item_ids: list[str] | np.ndarray | pa.Array, fields: pa.Table | None = None) -> pa.Table:
+    """Item table; ``fields`` (same row order as ``item_ids``) may carry any of the text/image columns."""
+    ids = (
+        pa.array(item_ids, type=pa.string())
+        if not isinstance(item_ids, pa.Array)
+        else item_ids.cast(pa.string())
+    )
+    n = len(ids)
+    cols = [pa.array(np.arange(n, dtype=np.int32)), ids]
+    for field in fmt.ITEM_SCHEMA[2:]:
+        if fields is not None and field.name in fields.column_names:
+            cols.append(fields.column(field.name).combine_chunks().cast(field.type))
+        else:
+            cols.append(pa.nulls(n, field.type))
+    return pa.table(cols, schema=fmt.ITEM_SCHEMA)
+
+
+def write_feature(root: Path, modality: str, matrix: np.ndarray, mask: np.ndarray) -> None:
+    """Write ``features/<modality>.npy`` (float32) and its boolean presence mask."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    if matrix.ndim != 2 or mask.shape != (matrix.shape[0],):
+        raise ValueError(f"feature {modality}: matrix {matrix.shape} and mask {mask.shape} do not align")
+    write_npy(Path(root) / fmt.feature_path(modality), matrix)
+    write_npy(Path(root) / fmt.mask_path(modality), mask)
+
+
+def write_split_set(root: Path, split_set: str, splits: dict[str, pa.Table]) -> None:
+    for name in fmt.SPLIT_NAMES:
+        write_parquet(Path(root) / fmt.split_path(split_set, name), splits[name])
+
+
+class DatasetWriter(AbstractContextManager):
+    """Collects a new dataset in a temporary directory and renames it to ``out`` when the block succeeds.
+
+    Fill ``manifest`` (name, sources, params, counts, ...) while writing; ``files`` and
+    ``format_version`` are filled in on close.
+    """
+
+    def __init__(self, out: Path, overwrite: bool = False):
+        self.out = Path(out)
+        self._ctx = atomic_dir(self.out, overwrite=overwrite)
+        self.root: Path = Path()
+        self.manifest: dict[str, Any] = {"created_by": created_by()}
+
+    def __enter__(self) -> DatasetWriter:
+        self.root = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        if exc_type is None:
+            try:
+                write_manifest(self.root, self.manifest)
+            except BaseException as e:
+                return self._ctx.__exit__(type(e), e, e.__traceback__)
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+    def users(self, user_ids) -> None:
+        write_parquet(self.root / fmt.USERS, users_table(user_ids))
+
+    def items(self, item_ids, fields: pa.Table | None = None) -> None:
+        write_parquet(self.root / fmt.ITEMS, items_table(item_ids, fields))
+
+    def interactions(self, table: pa.Table) -> None:
+        write_parquet(self.root / fmt.INTERACTIONS, table)
+
+    def split_set(self, split_set: str, splits: dict[str, pa.Table]) -> None:
+        write_split_set(self.root, split_set, splits)
+
+    def feature(self, modality: str, matrix: np.ndarray, mask: np.ndarray) -> None:
+        write_feature(self.root, modality, matrix, mask)
+
+
+def update_dataset(root: Path, subdir: str, write, manifest_update: dict[str, Any]) -> None:
+    """Add or replace one sub-directory of an existing dataset atomically, then refresh its manifest.
+
+    ``write(tmpdir)`` fills a temporary directory that replaces ``root/subdir``; ``manifest_update``
+    is merged (top-level keys) into the manifest, which is rewritten last.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{subdir}.tmp-", dir=root))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    target = root / subdir
+    if target.exists():
+        old = root / f".{subdir}.old-{os.getpid()}"
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    manifest.update(manifest_update)
+    write_manifest(root, manifest)
