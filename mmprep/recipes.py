@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,15 @@ import yaml
 
 from mmprep.errors import PrepError
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes" / "datasets"
+
+def recipe_dir() -> Path:
+    """Where dataset recipes live: ``$MODALREC_RECIPES``, else the source checkout, else the installed copy."""
+    if env := os.environ.get("MODALREC_RECIPES"):
+        return Path(env) / "datasets"
+    checkout = Path(__file__).resolve().parent.parent / "recipes" / "datasets"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "modalrec" / "recipes" / "datasets"
 
 
 @dataclass
@@ -40,14 +50,14 @@ class Recipe:
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """Load a recipe by name (from ``recipes/datasets``) or by path to a YAML file."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        path = recipe_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(recipe_names())
         raise PrepError(f"no dataset recipe {str(name_or_path)!r} (known: {known})")

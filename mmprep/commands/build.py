@@ -41,6 +41,29 @@ def _recipe_files(recipe, raw_dir: Path) -> dict[str, list[Path]]:
     return roles
 
 
+def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool) -> None:
+    """Recipes with ``source: import-<format>`` describe an already-processed dataset: import it as is."""
+    from mmprep.dataset.reader import load_dataset
+    from mmprep.interop import IMPORTERS
+
+    fmt = recipe.source.removeprefix("import-")
+    if fmt not in IMPORTERS:
+        raise PrepError(f"unknown import format {fmt!r} (known: {', '.join(IMPORTERS)})", recipe.path)
+    IMPORTERS[fmt](raw_dir, out, name=name, overwrite=overwrite, **recipe.params)
+    m = load_dataset(out).manifest
+    c = m["counts"]
+    console.print(
+        f"[bold]{name}[/bold]: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions -> {out}"
+    )
+    diffs = {k: (c.get(k), v) for k, v in recipe.expected.items() if c.get(k) != v}
+    if recipe.expected:
+        console.print(
+            "[green]matches the published counts[/green]"
+            if not diffs
+            else f"[yellow]differs[/yellow]: {diffs}"
+        )
+
+
 @click.command("build")
 @click.option(
     "--dataset", "dataset", help="Recipe name (recipes/datasets/NAME.yaml) or path to a recipe YAML."
@@ -110,6 +133,9 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
         if raw_dir is None:
             raise PrepError("--dataset needs --raw-dir (the folder with the raw files)")
         roles = _recipe_files(recipe, raw_dir)
+        if recipe.source.startswith("import-"):
+            _import_recipe(recipe, raw_dir, out, name or recipe.name, overwrite)
+            return
         source_format = recipe.source
         recipe_params = {
             **recipe.params,

@@ -58,7 +58,7 @@ def items_table(item_ids: list[str] | np.ndarray | pa.Array, fields: pa.Table | 
     )
     n = len(ids)
     cols = [pa.array(np.arange(n, dtype=np.int32)), ids]
-    for field in fmt.ITEM_SCHEMA[2:]:
+    for field in list(fmt.ITEM_SCHEMA)[2:]:
         if fields is not None and field.name in fields.column_names:
             cols.append(fields.column(field.name).combine_chunks().cast(field.type))
         else:
