@@ -274,3 +274,13 @@ def test_temporal_split_on_the_sample(tmp_path):
     np.maximum.at(last_train, train.user_idx, train.timestamp)
     # every held-out test interaction is no earlier than the user's training interactions
     assert (test.timestamp >= last_train[test.user_idx]).all()
+
+
+def test_import_recipe_reproduces_published_counts(shared_data, tmp_path):
+    out = tmp_path / "tiktok"
+    result = _run("build", "--dataset", "tiktok-import", "--raw-dir", shared_data / "tiktok-mmssl", "--out", out)
+    assert "matches the published counts" in result.output
+    ds = load_dataset(out)
+    assert (ds.n_users, ds.n_items) == (9308, 6710)
+    assert {k: len(v) for k, v in ds.splits("warm").items()} == {"train": 59541, "val": 3051, "test": 6130}
+    assert ds.modalities() == ["audio", "image"]

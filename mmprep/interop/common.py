@@ -27,6 +27,7 @@ from mmprep.dataset.hashing import describe_file
 from mmprep.dataset.reader import Split, load_dataset
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError
+from mmprep.filter.kcore import dedupe_first
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,9 @@ def load_features(directory: Path, n_items: int) -> dict[str, Feature]:
 
 def _dedupe(split: Split, n_items: int) -> tuple[Split, int]:
     """Keep the first occurrence of each (user, item) pair; returns the split and how many rows were dropped."""
-    key = split.user_idx.astype(np.int64) * n_items + split.item_idx
-    _, first = np.unique(key, return_index=True)
-    if len(first) == len(key):
+    first = dedupe_first(split.user_idx, split.item_idx, n_items)
+    if len(first) == len(split.user_idx):
         return split, 0
-    first = np.sort(first)
     return (
         Split(
             user_idx=split.user_idx[first],
@@ -137,7 +136,7 @@ def _dedupe(split: Split, n_items: int) -> tuple[Split, int]:
             rating=None if split.rating is None else split.rating[first],
             timestamp=None if split.timestamp is None else split.timestamp[first],
         ),
-        len(key) - len(first),
+        len(split.user_idx) - len(first),
     )
 
 
