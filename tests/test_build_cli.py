@@ -278,7 +278,9 @@ def test_temporal_split_on_the_sample(tmp_path):
 
 def test_import_recipe_reproduces_published_counts(shared_data, tmp_path):
     out = tmp_path / "tiktok"
-    result = _run("build", "--dataset", "tiktok-import", "--raw-dir", shared_data / "tiktok-mmssl", "--out", out)
+    result = _run(
+        "build", "--dataset", "tiktok-import", "--raw-dir", shared_data / "tiktok-mmssl", "--out", out
+    )
     assert "matches the published counts" in result.output
     ds = load_dataset(out)
     assert (ds.n_users, ds.n_items) == (9308, 6710)
