@@ -363,16 +363,12 @@ def test_build_strict_fails_on_the_first_bad_line(tmp_path):
 
 # ---------------------------------------------------------------- recipes
 
-# Until their `notes:` values are quoted, these two recipes are invalid YAML ("licence: research" is read as a
-# mapping); strict, so the marker has to go once they are fixed.
-_UNQUOTED_NOTES = pytest.mark.xfail(raises=PrepError, strict=True, reason="recipe notes need quoting")
-
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param("movielens-100k", marks=_UNQUOTED_NOTES),
-        pytest.param("movielens-1m", marks=_UNQUOTED_NOTES),
+        "movielens-100k",
+        "movielens-1m",
         "ml-latest-small",
     ],
 )
@@ -383,7 +379,6 @@ def test_recipes_use_the_source_roles(name):
     assert roles == {"interactions", "items"} and roles <= set(MovieLensSource.roles)
 
 
-@_UNQUOTED_NOTES
 def test_build_ml100k_from_its_recipe(ml100k, tmp_path):
     out = tmp_path / "rec"
     result = CliRunner().invoke(
