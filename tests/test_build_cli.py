@@ -286,3 +286,18 @@ def test_import_recipe_reproduces_published_counts(shared_data, tmp_path):
     assert (ds.n_users, ds.n_items) == (9308, 6710)
     assert {k: len(v) for k, v in ds.splits("warm").items()} == {"train": 59541, "val": 3051, "test": 6130}
     assert ds.modalities() == ["audio", "image"]
+
+
+def test_unknown_input_role_is_rejected(tmp_path):
+    result = _run(
+        "build",
+        "--source",
+        "amazon2014",
+        "--input",
+        f"movies={SAMPLE_DIR / 'All_Beauty_5.json.gz'}",
+        "--out",
+        tmp_path / "o",
+        ok=False,
+    )
+    assert result.exit_code == 2
+    assert "source amazon2014 has no input role 'movies' (roles: interactions, meta)" in result.output

@@ -95,6 +95,37 @@ def test_training_set_files_and_lines_before_a_header(tmp_path):
     assert skips.examples == [f'{headless}:1: rating line before any "<movie_id>:" header']
 
 
+def test_small_read_blocks_give_the_same_result(dumps, monkeypatch):
+    """Headers are carried across the reader's blocks and line numbers keep counting: with 40-byte blocks
+    every file is read in many batches, and the records and located bad lines are unchanged."""
+    from mmprep.sources import netflix
+
+    first, second = dumps
+    whole_skips, small_skips = SkipLog(), SkipLog()
+    whole = _source(whole_skips, interactions=[first, second]).interactions()
+    monkeypatch.setattr(netflix, "_BLOCK_BYTES", 40)
+    small = _source(small_skips, interactions=[first, second]).interactions()
+    assert small.equals(whole) and small.num_rows == 6
+    assert small_skips.examples == whole_skips.examples and len(small_skips.examples) == 6
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 8, 16 << 20])
+@pytest.mark.parametrize("compress", [False, True])
+def test_line_table_keeps_every_line_and_its_number(tmp_path, monkeypatch, block, compress):
+    """BOM, CR LF and LF mixed, blank lines, a control byte, latin-1 text, no final newline: any block size."""
+    from mmprep.sources import netflix
+
+    raw = "\ufeffa\r\nbb\n\n\r\nccc\x01\r\n\u00e9\nlast".encode("utf-8")
+    path = tmp_path / "lines.txt"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    monkeypatch.setattr(netflix, "_BLOCK_BYTES", block)
+    with netflix.duckdb_session() as con:
+        netflix.load_lines(con, [path])
+        rows = con.execute("SELECT file_idx, line_no, line FROM lines").fetchall()
+    lines = ["a", "bb", "", "", "ccc\x01", "\u00e9", "last"]
+    assert rows == [(0, n, text) for n, text in enumerate(lines, start=1)]
+
+
 def test_strict_mode_raises_at_the_first_bad_line(dumps):
     first, second = dumps
     with pytest.raises(PrepError) as e:
@@ -115,11 +146,12 @@ def test_damaged_files_are_located(tmp_path):
     with pytest.raises(PrepError) as e:
         _source(interactions=latin).interactions()
     assert (e.value.path, e.value.line) == (str(latin), 3)
+    # any other byte is just text: a control character makes a bad line, not an unreadable file
     control = tmp_path / "combined_data_3.txt"
-    control.write_bytes(b"1:\n5,3,2005-09-06\x01\n")
-    with pytest.raises(PrepError, match="U\\+0001") as e:
-        _source(interactions=control).interactions()
-    assert (e.value.path, e.value.line) == (str(control), 2)
+    control.write_bytes(b"1:\n5,3,2005-09-06\x01\n6,3,2005-09-06\n")
+    skips = SkipLog()
+    assert _source(skips, interactions=control).interactions().column("user_id").to_pylist() == ["6"]
+    assert skips.examples == [f'{control}:2: date "2005-09-06\x01" is not a valid YYYY-MM-DD date']
 
 
 TITLES = (

@@ -146,6 +146,14 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
         if not source_format or not inputs:
             raise PrepError("give --dataset NAME --raw-dir DIR, or --source FORMAT with --input ROLE=PATH")
         roles = _parse_inputs(inputs)
+        from mmprep.sources import get_source
+
+        expected = get_source(source_format).roles
+        for role in roles:
+            if role not in expected:
+                raise PrepError(
+                    f"source {source_format} has no input role {role!r} (roles: {', '.join(expected)})"
+                )
         name = name or out.name
     known = set(BuildParams.__dataclass_fields__)
     unknown = set(recipe_params) - known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ def created_by() -> dict[str, str]:
 
     import mmprep
 
-    return {
+    info = {
         "tool": "mmprep",
         "version": mmprep.__version__,
         "python": sys.version.split()[0],
@@ -33,6 +34,9 @@ def created_by() -> dict[str, str]:
         "duckdb": duckdb.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if image := os.environ.get("MODALREC_IMAGE"):
+        info["image"] = image  # set in the Docker image: which image (tag, base, build date) wrote this
+    return info
 
 
 def file_list(root: Path) -> list[dict[str, Any]]:

@@ -143,8 +143,9 @@ def _ratings_sql(file_idx: int, layout: Layout) -> str:
     """SQL appending the records of file ``file_idx`` to ``parsed``.
 
     A line made only of digits and separators passes one whole-line regular expression and is split as is;
-    only the other lines (and timestamps too large for int64) are trimmed and checked field by field (``CASE`` evaluates a branch only for the
-    rows that take it), which keeps the common case cheap.
+    only the other lines (and timestamps too large for int64) are trimmed and checked field by field
+    (``CASE`` evaluates a branch only for the rows that take it), which keeps the common case cheap. A pure
+    projection of the line table, so the rows stay in file order.
     """
     sep, name = sql_quote(layout.kind), _SEP_NAMES[layout.kind]
     fast = _SEP_RE[layout.kind].join(["[0-9]+", "[0-9]+", "[0-9]+(\\.[0-9]+)?", "[0-9]+"])
@@ -178,6 +179,7 @@ FROM c
 
 
 def _movies_sql() -> str:
+    """SQL parsing every movie file in ``lines`` by its kind in ``_layout`` into ``parsed``."""
     genres = "[" + ", ".join(f"'{sql_quote(g)}'" for g in ML100K_GENRES) + "]"
     no_genre = ", ".join(f"'{sql_quote(g)}'" for g in NO_GENRE)
     n_uitem = 5 + len(ML100K_GENRES)

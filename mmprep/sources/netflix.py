@@ -1,12 +1,13 @@
 """Netflix Prize raw dump: ``combined_data_*.txt`` (or ``training_set/mv_*.txt``) and ``movie_titles.csv``.
 
 The rating files are blocks of a ``<movie_id>:`` header line followed by ``user_id,rating,YYYY-MM-DD`` lines.
-All ~100M lines are parsed in DuckDB: every line is loaded (by pyarrow, in blocks) as one text column with its
-file and line number, the movie id comes from the last header above the line in the same file (an ASOF join),
-and bad lines are found by one SQL query, so errors name the exact file and line without a Python loop over
-the data. Dates become Unix seconds at 00:00 UTC.
+All ~100M lines are parsed in DuckDB, one file at a time: every line is loaded (read in blocks, split at the
+newlines with numpy into Arrow arrays) as one text column with its file and line number, the movie id of the
+last header above each line is forward-filled while loading (:func:`movie_headers`), and bad lines are found
+by one SQL query, so errors name the exact file and line without a Python loop over the data. Dates become
+Unix seconds at 00:00 UTC.
 
-This module also holds the DuckDB line table used by the MovieLens reader (:func:`duckdb_session`,
+This module also holds the DuckDB line table shared by the other readers (:func:`duckdb_session`,
 :func:`load_lines`, :func:`report_problems`, :func:`fetch_table`).
 """
 
@@ -14,25 +15,23 @@ from __future__ import annotations
 
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from mmprep.errors import PrepError
 from mmprep.sources import scan
 from mmprep.sources.base import INTERACTION_COLUMNS, SkipLog, Source, register
 
-# Each line is read as a single CSV column; this delimiter never occurs in text data (a line holding it is
-# reported with its location).
-_DELIM = "\x01"
-# Bytes per block of the line reader (a single line longer than this cannot be read).
+# Bytes read (after decompression) per block of lines; a longer line just spans several reads.
 _BLOCK_BYTES = 16 << 20
+_BOM = b"\xef\xbb\xbf"
 # Roles that name the titles file (``items``/``meta`` as in the other sources).
 TITLE_ROLES = ("titles", "items", "meta")
 # Bad lines reported one by one before the rest of a file is counted in one entry.
@@ -76,53 +75,66 @@ def utf8_or_latin1(path: Path) -> str:
     return "utf-8"
 
 
-def first_line(path: Path) -> str:
-    """The first line of a file (latin-1 decoded, so any bytes are accepted; a UTF-8 BOM is dropped)."""
-    for _, text in scan.iter_lines(path, "latin-1"):
-        return text.removeprefix("\xef\xbb\xbf").strip()
-    return ""
-
-
 def _locate_read_error(path: Path, encoding: str, error: Exception) -> PrepError:
-    """Find the line that made the line reader fail: a damaged gzip stream or an undecodable byte (raised by
-    the scan), or a line holding the internal delimiter. Runs only on the error path."""
-    for lineno, text in scan.iter_lines(path, encoding):
-        if _DELIM in text:
-            return PrepError("control character U+0001 in line", path, lineno)
+    """Find the line that made the line reader fail (a damaged gzip stream or an undecodable byte, raised by
+    the line-by-line scan). Runs only on the error path."""
+    for _ in scan.iter_lines(path, encoding):
+        pass
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return PrepError(f"cannot read file ({message})", path)
 
 
-def _line_batches(path: Path, encoding: str) -> Iterator[pa.RecordBatch]:
-    """The lines of one file as Arrow batches of a single string column ``line``, in file order.
+def _split_lines(buf: bytes) -> pa.Array:
+    """The lines of ``buf`` (which ends with a newline) as an Arrow string array, without their LF or CR LF.
 
-    pyarrow's CSV reader with an unused delimiter and no quoting splits at ``\n``, ``\r\n`` or ``\r``
-    (mixed endings included), keeps blank lines and drops a leading UTF-8 BOM.
+    Vectorised: the newline positions (numpy) give the offsets, and the text buffer is ``buf`` with every
+    newline removed (``bytes.replace``), so no line is touched one by one. UTF-8 is checked by the caller.
     """
-    codec = "utf8" if encoding.lower().replace("-", "") == "utf8" else encoding
-    stream = pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=["line"], encoding=codec, block_size=_BLOCK_BYTES),
-        parse_options=pacsv.ParseOptions(
-            delimiter=_DELIM, quote_char=False, escape_char=False, ignore_empty_lines=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={"line": pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
-        ),
-    )
-    yield from reader
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n")
+    ends = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+    text = buf.replace(b"\n", b"")
+    offsets = np.empty(len(ends) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends - np.arange(len(ends))
+    kind = pa.string() if len(text) < 2**31 else pa.large_string()
+    if kind == pa.string():
+        offsets = offsets.astype(np.int32)
+    return pa.Array.from_buffers(kind, len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(text)])
 
 
-def load_lines(
-    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], encoding: str = "utf-8", table: str = "lines"
-) -> None:
-    """Load every line of ``paths`` into the temp table ``table(file_idx, line_no, line)``.
+def _line_batches(path: Path, encoding: str) -> Iterator[pa.Array]:
+    """The lines of one file (plain or gzip) as Arrow string arrays, in file order.
 
-    ``file_idx`` is the position in ``paths`` and ``line_no`` the 1-based line number (blank lines are kept
-    as ``''`` so numbers match the file). Gzip files are recognised by their magic bytes. A damaged stream
-    or text that is not in ``encoding`` raises a :class:`PrepError` naming the file and line.
+    Lines end at LF or CR LF (mixed endings included); blank lines are kept and a leading UTF-8 BOM is
+    dropped. Text in another encoding is converted to UTF-8 block by block; invalid UTF-8 raises.
     """
+    utf8 = encoding.lower().replace("-", "").replace("_", "") == "utf8"
+    carry, start = b"", True
+    with scan.open_binary(path) as stream:
+        while True:
+            block = stream.read(_BLOCK_BYTES)
+            if not block:
+                if not carry:
+                    return
+                block, carry = carry + b"\n", b""
+            else:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    carry += block
+                    continue
+                block, carry = carry + block[:cut], block[cut:]
+            if start:  # the first complete line holds the whole BOM, if any
+                block, start = block.removeprefix(_BOM), False
+            if not utf8:
+                block = block.decode(encoding).encode("utf-8")
+            lines = _split_lines(block)
+            lines.validate(full=True)
+            yield lines
+
+
+def check_paths(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` as :class:`Path` objects; a missing file or one given twice is a :class:`PrepError`."""
     paths = [Path(p) for p in paths]
     seen = set()
     for p in paths:
@@ -131,25 +143,54 @@ def load_lines(
         if p.resolve() in seen:
             raise PrepError("file given twice", p)
         seen.add(p.resolve())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (file_idx INTEGER, line_no BIGINT, line VARCHAR)")
+    return paths
+
+
+# Extra per-line columns computed while loading: (lines of one batch, state left by the previous batch of the
+# same file, None at a file's start) -> (columns of the batch's length, state for the next batch).
+LineAnnotator = Callable[[pa.Array, Any], tuple[dict[str, pa.Array], Any]]
+
+
+def load_lines(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    encoding: str = "utf-8",
+    table: str = "lines",
+    annotate: LineAnnotator | None = None,
+) -> None:
+    """Load every line of ``paths`` into the temp table ``table(file_idx, line_no, line, <annotations>)``.
+
+    ``file_idx`` is the position in ``paths`` and ``line_no`` the 1-based line number (blank lines are kept
+    as ``''`` so numbers match the file); rows are inserted in file order. Gzip files are recognised by their
+    magic bytes. A damaged stream or text that is not in ``encoding`` raises a :class:`PrepError` naming the
+    file and line. ``annotate`` adds columns computed batch by batch with Arrow (vectorised).
+    """
+    paths = check_paths(paths)
+
+    def chunk(idx: int, first: int, lines: pa.Array, state: Any) -> tuple[pa.Table, Any]:
+        extra, state = annotate(lines, state) if annotate else ({}, None)
+        n = len(lines)
+        columns = {
+            "file_idx": pa.array(np.full(n, idx, dtype=np.int32)),
+            "line_no": pa.array(np.arange(first, first + n, dtype=np.int64)),
+            "line": lines,
+        }
+        return pa.table({**columns, **extra}), state
+
+    empty, _ = chunk(0, 1, pa.array([], pa.string()), None)
+    con.register("_line_chunk", empty)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _line_chunk")
     for idx, p in enumerate(paths):
-        first = 1
+        first, state = 1, None
         try:
-            for batch in _line_batches(p, encoding):
-                n = batch.num_rows
-                chunk = pa.table(
-                    {
-                        "file_idx": np.full(n, idx, dtype=np.int32),
-                        "line_no": np.arange(first, first + n, dtype=np.int64),
-                        "line": batch.column(0),
-                    }
-                )
-                con.register("_line_chunk", chunk)
-                con.execute(f"INSERT INTO {table} SELECT file_idx, line_no, line FROM _line_chunk")
-                con.unregister("_line_chunk")
-                first += n
+            for lines in _line_batches(p, encoding):
+                data, state = chunk(idx, first, lines, state)
+                con.register("_line_chunk", data)
+                con.execute(f"INSERT INTO {table} SELECT * FROM _line_chunk")
+                first += len(lines)
         except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error) as e:
             raise _locate_read_error(p, encoding, e) from None
+    con.unregister("_line_chunk")
 
 
 def report_problems(
@@ -195,25 +236,34 @@ def clean_text(expr: str) -> str:
     return f"nullif(trim(regexp_replace({expr}, '\\s+', ' ', 'g')), '')"
 
 
-# Lines that are neither blank nor a header go through ``fast`` or, failing it, the field-by-field checks; the
-# movie id comes from the last header above the line (an ASOF join against the ~18k header lines).
+def movie_headers(lines: pa.Array, carry: str | None) -> tuple[dict[str, pa.Array], str | None]:
+    """Annotate a batch of rating-file lines: ``is_header`` (a line with ``:`` and no ``,``) and ``movie``, the
+    movie id of the last header at or above the line (``''`` under a malformed header, null before any).
+
+    ``carry`` is the ``movie`` of the previous batch's last line. Vectorised: headers are found with Arrow
+    kernels and forward-filled with a cumulative count, so the SQL needs no window, join or sort.
+    """
+    is_header = pc.and_(pc.match_substring(lines, ":"), pc.invert(pc.match_substring(lines, ",")))
+    mask = is_header.to_numpy(zero_copy_only=False)
+    text = pc.utf8_trim(lines.take(pa.array(np.flatnonzero(mask))), " \t\r")
+    ids = pc.if_else(pc.match_substring_regex(text, "^[0-9]+:$"), pc.utf8_rtrim(text, ":"), "")
+    last = np.cumsum(mask) - 1  # index into ids of the last header at or above each line, -1 if none
+    movie = ids.take(pa.array(last, mask=last < 0))
+    if carry is not None:
+        movie = pc.fill_null(movie, carry)
+    return {"is_header": is_header, "movie": movie}, (movie[-1].as_py() if len(movie) else carry)
+
+
+# A rating line passes ``fast`` or, failing it, the field-by-field checks. A pure projection of the line
+# table, so the rows stay in file order.
 _RATINGS_SQL = """
 CREATE TEMP TABLE parsed AS
-WITH t AS (
-    SELECT file_idx, line_no, line, contains(line, ':') AND NOT contains(line, ',') AS is_header
+WITH r AS (
+    SELECT file_idx, line_no, line, is_header, movie, string_split(line, ',') AS parts,
+        regexp_full_match(line, '[0-9]+,[0-9]+(\\.[0-9]+)?,[0-9]{4}-[0-9]{2}-[0-9]{2}') AS ok
     FROM lines WHERE line <> ''
-), h AS (
-    SELECT file_idx, line_no, trim(line, ' \t\r') AS s FROM t WHERE is_header
-), hm AS (
-    SELECT file_idx, line_no, s, CASE WHEN regexp_full_match(s, '[0-9]+:') THEN rtrim(s, ':') ELSE '' END AS movie
-    FROM h
-), r AS (
-    SELECT t.file_idx, t.line_no, hm.movie, string_split(t.line, ',') AS parts,
-        regexp_full_match(t.line, '[0-9]+,[0-9]+(\\.[0-9]+)?,[0-9]{4}-[0-9]{2}-[0-9]{2}') AS ok
-    FROM t ASOF LEFT JOIN hm ON t.file_idx = hm.file_idx AND t.line_no > hm.line_no
-    WHERE NOT t.is_header
 ), v AS (
-    SELECT file_idx, line_no, movie, ok, len(parts) AS n,
+    SELECT file_idx, line_no, line, is_header, movie, ok, len(parts) AS n,
         CASE WHEN ok THEN parts[1] ELSE trim(parts[1], ' \t\r') END AS u,
         CASE WHEN ok THEN parts[2] ELSE trim(parts[2], ' \t\r') END AS r,
         CASE WHEN ok THEN parts[3] ELSE trim(parts[3], ' \t\r') END AS d
@@ -223,9 +273,11 @@ WITH t AS (
         CASE WHEN ok OR regexp_full_match(d, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(d AS DATE) END AS day
     FROM v
 )
-SELECT file_idx, line_no, FALSE AS is_header, u AS user_id, movie AS item_id, CAST(rating AS FLOAT) AS rating,
+SELECT file_idx, line_no, is_header, u AS user_id, movie AS item_id, CAST(rating AS FLOAT) AS rating,
     CAST(epoch(day) AS BIGINT) AS timestamp,
     CASE
+        WHEN is_header THEN CASE WHEN movie = ''
+            THEN 'bad movie header "' || left(trim(line, ' \t\r'), 40) || '" (expected <movie_id>:)' END
         WHEN n = 1 AND u = '' THEN NULL
         WHEN movie IS NULL THEN 'rating line before any "<movie_id>:" header'
         WHEN movie = '' THEN 'rating line under an invalid movie header'
@@ -237,11 +289,6 @@ SELECT file_idx, line_no, FALSE AS is_header, u AS user_id, movie AS item_id, CA
         END
     END AS problem
 FROM c
-UNION ALL
-SELECT file_idx, line_no, TRUE, NULL, movie, NULL, NULL,
-    CASE WHEN movie = '' THEN 'bad movie header "' || left(s, 40) || '" (expected <movie_id>:)' END
-FROM hm
-ORDER BY file_idx, line_no
 """
 
 _TITLES_SQL = """
@@ -283,20 +330,29 @@ class NetflixSource(Source):
     }
 
     def interactions(self) -> pa.Table:
-        """Every rating line in file order; the movie id comes from the last ``<movie_id>:`` header."""
-        paths = self.files.get("interactions")
+        """Every rating line in file order; the movie id comes from the last ``<movie_id>:`` header.
+
+        One file at a time (each is ~25M lines in the full dump), so the working set stays one file's lines.
+        """
+        paths = check_paths(self.files.get("interactions"))
+        tables = []
         with duckdb_session() as con:
-            load_lines(con, paths, "utf-8")
-            con.execute(_RATINGS_SQL)
-            con.execute("DROP TABLE lines")
-            report_problems(con, "parsed", paths, self.skips)
-            return fetch_table(
-                con,
-                # parsed was written sorted by (file_idx, line_no) and a filtered scan keeps that order
-                "SELECT user_id, item_id, rating, timestamp FROM parsed "
-                "WHERE problem IS NULL AND NOT is_header AND user_id <> ''",
-                INTERACTION_COLUMNS,
-            )
+            for path in paths:
+                load_lines(con, [path], "utf-8", annotate=movie_headers)
+                con.execute(_RATINGS_SQL)
+                con.execute("DROP TABLE lines")
+                report_problems(con, "parsed", [path], self.skips)
+                tables.append(
+                    fetch_table(
+                        con,
+                        # parsed is a projection of the line table, in file order; a filtered scan keeps it
+                        "SELECT user_id, item_id, rating, timestamp FROM parsed "
+                        "WHERE problem IS NULL AND NOT is_header AND user_id <> ''",
+                        INTERACTION_COLUMNS,
+                    )
+                )
+                con.execute("DROP TABLE parsed")
+        return pa.concat_tables(tables) if tables else INTERACTION_COLUMNS.empty_table()
 
     def items(self, item_ids: pa.Array) -> pa.Table | None:
         """``item_id`` and ``title`` ("Title (year)", or the bare title when the year is NULL)."""
