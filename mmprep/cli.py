@@ -42,9 +42,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from mmprep.commands import build, cold_start, download, info, interop, verify
+    from mmprep.commands import build, cold_start, download, features, graph, info, interop, verify
 
-    for module in (build, cold_start, download, info, interop, verify):
+    for module in (build, cold_start, download, features, graph, info, interop, verify):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -42,7 +42,13 @@ def created_by() -> dict[str, str]:
 def file_list(root: Path) -> list[dict[str, Any]]:
     """Every data file under ``root`` except the manifest, sorted by path, with size and sha256."""
     root = Path(root)
-    files = [p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name != MANIFEST
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
     return [describe_file(p, root) for p in sorted(files, key=lambda p: p.relative_to(root).as_posix())]
 
 

@@ -1,0 +1,194 @@
+"""kNN graph build time: exact vs approximate, CPU vs GPU, by catalogue size and dimension; peak memory.
+
+Each configuration runs in its own Python process (so its peak resident memory is its own) on synthetic
+clustered vectors (a Gaussian mixture with about sqrt(N) centres, float32, seeded), builds the top-k cosine graph
+with :func:`mmprep.graph.knn_graph` (self excluded) and reports wall time, items/s, the backend used, peak RSS and,
+for approximate indexes, recall@k against exact search on a sample of items. A configuration that runs past
+``--timeout`` is recorded as a timeout; one whose feature matrix exceeds ``--max-gb`` is skipped.
+
+    python benchmarks/knn.py                                   # 10k items, d=512 and 4096, exact/ivf/hnsw
+    python benchmarks/knn.py --sizes 10000,100000,1000000 --dims 512,4096 --device cuda --timeout 900
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def synthetic(n: int, d: int, seed: int = 0, chunk: int = 65536) -> np.ndarray:
+    """Clustered float32 vectors: ``round(sqrt(n))`` Gaussian centres plus noise, generated in chunks."""
+    rng = np.random.default_rng(seed)
+    n_centres = max(1, int(round(np.sqrt(n))))
+    centres = rng.standard_normal((n_centres, d), dtype=np.float32)
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        out[s : s + m] = centres[rng.integers(0, n_centres, m)]
+        out[s : s + m] += 0.5 * rng.standard_normal((m, d), dtype=np.float32)
+    return out
+
+
+def run_one(n: int, d: int, index: str, k: int, device: str, recall_sample: int, seed: int) -> dict:
+    """Build one graph in this process and return its measurements."""
+    from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
+
+    t0 = time.perf_counter()
+    x = synthetic(n, d, seed)
+    gen_s = time.perf_counter() - t0
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info = SearchInfo(backend="", index=index)
+    gpu_peak = None
+    torch = None
+    if device != "cpu":  # torch is only imported (about 400 MiB resident) when it may search on the GPU
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    idx, _ = knn_graph(x, k, index=index, device=device, info=info)
+    build_s = time.perf_counter() - start
+    if torch is not None and torch.cuda.is_available():
+        gpu_peak = torch.cuda.max_memory_allocated() / 2**20
+    row = {
+        "n": n,
+        "d": d,
+        "index": index,
+        "k": k,
+        "device": device,
+        "backend": info.backend,
+        "index_params": info.params,
+        "widened_rows": info.widened_rows,
+        "build_s": round(build_s, 3),
+        "items_per_s": round(n / build_s, 1),
+        "generate_s": round(gen_s, 3),
+        "features_mib": round(x.nbytes / 2**20, 1),
+        "rss_after_data_mib": round(rss_data, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "build_extra_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_data, 1),
+        "torch_gpu_peak_mib": None if gpu_peak is None else round(gpu_peak, 1),
+    }
+    if index != "exact" and recall_sample > 0:
+        t1 = time.perf_counter()
+        recall, size = sample_recall(x, idx, sample=recall_sample, seed=seed)
+        row.update(
+            recall_at_k=round(recall, 4), recall_sample=size, recall_s=round(time.perf_counter() - t1, 3)
+        )
+    return row
+
+
+def sgemm_gflops(size: int = 2048, repeat: int = 3) -> float:
+    """float32 matrix-product speed of this process right now (a calibration for shared, busy machines)."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return round(2 * size**3 / best / 1e9, 1)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    info = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+        "numpy_sgemm_gflops": sgemm_gflops(),
+    }
+    try:
+        import faiss
+
+        info["faiss"] = faiss.__version__
+        info["faiss_gpu"] = hasattr(faiss, "StandardGpuResources")
+        info["faiss_threads"] = faiss.omp_get_max_threads()
+    except ImportError:
+        info["faiss"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10000", help="comma-separated item counts")
+    p.add_argument("--dims", default="512,4096", help="comma-separated dimensions")
+    p.add_argument("--indexes", default="exact,ivf,hnsw", help="exact, ivf, hnsw")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--recall-sample", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600, help="seconds per configuration")
+    p.add_argument("--max-gb", type=float, default=8.0, help="skip feature matrices larger than this")
+    p.add_argument("--out", type=Path, default=RESULTS / "knn.json")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.one:
+        n, d, index = args.one.split(",")
+        row = run_one(int(n), int(d), index, args.k, args.device, args.recall_sample, args.seed)
+        print(json.dumps(row))
+        return 0
+
+    rows = []
+    header = f"{'n':>9} {'d':>5} {'index':>6} {'backend':>10} {'build s':>9} {'items/s':>10} {'peak MiB':>9} {'+build':>7} {'recall':>7}"
+    print(header)
+    print("-" * len(header))
+    for n in map(int, args.sizes.split(",")):
+        for d in map(int, args.dims.split(",")):
+            for index in args.indexes.split(","):
+                base = {"n": n, "d": d, "index": index, "k": args.k, "device": args.device}
+                if n * d * 4 / 2**30 > args.max_gb:
+                    row = {**base, "status": f"skipped (features > {args.max_gb} GB)"}
+                else:
+                    cmd = [sys.executable, __file__, "--one", f"{n},{d},{index}", "--k", str(args.k)]
+                    cmd += ["--device", args.device, "--recall-sample", str(args.recall_sample)]
+                    cmd += ["--seed", str(args.seed)]
+                    try:
+                        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                        if proc.returncode == 0:
+                            row = {**json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok"}
+                        else:
+                            row = {**base, "status": f"failed: {proc.stderr.strip().splitlines()[-1:]}"}
+                    except subprocess.TimeoutExpired:
+                        row = {**base, "status": f"timeout (> {args.timeout:.0f} s)"}
+                rows.append(row)
+                if row["status"] == "ok":
+                    recall = f"{row['recall_at_k']:.4f}" if "recall_at_k" in row else "exact"
+                    print(
+                        f"{n:>9} {d:>5} {index:>6} {row['backend']:>10} {row['build_s']:>9.2f} "
+                        f"{row['items_per_s']:>10.0f} {row['peak_rss_mib']:>9.0f} {row['build_extra_mib']:>7.0f} {recall:>7}",
+                        flush=True,
+                    )
+                else:
+                    print(f"{n:>9} {d:>5} {index:>6} {row['status']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {"machine": machine(), "args": vars(args) | {"out": str(args.out)}, "rows": rows}, indent=2
+        )
+        + "\n"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

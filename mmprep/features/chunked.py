@@ -1,0 +1,148 @@
+"""Resumable feature extraction: results are saved chunk by chunk in ``features/.partial-<name>/``.
+
+Items are processed in a fixed plan (an order of item indices cut into chunks of ``chunk_size``; batches never
+cross a chunk). Each finished chunk is written atomically as ``chunk_00012.npy`` (vectors) and
+``chunk_00012.ok.npy`` (which items really had content), then ``progress.json`` lists it. A run killed at any point
+and started again with the same settings skips the listed chunks; since every batch is the same as in an
+uninterrupted run, the assembled matrix is byte-identical. Different settings (a different fingerprint) discard
+the old chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mmprep.dataset import format as fmt
+from mmprep.dataset.atomic import write_json, write_npy
+
+log = logging.getLogger("mmprep.features")
+
+PROGRESS = "progress.json"
+
+
+def fingerprint(params: dict[str, Any], plan: np.ndarray) -> str:
+    """sha256 of the settings that change the output and of the processing plan."""
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(plan, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def plan_chunks(plan: np.ndarray, chunk_size: int) -> list[np.ndarray]:
+    """Cut the processing order into chunks of ``chunk_size`` item indices."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    return [plan[s : s + chunk_size] for s in range(0, len(plan), chunk_size)]
+
+
+class ChunkStore:
+    """The ``.partial-<name>`` directory of one extraction: finished chunks and ``progress.json``."""
+
+    def __init__(self, root: Path, name: str, fp: str, n_chunks: int, params: dict[str, Any]):
+        self.dir = Path(root) / fmt.FEATURES_DIR / f".partial-{name}"
+        self.fp = fp
+        self.n_chunks = n_chunks
+        self.params = params
+        self.done: set[int] = set()
+        self.dim: int | None = None
+        self._load()
+
+    def _load(self) -> None:
+        path = self.dir / PROGRESS
+        if not path.is_file():
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            return
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            state = {}
+        if state.get("fingerprint") != self.fp:
+            log.warning("%s: settings changed since the interrupted run; starting over", self.dir)
+            shutil.rmtree(self.dir)
+            return
+        self.dim = state.get("dim")
+        self.done = {
+            c for c in state.get("done", []) if self._file(c).is_file() and self._file(c, "ok").is_file()
+        }
+        if self.done:
+            log.warning("%s: resuming, %d of %d chunks already done", self.dir, len(self.done), self.n_chunks)
+
+    def _file(self, chunk: int, kind: str = "") -> Path:
+        suffix = f".{kind}" if kind else ""
+        return self.dir / f"chunk_{chunk:05d}{suffix}.npy"
+
+    def save(self, chunk: int, vectors: np.ndarray, ok: np.ndarray) -> None:
+        """Write one finished chunk, then record it in ``progress.json``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_npy(self._file(chunk), np.ascontiguousarray(vectors, dtype=np.float32))
+        write_npy(self._file(chunk, "ok"), np.asarray(ok, dtype=bool))
+        self.done.add(chunk)
+        self.dim = int(vectors.shape[1])
+        state = {
+            "fingerprint": self.fp,
+            "params": self.params,
+            "n_chunks": self.n_chunks,
+            "dim": self.dim,
+            "done": sorted(self.done),
+        }
+        write_json(self.dir / PROGRESS, state)
+
+    def assemble(self, chunks: list[np.ndarray], n_items: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(matrix float32 [n_items, dim], ok bool [n_items])`` from the saved chunks; unplanned rows are 0/False."""
+        matrix = np.zeros((n_items, dim), dtype=np.float32)
+        ok = np.zeros(n_items, dtype=bool)
+        for c, items in enumerate(chunks):
+            matrix[items] = np.load(self._file(c))
+            ok[items] = np.load(self._file(c, "ok"))
+        return matrix, ok
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_chunks(
+    store: ChunkStore,
+    chunks: list[np.ndarray],
+    batch_size: int,
+    encode_batches: Callable[[list[np.ndarray]], Iterable[tuple[np.ndarray, np.ndarray]]],
+    desc: str,
+) -> None:
+    """Encode every chunk not yet in ``store``; ``encode_batches(batches)`` yields ``(vectors, ok)`` per batch."""
+    todo = [c for c in range(len(chunks)) if c not in store.done]
+    batches: list[np.ndarray] = []
+    owner: list[int] = []
+    for c in todo:
+        for s in range(0, len(chunks[c]), batch_size):
+            batches.append(chunks[c][s : s + batch_size])
+            owner.append(c)
+    total = sum(len(c) for c in chunks)
+    done_items = total - sum(len(chunks[c]) for c in todo)
+    remaining = Counter(owner)
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in todo}
+    with tqdm(
+        total=total, initial=done_items, unit="item", desc=desc, file=sys.stderr, mininterval=1, smoothing=0.1
+    ) as bar:
+        results: Iterator = iter(encode_batches(batches))
+        for c, batch in zip(owner, batches, strict=True):
+            vectors, ok = next(results)
+            if len(vectors) != len(batch):
+                raise RuntimeError(f"encoder returned {len(vectors)} rows for a batch of {len(batch)}")
+            parts[c].append((vectors, ok))
+            remaining[c] -= 1
+            if remaining[c] == 0:
+                store.save(
+                    c, np.concatenate([v for v, _ in parts[c]]), np.concatenate([o for _, o in parts[c]])
+                )
+                del parts[c]
+            bar.update(len(batch))

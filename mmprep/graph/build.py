@@ -1,0 +1,161 @@
+"""Add kNN graph files to a dataset: ``graphs/knn_<modality>_k<k>.parquet`` and the fused graph, then the manifest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mmprep.dataset import format as fmt
+from mmprep.dataset.atomic import write_parquet
+from mmprep.dataset.manifest import read_manifest, write_manifest
+from mmprep.dataset.reader import load_dataset
+from mmprep.errors import PrepError
+from mmprep.graph.fuse import fuse_features, normalize_weights
+from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
+from mmprep.graph.table import graph_name, graph_table
+
+log = logging.getLogger("mmprep.graph")
+
+
+@dataclass
+class GraphOptions:
+    """How to build the graphs (see ``mmprep graph --help``)."""
+
+    k: int = 10
+    index: str = "exact"
+    device: str = "auto"
+    block_size: int = 4096
+    exclude_self: bool = True
+    recall_sample: int = 1000
+    seed: int = 0
+    nlist: int | None = None
+    nprobe: int | None = None
+    hnsw_m: int | None = None
+    ef_search: int | None = None
+
+
+def _build_one(matrix: np.ndarray, opts: GraphOptions, label: str, normalize: bool) -> tuple[Any, ...]:
+    info = SearchInfo(backend="", index=opts.index)
+    params = {
+        "nlist": opts.nlist,
+        "nprobe": opts.nprobe,
+        "hnsw_m": opts.hnsw_m,
+        "ef_search": opts.ef_search,
+        "seed": opts.seed,
+    }
+    start = time.perf_counter()
+    with tqdm(total=matrix.shape[0], unit="item", desc=f"knn {label}", leave=False, mininterval=1) as bar:
+        indices, scores = knn_graph(
+            matrix,
+            opts.k,
+            index=opts.index,
+            exclude_self=opts.exclude_self,
+            normalize=normalize,
+            block_size=opts.block_size,
+            device=opts.device,
+            params=params,
+            progress=bar.update,
+            info=info,
+        )
+    elapsed = time.perf_counter() - start
+    entry: dict[str, Any] = {
+        "k": opts.k,
+        "metric": "cosine",
+        "index": opts.index,
+        "backend": info.backend,
+        "index_params": info.params,
+        "exclude_self": opts.exclude_self,
+        "ties": "score desc, then neighbor_idx asc",
+        "rows": int(indices.size),
+        "zero_vectors": info.zero_rows,
+        "build_seconds": round(elapsed, 3),
+    }
+    if opts.index != "exact" and opts.recall_sample > 0:
+        recall, size = sample_recall(
+            matrix,
+            indices,
+            sample=opts.recall_sample,
+            seed=opts.seed,
+            exclude_self=opts.exclude_self,
+            normalize=normalize,
+        )
+        entry.update(recall_at_k=round(recall, 6), recall_sample=size)
+        log.info(
+            "%s: recall@%d of %s against exact search on %d items: %.4f",
+            label,
+            opts.k,
+            opts.index,
+            size,
+            recall,
+        )
+    return indices, scores, entry
+
+
+def _feature_hashes(manifest: dict[str, Any], modalities: Sequence[str]) -> dict[str, str | None]:
+    by_path = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
+    return {m: by_path.get(fmt.feature_path(m)) for m in modalities}
+
+
+def add_graphs(
+    root: Path,
+    modalities: Sequence[str],
+    opts: GraphOptions,
+    fuse_weights: Sequence[float] | None = None,
+    per_modality: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Build and write the graphs of ``modalities`` (and the fused one), then update the manifest.
+
+    Returns the manifest entries written, keyed by graph file path.
+    """
+    root = Path(root)
+    ds = load_dataset(root)
+    if not modalities:
+        raise PrepError("give at least one --modality", root)
+    missing = [m for m in modalities if m not in ds.modalities()]
+    if missing:
+        have = ", ".join(ds.modalities()) or "none"
+        raise PrepError(
+            f"no features for {', '.join(missing)} (available: {have}; run `mmprep features`)", root
+        )
+    if len(set(modalities)) != len(modalities):
+        raise PrepError(f"modality given twice: {list(modalities)}")
+    hashes = _feature_hashes(ds.manifest, modalities)
+    written: dict[str, dict[str, Any]] = {}
+    features = {m: ds.feature(m) for m in modalities}
+    if per_modality:
+        for m in modalities:
+            matrix, mask = features[m]
+            indices, scores, entry = _build_one(matrix, opts, m, normalize=True)
+            entry.update(modality=m, features_sha256=hashes[m], present=int(mask.sum()))
+            path = graph_name(m, opts.k)
+            write_parquet(root / path, graph_table(indices, scores))
+            written[path] = entry
+    if fuse_weights is not None:
+        if len(modalities) < 2:
+            raise PrepError("--fuse needs at least two --modality options")
+        weights = normalize_weights(fuse_weights, len(modalities))
+        fused = fuse_features([features[m][0] for m in modalities], weights)
+        indices, scores, entry = _build_one(fused, opts, "fused", normalize=False)
+        entry.update(
+            modality="fused",
+            modalities=list(modalities),
+            weights={m: float(w) for m, w in zip(modalities, weights, strict=True)},
+            fusion="top-k of sum_m w_m * cosine_m (weights scaled to sum 1)",
+            features_sha256=hashes,
+        )
+        path = graph_name("fused", opts.k)
+        write_parquet(root / path, graph_table(indices, scores))
+        written[path] = entry
+    manifest = read_manifest(root)
+    graphs = dict(manifest.get("graphs") or {})
+    graphs.update(written)
+    manifest["graphs"] = graphs
+    write_manifest(root, manifest)
+    return written
