@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pyarrow as pa
@@ -127,3 +129,17 @@ def test_unsupported_format_version(tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(PrepError, match="format_version 99 is not supported"):
         load_dataset(out)
+
+
+def test_outputs_follow_the_umask_not_mkstemp_modes(tmp_path):
+    """A dataset on a shared volume must be readable by other users (mkdtemp/mkstemp alone give 0700/0600)."""
+    from mmprep.dataset.atomic import write_json
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "ds") as tmp:
+            write_json(tmp / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ds").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "ds" / "a.json").stat().st_mode) == 0o644

@@ -18,6 +18,27 @@ import pyarrow.parquet as pq
 from mmprep.errors import PrepError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_dir(parent: Path, prefix: str) -> Path:
+    """A new temporary directory in ``parent`` with the umask's permissions (mkdtemp alone gives 0700, which
+    would hide a dataset from other users and container uids sharing a volume)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def temp_file(parent: Path, prefix: str) -> tuple[int, str]:
+    """``(fd, path)`` of a new temporary file in ``parent`` with the umask's permissions (not mkstemp's 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=parent)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
 @contextmanager
 def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``target``, on any error it is removed."""
@@ -25,7 +46,7 @@ def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
     if target.exists() and not overwrite:
         raise PrepError("output already exists (use --overwrite to replace it)", target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = temp_dir(target.parent, f".{target.name}.tmp-")
     try:
         yield tmp
     except BaseException:
@@ -43,7 +64,7 @@ def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
 def _replace_from_tmp(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = temp_file(path.parent, f".{path.name}.tmp-")
     os.close(fd)
     try:
         write(tmp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import atomic_dir, write_npy, write_parquet
+from mmprep.dataset.atomic import atomic_dir, temp_dir, write_npy, write_parquet
 from mmprep.dataset.manifest import created_by, read_manifest, write_manifest
 
 
@@ -130,7 +129,7 @@ def update_dataset(root: Path, subdir: str, write, manifest_update: dict[str, An
     """
     root = Path(root)
     manifest = read_manifest(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{subdir}.tmp-", dir=root))
+    tmp = temp_dir(root, f".{subdir}.tmp-")
     try:
         write(tmp)
     except BaseException:
