@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
@@ -19,6 +20,14 @@ class PrepGroup(click.Group):
             return super().invoke(ctx)
         except PrepError as e:
             click.echo(f"mmprep: error: {e}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            # a filesystem problem with a named path (read-only volume, another user's files, a file where a
+            # folder should be, a full disk) is the environment, not a bug: one line, no traceback
+            if e.filename is None and e.errno != errno.ENOSPC:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"mmprep: error: {where}{e.strerror or e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("mmprep: interrupted; no partial output was left behind", err=True)

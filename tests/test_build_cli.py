@@ -301,3 +301,13 @@ def test_unknown_input_role_is_rejected(tmp_path):
     )
     assert result.exit_code == 2
     assert "source amazon2014 has no input role 'movies' (roles: interactions, meta)" in result.output
+
+
+def test_filesystem_problem_is_one_line_not_a_traceback(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run(
+        "build", "--dataset", "all-beauty", "--raw-dir", SAMPLE_DIR, "--out", blocker / "out", ok=False
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"mmprep: error: {blocker}: File exists" in result.output

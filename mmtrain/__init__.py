@@ -1,0 +1,8 @@
+"""mmtrain: training and evaluation of (multimodal) recommenders on datasets written by mmprep (docs/FORMAT.md).
+
+Layout, in the order data flows: ``data`` (a dataset on a device, the BPR sampler) -> ``graph`` (adjacency
+normalisations, kNN graphs, propagation) and ``models`` (base class, registry, one file per model) ->
+``trainer`` (optimisation, early stopping) -> ``evaluator`` (full ranking, metrics) -> ``runs`` (run directories).
+"""
+
+__version__ = "0.1.0"

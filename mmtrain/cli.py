@@ -1,0 +1,308 @@
+"""The ``mmtrain`` command line: run, eval, grid, compare (and models)."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmtrain import __version__
+from mmtrain.config import find_recipe, parse_grid, parse_set, read_recipe
+from mmtrain.errors import TrainError
+
+log = logging.getLogger("mmtrain")
+
+
+class TrainGroup(click.Group):
+    """User errors become one line on stderr and exit code 2, never a traceback (as ``mmprep``)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TrainError as e:
+            click.echo(f"mmtrain: error: {e}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            # a filesystem problem with a named path (read-only volume, another user's files, a file where a
+            # folder should be, a full disk) is the environment, not a bug: one line, no traceback
+            if e.filename is None and e.errno != errno.ENOSPC:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"mmtrain: error: {where}{e.strerror or e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("mmtrain: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=TrainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mmtrain")
+@click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr (no progress bar).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Train and evaluate recommenders on datasets written by mmprep (docs/FORMAT.md).
+
+    \b
+    Examples:
+      mmtrain run --model lightgcn --dataset out/baby --out runs/
+      mmtrain grid --model mf --dataset out/baby --grid reg_weight=1e-5,1e-4 --seeds 1,2
+      mmtrain compare runs/ --format md
+      mmtrain eval runs/lightgcn-baby-warm-s999-20250101-120000/best.pt
+    """
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    ctx.obj = {"progress": not quiet}
+
+
+def _common_options(f):
+    """Options shared by ``run`` and ``grid``."""
+    options = [
+        click.option("--model", "model", required=True, help="Registered model name (see `mmtrain models`)."),
+        click.option(
+            "--dataset",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Dataset directory written by mmprep.",
+        ),
+        click.option(
+            "--config",
+            "recipe",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Model recipe YAML (default: recipes/models/<model>.yaml when it exists).",
+        ),
+        click.option(
+            "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeat)."
+        ),
+        click.option("--split", type=click.Choice(["warm", "cold"]), default=None, help="Split set [warm]."),
+        click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [auto]."),
+        click.option(
+            "--legacy-ndcg",
+            type=click.Choice(["none", "lattice"]),
+            default=None,
+            help="Also report the LATTICE-family NDCG (ndcg_lattice@K).",
+        ),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _overrides(sets: tuple[str, ...], **options: Any) -> list[tuple[str, Any]]:
+    """``--set`` pairs, then the dedicated options that were given (they win)."""
+    pairs = [parse_set(s) for s in sets]
+    return pairs + [(k, v) for k, v in options.items() if v is not None]
+
+
+@main.command()
+@_common_options
+@click.option("--seed", type=int, default=None, help="Random seed [999].")
+@click.option("--name", default=None, help="Run directory name (default: model-dataset-split-seed-time).")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    model: str,
+    dataset: Path,
+    recipe: Path | None,
+    sets: tuple[str, ...],
+    split: str | None,
+    device: str | None,
+    legacy_ndcg: str | None,
+    out: Path,
+    seed: int | None,
+    name: str | None,
+) -> None:
+    """Train one model, select the epoch on validation, evaluate test once; write a run directory.
+
+    Config resolution: built-in defaults < recipe YAML < --set < the dedicated options (--split, --device,
+    --seed, --legacy-ndcg). The run directory holds config.yaml, versions.json, metrics.csv, tensorboard/,
+    best.pt, final.json and curve.png. The final metrics JSON is also printed on stdout.
+
+    \b
+    Examples:
+      mmtrain run --model lightgcn --dataset out/baby
+      mmtrain run --model mf --dataset out/baby --set lr=5e-4 --set reg_weight=1e-4 --seed 1
+      mmtrain run --model vbpr --dataset out/tiktok --device cuda --legacy-ndcg lattice
+      mmtrain run --model lightgcn --dataset out/baby --split cold --set cold_candidates=cold
+    """
+    from mmtrain.experiment import make_config, run_experiment
+
+    pairs = _overrides(sets, split=split, device=device, seed=seed, legacy_ndcg=legacy_ndcg)
+    config = make_config(model, recipe, pairs)
+    result = run_experiment(dataset, config, out=out, name=name, progress=ctx.obj["progress"])
+    click.echo(json.dumps(result.final, indent=2, sort_keys=True))
+
+
+@main.command("eval")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset directory (default: the one the checkpoint was trained on).",
+)
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change an evaluation key (topk, mask_val_at_test, ...).",
+)
+@click.option(
+    "--legacy-ndcg",
+    type=click.Choice(["none", "lattice"]),
+    default=None,
+    help="Also report the LATTICE-family NDCG (ndcg_lattice@K).",
+)
+def eval_cmd(
+    checkpoint: Path, dataset: Path | None, device: str | None, sets: tuple[str, ...], legacy_ndcg: str | None
+) -> None:
+    """Evaluate a saved best.pt on the val and test splits; prints JSON on stdout.
+
+    Evaluation keys of the run's config can be changed with --set: topk, eval_batch_size, mask_val_at_test,
+    legacy_ndcg, cold_candidates, threads.
+
+    \b
+    Examples:
+      mmtrain eval runs/lightgcn-baby-warm-s999-20250101-120000/best.pt
+      mmtrain eval runs/mf-baby/best.pt --dataset /data/baby-copy --device cpu
+      mmtrain eval runs/mf-baby/best.pt --set mask_val_at_test=false --legacy-ndcg lattice
+    """
+    from mmtrain.experiment import evaluate_checkpoint
+
+    pairs = _overrides(sets, legacy_ndcg=legacy_ndcg)
+    click.echo(json.dumps(evaluate_checkpoint(checkpoint, dataset, device, pairs), indent=2, sort_keys=True))
+
+
+@main.command()
+@_common_options
+@click.option(
+    "--grid", "grid_items", multiple=True, metavar="KEY=V1,V2", help="Values to search (repeat per key)."
+)
+@click.option(
+    "--seeds", default="999", show_default=True, help="Comma-separated seeds; each point runs each."
+)
+@click.pass_context
+def grid(
+    ctx: click.Context,
+    model: str,
+    dataset: Path,
+    recipe: Path | None,
+    sets: tuple[str, ...],
+    split: str | None,
+    device: str | None,
+    legacy_ndcg: str | None,
+    out: Path,
+    grid_items: tuple[str, ...],
+    seeds: str,
+) -> None:
+    """Grid search: one run per (grid point, seed), selection on validation only.
+
+    Without --grid the recipe's `grid:` section is searched. Every run is a run directory under
+    OUT/grid-MODEL-DATASET-TIME/, with results.csv (one row per run) and selection.json: the point with the
+    best mean validation metric over the seeds and its mean test metrics (test never drives the choice).
+
+    \b
+    Examples:
+      mmtrain grid --model lightgcn --dataset out/baby --grid n_layers=1,2,3 --grid reg_weight=1e-4,1e-3
+      mmtrain grid --model mf --dataset out/baby --grid lr=1e-3,5e-4 --seeds 1,2 --set epochs=200
+    """
+    from mmtrain.experiment import make_config, run_experiment
+    from mmtrain.runs import format_table
+    from mmtrain.search import grid_points, select_point, write_grid_results
+
+    seed_list = _parse_seeds(seeds)
+    points = grid_points(parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe))
+    base = _overrides(sets, split=split, device=device, legacy_ndcg=legacy_ndcg)
+    configs = [
+        (point, s, make_config(model, recipe, [*base, *point.items(), ("seed", s)]))
+        for point, s in itertools.product(points, seed_list)
+    ]
+    grid_dir = out / f"grid-{model}-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = []
+    for i, (point, s, config) in enumerate(configs, 1):
+        label = ",".join(f"{k}={v}" for k, v in point.items()) or "defaults"
+        log.info("grid run %d/%d: %s seed %d", i, len(configs), label, s)
+        name = f"{i:03d}-" + "-".join(f"{k}{v}" for k, v in point.items()) + f"-s{s}"
+        result = run_experiment(dataset, config, out=grid_dir, name=name, progress=ctx.obj["progress"])
+        rows.append({"run": result.path.name, **point, "seed": s, **_flat(result.final)})
+    selection = select_point(rows, list(points[0]), configs[0][2]["valid_metric"])
+    write_grid_results(grid_dir, rows, selection)
+    click.echo(format_table(rows, "md"))
+    click.echo(json.dumps(selection, indent=2, sort_keys=True))
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise TrainError(f"--seeds {text!r}: expected comma-separated integers") from None
+    if not seeds:
+        raise TrainError("--seeds: give at least one seed")
+    return seeds
+
+
+def _recipe_grid(model: str, recipe: Path | None) -> dict[str, list[Any]]:
+    path = recipe or find_recipe(model)
+    values = (read_recipe(path).get("grid") or {}) if path else {}
+    if not values:
+        raise TrainError(f"no --grid given and the recipe of {model} has no grid: section")
+    return {k: v if isinstance(v, list) else [v] for k, v in values.items()}
+
+
+def _flat(final: dict[str, Any]) -> dict[str, Any]:
+    """best_epoch, epochs_run, val_<metric> and test_<metric> columns of a run's final.json."""
+    row = {"best_epoch": final["best_epoch"], "epochs_run": final["epochs_run"]}
+    row.update({f"val_{k}": v for k, v in final["val"].items() if k != "n_users"})
+    row.update({f"test_{k}": v for k, v in final["test"].items() if k != "n_users"})
+    return row
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option(
+    "--metric", "metrics", multiple=True, help="Test metric columns (default Recall/NDCG@10,20,50)."
+)
+def compare(run_dirs: tuple[Path, ...], fmt: str, metrics: tuple[str, ...]) -> None:
+    """Table of finished runs (a directory that is not a run contributes every run below it).
+
+    \b
+    Examples:
+      mmtrain compare runs/lightgcn-baby-* runs/mf-baby-*
+      mmtrain compare runs/grid-mf-baby-20250101-120000 --format csv --metric recall@20 --metric map@20
+    """
+    from mmtrain.runs import compare_rows, format_table
+
+    click.echo(format_table(compare_rows(run_dirs, list(metrics) or None), fmt), nl=False)
+
+
+@main.command()
+def models() -> None:
+    """List the registered models and their hyperparameters (defaults).
+
+    \b
+    Example:
+      mmtrain models
+    """
+    from mmtrain.models import available, get_model
+
+    for name in available():
+        cls = get_model(name)
+        params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        recipe = find_recipe(name)
+        click.echo(f"{name}: {params}" + (f"  (recipe {recipe})" if recipe else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Run configuration: built-in defaults < model recipe YAML < ``--set key=value`` overrides.
+
+A configuration is one flat dict. Its keys are the trainer/evaluator keys below plus the hyperparameters the
+model class declares in ``Model.defaults``; any other key is a user error. Values are coerced to the type of
+the default (YAML 1.1 reads ``1e-4`` as a string; here it becomes the float 1e-4).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmtrain.errors import TrainError
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "split": "warm",  # warm (splits/) or cold (cold/)
+    "device": "auto",  # auto, cpu, cuda, cuda:N
+    "seed": 999,  # MMRec's default seed
+    "threads": 0,  # torch intra-op threads on CPU; 0 keeps torch's default
+    "epochs": 1000,
+    "batch_size": 2048,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "lr_decay": 1.0,  # MMRec scheduler: lr * lr_decay ** (epoch / lr_decay_step)
+    "lr_decay_step": 50,
+    "neg_items": "train",  # negatives drawn from the items seen in train (MMRec) or from all items
+    "eval_every": 1,  # evaluate on val every this many epochs
+    "patience": 20,  # stop after more than this many evaluations without a strict improvement (MMRec)
+    "valid_metric": "recall@20",
+    "topk": [10, 20, 50],
+    "eval_batch_size": 4096,
+    "mask_val_at_test": True,
+    "legacy_ndcg": "none",  # "lattice" adds ndcg_lattice@K (IDCG from the hits of the top-max(K) list)
+    "cold_candidates": "all",  # cold split: rank among all items, or among the cold items of that role
+    "amp": False,  # autocast (bfloat16 on CPU, float16 on CUDA) for the training step
+    "compile": False,  # torch.compile the training loss
+    "deterministic": True,  # torch.use_deterministic_algorithms (warn only where unsupported)
+    "tensorboard": True,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "split": ("warm", "cold"),
+    "neg_items": ("train", "all"),
+    "legacy_ndcg": ("none", "lattice"),
+    "cold_candidates": ("all", "cold"),
+}
+
+RECIPE_KEYS = ("model", "source", "notes", "params", "grid")
+
+
+def recipe_dirs() -> list[Path]:
+    """Where model recipes are looked up: the source tree, then the installed share directory."""
+    return [
+        Path(__file__).resolve().parents[1] / "recipes" / "models",
+        Path(sys.prefix) / "share" / "modalrec" / "recipes" / "models",
+    ]
+
+
+def find_recipe(model: str) -> Path | None:
+    """The default recipe ``recipes/models/<model>.yaml`` of a model, or None."""
+    for d in recipe_dirs():
+        if (d / f"{model}.yaml").is_file():
+            return d / f"{model}.yaml"
+    return None
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    """Parse a model recipe: ``model``, ``params`` (values), ``grid`` (lists to search), ``source``, ``notes``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError("recipe not found", path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise TrainError(
+            f"invalid YAML ({getattr(e, 'problem', e)})", path, mark.line + 1 if mark else None
+        ) from None
+    if not isinstance(doc, dict):
+        raise TrainError("a recipe must be a mapping", path)
+    unknown = sorted(set(doc) - set(RECIPE_KEYS))
+    if unknown:
+        raise TrainError(f"unknown recipe keys {unknown} (allowed: {', '.join(RECIPE_KEYS)})", path)
+    for key in ("params", "grid"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise TrainError(f"'{key}' must be a mapping", path)
+    return doc
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key=value`` with a YAML value (``lr=1e-3``, ``topk=[10,20]``, ``amp=true``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise TrainError(f"bad --set {item!r}: expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def coerce(key: str, value: Any, default: Any) -> Any:
+    """Convert ``value`` to the type of ``default``; raise TrainError when it cannot be."""
+
+    def bad() -> TrainError:
+        return TrainError(f"{key}={value!r}: expected {type(default).__name__}")
+
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad()
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if isinstance(default, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad()
+    if isinstance(default, list):
+        items = value if isinstance(value, list) else [value]
+        inner = default[0] if default else None
+        return [coerce(key, v, inner) for v in items]
+    return value
+
+
+def check_value(key: str, value: Any, choices: dict[str, tuple[str, ...]]) -> None:
+    if key in choices and value not in choices[key]:
+        raise TrainError(f"{key}={value!r}: choose from {', '.join(choices[key])}")
+
+
+def resolve_config(
+    model: str,
+    model_defaults: dict[str, Any],
+    model_choices: dict[str, tuple[str, ...]] | None = None,
+    recipe: dict[str, Any] | None = None,
+    sets: list[tuple[str, Any]] | tuple = (),
+) -> dict[str, Any]:
+    """Merge defaults, the recipe's ``params`` and the overrides into one validated flat dict."""
+    defaults = {**TRAINER_DEFAULTS, **model_defaults}
+    choices = {**CHOICES, **(model_choices or {})}
+    if recipe and recipe.get("model") not in (None, model):
+        raise TrainError(f"recipe is for model {recipe['model']!r}, not {model!r}")
+    config: dict[str, Any] = {"model": model, **defaults}
+    layers = [("recipe", (recipe or {}).get("params") or {}), ("--set", dict(sets))]
+    for origin, values in layers:
+        for key, value in values.items():
+            if key not in defaults:
+                near = difflib.get_close_matches(key, list(defaults), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise TrainError(f"{origin}: unknown config key {key!r} for model {model}{hint}")
+            config[key] = coerce(key, value, defaults[key])
+            check_value(key, config[key], choices)
+    validate(config)
+    return config
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Cross-key checks that a type check cannot catch."""
+    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+        if config[key] < 1:
+            raise TrainError(f"{key}={config[key]}: must be >= 1")
+    if config["patience"] < 0:
+        raise TrainError(f"patience={config['patience']}: must be >= 0")
+    if not config["topk"] or any(k < 1 for k in config["topk"]):
+        raise TrainError(f"topk={config['topk']}: must be a non-empty list of positive ints")
+    metric, _, k = config["valid_metric"].partition("@")
+    if metric not in ("recall", "ndcg", "precision", "hit", "map") or not k.isdigit():
+        raise TrainError(f"valid_metric={config['valid_metric']!r}: expected e.g. recall@20")
+    if int(k) not in config["topk"]:
+        raise TrainError(f"valid_metric {config['valid_metric']} needs K={k} in topk {config['topk']}")
+    device = config["device"]
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise TrainError(f"device={device!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    """YAML text of a resolved configuration (key order kept)."""
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+
+
+def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list[Any]]:
+    """``--grid lr=1e-3,5e-4`` -> ``{"lr": ["1e-3", "5e-4"]}`` parsed as YAML scalars."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise TrainError(f"bad --grid {item!r}: expected key=v1,v2,...")
+        grid[key.strip()] = [parse_set(f"x={v}")[1] for v in raw.split(",")]
+    return grid

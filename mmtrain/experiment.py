@@ -1,0 +1,182 @@
+"""One experiment end to end: config -> data on a device -> model -> trainer -> test once -> run directory.
+
+The CLI commands (``run``, ``grid``, ``eval``) are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmtrain.config import (
+    CHOICES,
+    TRAINER_DEFAULTS,
+    check_value,
+    coerce,
+    find_recipe,
+    read_recipe,
+    resolve_config,
+    validate,
+)
+from mmtrain.data.loader import TrainData, load_data, resolve_device
+from mmtrain.errors import TrainError
+from mmtrain.evaluator import Evaluator
+from mmtrain.models import Model, get_model
+from mmtrain.runs import RunDir, versions
+from mmtrain.trainer import Trainer, seed_everything
+
+log = logging.getLogger("mmtrain")
+
+
+def make_config(
+    model: str, recipe_path: Path | None = None, sets: list[tuple[str, Any]] | tuple = ()
+) -> dict[str, Any]:
+    """Resolve a model's config: defaults < recipe (``recipe_path``, else ``recipes/models/<model>.yaml``) <
+    ``sets``."""
+    cls = get_model(model)
+    path = recipe_path or find_recipe(model)
+    recipe = read_recipe(path) if path else None
+    return resolve_config(model, cls.defaults, cls.choices, recipe, sets)
+
+
+def build_model(data: TrainData, config: dict[str, Any]) -> Model:
+    """Check the model's requirements against the dataset, then build it on the data's device."""
+    cls = get_model(config["model"])
+    cls.requirements(config).check(data, cls.name)
+    return cls(data, config).to(data.device)
+
+
+def prepare(dataset: Path, config: dict[str, Any]) -> TrainData:
+    """Seed, set threads, and load the dataset's split set onto the configured device."""
+    seed_everything(config["seed"], config["deterministic"])
+    if config["threads"] > 0:
+        torch.set_num_threads(config["threads"])
+    return load_data(dataset, config["split"], resolve_device(config["device"]))
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run_experiment`."""
+
+    path: Path | None
+    final: dict[str, Any]
+
+
+def run_experiment(
+    dataset: Path,
+    config: dict[str, Any],
+    out: Path | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``config["model"]`` on ``dataset``, select on val, test once; write a run directory under ``out``."""
+    data = prepare(dataset, config)
+    model = build_model(data, config)
+    run = None
+    if out is not None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = name or f"{config['model']}-{data.name}-{config['split']}-s{config['seed']}-{stamp}"
+        run = RunDir(RunDir.new_path(out, name), tensorboard=config["tensorboard"])
+        run.write_config(config)
+        run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
+        log.info("run directory %s", run.path)
+    try:
+        trainer = Trainer(model, data, config, run, progress=progress)
+        fit = trainer.fit()
+        test = trainer.test()
+        final = {
+            "model": config["model"],
+            "dataset": data.name,
+            "split": config["split"],
+            "seed": config["seed"],
+            "best_epoch": fit.best_epoch,
+            "epochs_run": fit.epochs_run,
+            "stopped_early": fit.stopped_early,
+            "seconds_per_epoch": fit.seconds_per_epoch,
+            "seconds_per_eval": fit.seconds_per_eval,
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "val": fit.best_val,
+            "test": test,
+        }
+        if run is not None:
+            run.write_final(final)
+            run.plot(config["valid_metric"])
+    finally:
+        if run is not None:
+            run.close()
+    metric = config["valid_metric"]
+    log.info(
+        "best epoch %d: val %s %.5f, test %s %.5f",
+        fit.best_epoch,
+        metric,
+        fit.best_val.get(metric, float("nan")),
+        metric,
+        test.get(metric, float("nan")),
+    )
+    return RunResult(run.path if run else None, final)
+
+
+EVAL_KEYS = (
+    "topk",
+    "eval_batch_size",
+    "mask_val_at_test",
+    "legacy_ndcg",
+    "cold_candidates",
+    "device",
+    "threads",
+)
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    dataset: Path | None = None,
+    device: str | None = None,
+    sets: list[tuple[str, Any]] | tuple = (),
+) -> dict[str, Any]:
+    """Rebuild the model of a ``best.pt`` checkpoint and evaluate val and test on ``dataset`` (default: the
+    dataset it was trained on). ``sets`` may change the evaluation keys (``EVAL_KEYS``), e.g.
+    ``mask_val_at_test=false`` or ``legacy_ndcg=lattice``."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise TrainError("checkpoint not found", checkpoint)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or foreign file is a user error, not a crash
+        raise TrainError(f"not an mmtrain checkpoint ({type(e).__name__})", checkpoint) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
+        raise TrainError("not an mmtrain checkpoint (no state_dict/config)", checkpoint)
+    saved = dict(state["config"])
+    cls = get_model(str(saved.get("model")))
+    # keys added to mmtrain after the checkpoint was written take their defaults
+    config = {"model": cls.name, **TRAINER_DEFAULTS, **cls.defaults, **saved}
+    for key, value in sets:
+        if key not in EVAL_KEYS:
+            raise TrainError(f"--set {key}: eval only accepts {', '.join(EVAL_KEYS)}")
+        config[key] = coerce(key, value, TRAINER_DEFAULTS[key])
+        check_value(key, config[key], CHOICES)
+    if device:
+        config["device"] = device
+    validate(config)
+    data = prepare(Path(dataset or state["dataset"]), config)
+    if data.manifest_sha256() != state.get("dataset_manifest_sha256"):
+        log.warning("the dataset's manifest differs from the one the checkpoint was trained on")
+    model = build_model(data, config)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise TrainError(
+            f"checkpoint does not fit this dataset ({str(e).splitlines()[0]})", checkpoint
+        ) from None
+    evaluator = Evaluator.from_config(data, config)
+    return {
+        "model": config["model"],
+        "dataset": data.name,
+        "epoch": state.get("epoch"),
+        "val": evaluator.evaluate(model, "val"),
+        "test": evaluator.evaluate(model, "test"),
+    }

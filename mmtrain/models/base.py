@@ -1,0 +1,110 @@
+"""The model base class: what a model declares, what it implements, and how the trainer talks to it.
+
+A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :class:`Model`:
+
+- ``name``: the CLI name; ``defaults``: its hyperparameters (the keys ``--set`` may change, with their types);
+  ``choices``: allowed values of string hyperparameters.
+- ``requirements(config)``: the features (by modality), item kNN graphs and U-I adjacency it needs; checked
+  against the dataset before the model is built, so a missing feature fails with one clear line.
+- ``__init__(data, config)``: build parameters from :class:`~mmtrain.data.TrainData` (``data.feature(m)``,
+  ``data.ui_adjacency(norm)``, ``data.item_knn(m, k)``).
+- ``forward()``: final ``(user, item)`` representations; ``loss(batch)``: the training loss, a tensor or a dict
+  with ``"loss"`` and named parts (logged); ``full_scores(users)``: ``[len(users), n_items]`` scores.
+- Hooks: ``on_epoch_start(epoch)`` (e.g. FREEDOM's edge pruning, LATTICE's graph rebuild).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.errors import TrainError
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a model needs from a dataset.
+
+    ``features``: modalities that must exist; ``any_feature``: at least one modality must exist (the model
+    uses all of them, e.g. VBPR); ``item_graphs``: ``(modality, k)`` kNN graphs (stored or computed from the
+    features); ``ui_adjacency``: the U-I normalisation (``sym``, ``sym_self``, ``rw_self``) or None.
+    """
+
+    features: tuple[str, ...] = ()
+    any_feature: bool = False
+    item_graphs: tuple[tuple[str, int], ...] = ()
+    ui_adjacency: str | None = None
+
+    def check(self, data: TrainData, model: str) -> None:
+        """Raise a one-line TrainError naming what is missing."""
+        have = data.modalities()
+        listed = ", ".join(have) or "none"
+        for modality in (*self.features, *(m for m, _ in self.item_graphs)):
+            if modality not in have:
+                raise TrainError(
+                    f"model {model} needs {modality!r} features; the dataset has: {listed}", data.root
+                )
+        if self.any_feature and not have:
+            raise TrainError(
+                f"model {model} needs item features (features/<modality>.npy); the dataset has none",
+                data.root,
+            )
+
+
+class Model(nn.Module):
+    """Base class of all recommenders. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__()
+        self.n_users = data.n_users
+        self.n_items = data.n_items
+        self.config = config
+        self._eval_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        """Override when the model needs features, graphs or the U-I adjacency."""
+        return Requirements()
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final ``(user [n_users, d], item [n_items, d])`` representations."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each training epoch (no-op by default)."""
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward()``, or its cached value inside :meth:`evaluation` (computed once per evaluation)."""
+        return self._eval_cache if self._eval_cache is not None else self.forward()
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for ``users``: ``z_u · z_i`` (override for other scoring functions)."""
+        user_emb, item_emb = self.embeddings()
+        return user_emb[users] @ item_emb.T
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """Eval mode, no gradients, and final representations computed once for all user batches."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self._eval_cache = self.forward()
+                yield
+        finally:
+            self._eval_cache = None
+            self.train(was_training)

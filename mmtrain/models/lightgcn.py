@@ -1,0 +1,60 @@
+"""LightGCN (He et al., SIGIR 2020): layer-mean propagation of ID embeddings over the normalised U-I graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph import NORMS, lightgcn_propagate
+from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+@register
+class LightGCN(Model):
+    """``[Z_U; Z_I] = LGN_L([E_U; E_I])`` over ``Â`` (``adj_norm``, MMRec: sym); loss ``L_bpr + λ·reg(ego)``."""
+
+    name = "lightgcn"
+    defaults = {
+        "embedding_size": 64,
+        "n_layers": 2,
+        "reg_weight": 1e-4,
+        "reg_style": "emb",
+        "adj_norm": "sym",
+    }
+    choices = {"reg_style": REG_STYLES, "adj_norm": NORMS}
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        return Requirements(ui_adjacency=config["adj_norm"])
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.adjacency = data.ui_adjacency(config["adj_norm"])
+        self.n_layers = config["n_layers"]
+        self.reg = regularizer(config["reg_style"])
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        out = lightgcn_propagate(self.adjacency, ego, self.n_layers)
+        return out[: self.n_users], out[self.n_users :]
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z = self.forward()
+        u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
+        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        ego = (
+            self.user_embedding[batch.users],
+            self.item_embedding[batch.pos_items],
+            self.item_embedding[batch.neg_items],
+        )
+        reg = self.config["reg_weight"] * self.reg(*ego)
+        return {"loss": rank + reg, "bpr": rank, "reg": reg}

@@ -1,0 +1,44 @@
+"""MF-BPR: dot product of free user and item embeddings, trained with BPR (Rendle et al., UAI 2009)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
+from mmtrain.models.base import Model
+from mmtrain.models.registry import register
+
+
+@register
+class MF(Model):
+    """``ŷ_ui = e_uᵀ e_i``; loss ``L_bpr + reg_weight · reg(e_u, e_p, e_n)`` (MMRec ``BPR`` model)."""
+
+    name = "mf"
+    defaults = {"embedding_size": 64, "reg_weight": 1e-5, "reg_style": "emb"}
+    choices = {"reg_style": REG_STYLES}
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.reg = regularizer(config["reg_style"])
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_embedding, self.item_embedding
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        u = self.user_embedding[batch.users]
+        p = self.item_embedding[batch.pos_items]
+        n = self.item_embedding[batch.neg_items]
+        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        reg = self.config["reg_weight"] * self.reg(u, p, n)
+        return {"loss": rank + reg, "bpr": rank, "reg": reg}
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_embedding[users] @ self.item_embedding.T

@@ -1,0 +1,254 @@
+"""Run directories: what one training run leaves behind, and tables comparing runs.
+
+```
+<run>/
+  config.yaml     the resolved configuration (defaults < recipe < --set)
+  versions.json   torch, python, numpy, mmtrain, git commit, device, dataset path and manifest sha256, Docker image (when run in one)
+  metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
+  tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
+  best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
+  final.json      best epoch, val metrics at it, test metrics (evaluated once, at the end), timings
+  curve.png       training loss and validation metric per epoch
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import mmtrain
+from mmtrain.atomic import replace_from_tmp, write_json, write_text
+from mmtrain.config import dump_config
+from mmtrain.errors import TrainError
+
+CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
+    "config.yaml",
+    "versions.json",
+    "metrics.csv",
+    "best.pt",
+    "final.json",
+    "curve.png",
+    "tensorboard",
+)
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository mmtrain is imported from, when it is a git checkout and git is installed."""
+    repo = Path(mmtrain.__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> dict[str, Any]:
+    """Everything needed to say what produced a run."""
+    info = {
+        "mmtrain": mmtrain.__version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "dataset": str(Path(dataset_root).resolve()),
+        "dataset_manifest_sha256": manifest_sha256,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if image := os.environ.get("MODALREC_IMAGE"):
+        info["image"] = image  # set in the Docker image: which image (tag, base, build date) ran this
+    return info
+
+
+class RunDir:
+    """Writer for one run directory (layout in the module docstring); every file is written atomically."""
+
+    def __init__(self, path: Path, tensorboard: bool = True):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict[str, Any]] = []
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.path / TENSORBOARD))
+
+    @staticmethod
+    def new_path(out: Path, name: str) -> Path:
+        """``out/name``, or ``out/name-2``, ``-3``... when it exists."""
+        path, n = Path(out) / name, 1
+        while path.exists():
+            n += 1
+            path = Path(out) / f"{name}-{n}"
+        return path
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_text(self.path / CONFIG, dump_config(config))
+
+    def write_versions(self, info: dict[str, Any]) -> None:
+        write_json(self.path / VERSIONS, info)
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """Append one epoch's row to metrics.csv (rewritten whole, atomically) and to TensorBoard."""
+        self.rows.append(row)
+        columns: list[str] = []
+        for r in self.rows:
+            columns += [c for c in r if c not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.path / METRICS_CSV, buf.getvalue())
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
+            self._tb.flush()
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+    def write_final(self, result: dict[str, Any]) -> None:
+        write_json(self.path / FINAL, result)
+
+    def plot(self, valid_metric: str) -> None:
+        """curve.png: mean training loss and the validation metric per epoch (matplotlib, Agg backend)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        epochs = [r["epoch"] for r in self.rows]
+        ax.plot(epochs, [r["loss"] for r in self.rows], color="tab:blue", label="train loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("train loss", color="tab:blue")
+        key = f"val_{valid_metric}"
+        evals = [(r["epoch"], r[key]) for r in self.rows if r.get(key) not in (None, "")]
+        if evals:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*evals, strict=True), color="tab:red", marker=".", label=key)
+            ax2.set_ylabel(key, color="tab:red")
+        ax.set_title(self.path.name)
+        fig.tight_layout()
+        replace_from_tmp(self.path / CURVE, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / FINAL).is_file() and (Path(path) / CONFIG).is_file()
+
+
+def expand_runs(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
+    """Run directories among ``paths``; a directory that is not a run contributes its run sub-directories."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if is_run(p):
+            runs.append(p)
+        elif p.is_dir():
+            runs += sorted(c for c in p.rglob("*") if c.is_dir() and is_run(c))
+        else:
+            raise TrainError("not a run directory (no final.json)", p)
+    if not runs:
+        raise TrainError("no finished runs (directories with final.json) found under the given paths")
+    return runs
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """``{"path", "config", "final"}`` of a finished run."""
+    import yaml
+
+    path = Path(path)
+    return {
+        "path": path,
+        "config": yaml.safe_load((path / CONFIG).read_text(encoding="utf-8")),
+        "final": json.loads((path / FINAL).read_text(encoding="utf-8")),
+    }
+
+
+def run_row(run: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
+    """One table row: identity of the run, its best epoch, val selection metric and test metrics."""
+    cfg, final = run["config"], run["final"]
+    row = {
+        "run": run["path"].name,
+        "model": cfg["model"],
+        "dataset": final.get("dataset", ""),
+        "split": cfg.get("split", ""),
+        "seed": cfg.get("seed", ""),
+        "best_epoch": final.get("best_epoch", ""),
+        "epochs": final.get("epochs_run", ""),
+        f"val_{cfg.get('valid_metric', 'recall@20')}": final.get("val", {}).get(cfg.get("valid_metric", "")),
+    }
+    for m in metrics:
+        row[f"test_{m}"] = final.get("test", {}).get(m)
+    return row
+
+
+def compare_rows(
+    paths: list[Path] | tuple[Path, ...], metrics: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for ``mmtrain compare``: one per run found under ``paths``."""
+    runs = [load_run(p) for p in expand_runs(paths)]
+    if metrics is None:
+        metrics = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"]
+        if any("ndcg_lattice@20" in r["final"].get("test", {}) for r in runs):
+            metrics.append("ndcg_lattice@20")
+    return [run_row(r, metrics) for r in runs]
+
+
+def format_table(rows: list[dict[str, Any]], fmt: str = "md") -> str:
+    """Markdown (default; floats to 4 decimals) or CSV (full precision) text of dict rows (union of keys)."""
+    columns: list[str] = []
+    for r in rows:
+        columns += [c for c in r if c not in columns]
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: "" if r.get(c) is None else r.get(c) for c in columns} for r in rows)
+        return buf.getvalue()
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
