@@ -63,8 +63,10 @@ def filter_interactions(
     """Dedupe (first occurrence of each user-item pair wins), optional rating threshold, iterative k-core,
     then dense re-indexing in the requested order. Vectorised; raw ids stay Arrow strings."""
     counts: dict[str, Any] = {"raw_records": raw.num_rows}
-    u_codes, u_vocab = encode_first_appearance(raw.column("user_id"))
-    i_codes, i_vocab = encode_first_appearance(raw.column("item_id"))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow hashing releases the GIL: users and items at once
+        users_encoded = pool.submit(encode_first_appearance, raw.column("user_id"))
+        i_codes, i_vocab = encode_first_appearance(raw.column("item_id"))
+        u_codes, u_vocab = users_encoded.result()
     rating = _to_numpy(raw.column("rating"), np.float32, np.nan)
     timestamp = _to_numpy(raw.column("timestamp"), np.int64, -1)
 

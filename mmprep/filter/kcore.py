@@ -9,9 +9,17 @@ import numpy as np
 
 def dedupe_first(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """Row indices (ascending) keeping the first occurrence of every ``(user, item)`` pair."""
-    key = users.astype(np.int64) * np.int64(n_items) + items.astype(np.int64)
-    _, first = np.unique(key, return_index=True)
-    return np.sort(first)
+    key = users.astype(np.int64, copy=False) * np.int64(n_items) + items.astype(np.int64, copy=False)
+    # group equal keys with a (fast, unstable) sort; the first occurrence is the smallest row index of a
+    # group; marking those in a mask gives them in row order without a second sort
+    order = np.argsort(key)
+    sorted_key = key[order]
+    starts = np.ones(len(key), dtype=bool)
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=starts[1:])
+    first = np.zeros(len(key), dtype=bool)
+    if len(key):
+        first[np.minimum.reduceat(order, np.flatnonzero(starts))] = True
+    return np.flatnonzero(first)
 
 
 def duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -35,25 +43,28 @@ def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCo
     ``k_user`` rows or whose item has fewer than ``k_item`` rows (both sets computed on the current rows
     before dropping) until no row is dropped. Returns the surviving-row mask.
     """
-    keep = np.ones(len(users), dtype=bool)
     n_u = int(users.max()) + 1 if len(users) else 0
     n_i = int(items.max()) + 1 if len(items) else 0
     removed: list[int] = []
     iterations = 0
     if k_user <= 1 and k_item <= 1:
-        return KCoreResult(keep, 0, removed)
+        return KCoreResult(np.ones(len(users), dtype=bool), 0, removed)
+    # the surviving rows are kept compacted (row index, user, item), so each pass only touches those
+    idx, u, i = np.arange(len(users)), users, items
     while True:
-        idx = np.flatnonzero(keep)
-        u, i = users[idx], items[idx]
-        user_deg = np.bincount(u, minlength=n_u)
-        item_deg = np.bincount(i, minlength=n_i)
-        bad = (user_deg[u] < k_user) | (item_deg[i] < k_item)
-        n_bad = int(bad.sum())
+        # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
+        low_user = np.bincount(u, minlength=n_u) < k_user
+        low_item = np.bincount(i, minlength=n_i) < k_item
+        bad = low_user[u] | low_item[i]
+        n_bad = int(np.count_nonzero(bad))
         iterations += 1
         if n_bad == 0:
             break
-        keep[idx[bad]] = False
         removed.append(n_bad)
+        good = ~bad
+        idx, u, i = idx[good], u[good], i[good]
+    keep = np.zeros(len(users), dtype=bool)
+    keep[idx] = True
     return KCoreResult(keep, iterations, removed)
 
 

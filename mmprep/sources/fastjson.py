@@ -1,0 +1,150 @@
+"""Inflate a gzip JSON-lines file on a background thread into plain block files, for DuckDB to parse.
+
+A gzip stream can only be inflated on one core, and DuckDB's ``read_json`` of a ``.gz`` file inflates and
+parses on that same thread. Here one thread inflates with ``isal.igzip`` into one reused buffer and writes
+blocks of about :data:`BLOCK_BYTES`, cut after a newline, to temporary files; meanwhile the caller has DuckDB
+parse the previous block. At most :data:`_QUEUE_BLOCKS` finished blocks wait (in RAM-backed ``/dev/shm``
+when it has room), so memory stays bounded. Stdlib ``gzip`` works too, but is then slower than DuckDB alone,
+so :data:`FAST_INFLATE` tells callers whether to use this at all.
+
+Blocks are cut at line ends, so parsing them one after another gives the same records, in the same order,
+as parsing the whole file; anything unusual in a block (an error, a missing field) is the caller's cue to read
+the whole file the exact way instead. A damaged or truncated stream raises :class:`InflateError`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+try:
+    from isal.igzip import open as _open_gzip
+
+    FAST_INFLATE = True
+except ImportError:  # optional dependency; stdlib gzip works but is too slow to beat DuckDB's own read
+    from gzip import open as _open_gzip
+
+    FAST_INFLATE = False
+
+BLOCK_BYTES = 16 * 1024 * 1024
+_READ_BYTES = 4 * 1024 * 1024
+_QUEUE_BLOCKS = 2
+_SHM = Path("/dev/shm")
+
+
+class InflateError(Exception):
+    """The gzip stream is damaged or truncated (the caller reads the file the exact way to report it)."""
+
+
+def _scratch_dir(block_bytes: int) -> str | None:
+    """``/dev/shm`` when it can hold the blocks in flight with room to spare, else the default temp dir."""
+    try:
+        free = shutil.disk_usage(_SHM).free
+    except OSError:
+        return None
+    return str(_SHM) if os.access(_SHM, os.W_OK) and free > 8 * block_bytes else None
+
+
+Opener = Callable[[Path], BinaryIO]
+
+
+class _Producer(threading.Thread):
+    """Inflates ``path`` into numbered block files in ``folder`` and puts their paths on ``out``."""
+
+    def __init__(self, path: Path, folder: Path, opener: Opener, block_bytes: int) -> None:
+        super().__init__(daemon=True, name="mmprep-inflate")
+        self.path, self.folder, self.opener, self.block_bytes = path, folder, opener, block_bytes
+        self.out: queue.Queue = queue.Queue(maxsize=_QUEUE_BLOCKS)
+        self.stop = threading.Event()
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            self._inflate()
+        except Exception as e:  # noqa: BLE001 - handed to the consumer, which decides
+            self._put(e)
+
+    def _inflate(self) -> None:
+        """Inflate into one reused buffer (no allocation per chunk) and write it out, starting a new block
+        file after the first newline past ``block_bytes``; the rest of that chunk opens the next block."""
+        buf = bytearray(_READ_BYTES)
+        view = memoryview(buf)
+        n_block, size, out = 0, 0, None
+        with self.opener(self.path) as stream:
+            while (n := stream.readinto(view)) and not self.stop.is_set():
+                start = 0
+                if out is not None and size + n >= self.block_bytes and (cut := buf.rfind(b"\n", 0, n) + 1):
+                    out.write(view[:cut])
+                    out.close()
+                    if not self._put(Path(out.name)):
+                        return
+                    out, start = None, cut
+                if start == n:
+                    continue
+                if out is None:
+                    out, size = open(self.folder / f"block{n_block:06d}.json", "wb"), 0
+                    n_block += 1
+                out.write(view[start:n])
+                size += n - start
+        if out is not None:
+            out.close()
+            if not self._put(Path(out.name)):
+                return
+        self._put(None)
+
+
+@contextmanager
+def inflated_blocks(
+    path: Path, block_bytes: int | None = None, opener: Opener | None = None
+) -> Iterator[Iterator[Path]]:
+    """Plain JSON-lines block files of the gzip file ``path``, in order, inflated ahead on a thread.
+
+    ``block_bytes`` defaults to :data:`BLOCK_BYTES` and ``opener`` to ``isal.igzip.open`` (else ``gzip.open``).
+
+    Each block file is deleted once the consumer asks for the next one. Leaving the context early stops the
+    thread and removes what it wrote. Iterating raises :class:`InflateError` for a damaged stream.
+    """
+    block_bytes = block_bytes or BLOCK_BYTES
+    folder = Path(tempfile.mkdtemp(prefix="mmprep-inflate-", dir=_scratch_dir(block_bytes)))
+    producer = _Producer(path, folder, opener or _open_gzip, block_bytes)
+
+    def blocks() -> Iterator[Path]:
+        previous: Path | None = None
+        while True:
+            item = producer.out.get()
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item if isinstance(item, InflateError) else InflateError(str(item))
+            previous = item
+            yield item
+
+    producer.start()
+    try:
+        yield blocks()
+    finally:
+        producer.stop.set()
+        while producer.is_alive():
+            try:
+                producer.out.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        producer.join()
+        shutil.rmtree(folder, ignore_errors=True)
