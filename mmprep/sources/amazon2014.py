@@ -10,7 +10,6 @@ the only per-record Python work in the Amazon readers.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -18,12 +17,9 @@ from mmprep.sources.amazon_common import (
     ReviewFields,
     clean_item_fields,
     first_per_item,
-    is_ratings_csv,
-    read_ratings_csv,
-    read_review_interactions,
-    read_review_text,
 )
-from mmprep.sources.base import INTERACTION_COLUMNS, ITEM_FIELD_TYPES, Source, register
+from mmprep.sources.amazon_source import AmazonSource
+from mmprep.sources.base import ITEM_FIELD_TYPES, register
 from mmprep.sources.netflix import duckdb_session, load_lines
 
 FIELDS = ReviewFields(
@@ -36,19 +32,6 @@ FIELDS = ReviewFields(
 )
 _ASIN_RE = r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]"""
 _META_SCHEMA = pa.schema([(name, ITEM_FIELD_TYPES[name]) for name in ITEM_FIELD_TYPES])
-
-
-def read_interactions(
-    paths: list[Path], fields: ReviewFields, skips, csv_order, csv_header: bool
-) -> pa.Table:
-    """Review JSON lines and ratings-only CSVs, in the given file order."""
-    tables = []
-    for path in paths:
-        if is_ratings_csv(path):
-            tables.append(read_ratings_csv([path], csv_order, csv_header, skips, fields.time_divisor))
-        else:
-            tables.append(read_review_interactions([path], fields, skips))
-    return pa.concat_tables(tables) if tables else INTERACTION_COLUMNS.empty_table()
 
 
 def _flat_categories(value) -> list[str] | None:
@@ -76,7 +59,7 @@ def parse_meta_literal(line: str) -> dict:
 
 
 @register
-class Amazon2014Source(Source):
+class Amazon2014Source(AmazonSource):
     """Amazon 2014 review/ratings dumps with the Python-literal meta file."""
 
     name = "amazon2014"
@@ -86,12 +69,8 @@ class Amazon2014Source(Source):
         "meta": "meta_<Cat>.json.gz (optional; one Python dict literal per line)",
     }
 
-    def interactions(self) -> pa.Table:
-        paths = self.files.get("interactions")
-        return read_interactions(paths, FIELDS, self.skips, ("user", "item", "rating", "timestamp"), False)
-
-    def review_text(self, item_ids: pa.Array) -> pa.Table | None:
-        return read_review_text(self.files.get("interactions"), FIELDS, item_ids)
+    fields = FIELDS
+    csv_order = ("user", "item", "rating", "timestamp")
 
     def items(self, item_ids: pa.Array) -> pa.Table | None:
         """title, brand, categories (flattened paths), description, image_url (``imUrl``) of the wanted items."""

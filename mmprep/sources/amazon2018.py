@@ -3,20 +3,11 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from mmprep.sources.amazon2014 import FIELDS  # 2018 reviews keep the 2014 field names
+from mmprep.sources.amazon_common import json_list_or_text
+from mmprep.sources.amazon_source import AmazonSource
+from mmprep.sources.base import register
 
-from mmprep.sources.amazon2014 import read_interactions
-from mmprep.sources.amazon_common import ReviewFields, json_list_or_text, read_json_meta, read_review_text
-from mmprep.sources.base import Source, register
-
-FIELDS = ReviewFields(
-    user="reviewerID",
-    item="asin",
-    rating="overall",
-    time="unixReviewTime",
-    time_divisor=1,
-    text=("summary", "reviewText"),
-)
 _META_COLUMNS = {
     "asin": "VARCHAR",
     "title": "JSON",
@@ -38,7 +29,7 @@ _META_SELECT = (
 
 
 @register
-class Amazon2018Source(Source):
+class Amazon2018Source(AmazonSource):
     """Amazon 2018 review/ratings dumps with the JSON-lines meta file."""
 
     name = "amazon2018"
@@ -48,15 +39,9 @@ class Amazon2018Source(Source):
         "meta": "meta_<Cat>.json.gz (optional; JSON lines)",
     }
 
-    def interactions(self) -> pa.Table:
-        paths = self.files.get("interactions")
-        return read_interactions(paths, FIELDS, self.skips, ("item", "user", "rating", "timestamp"), False)
-
-    def review_text(self, item_ids: pa.Array) -> pa.Table | None:
-        return read_review_text(self.files.get("interactions"), FIELDS, item_ids)
-
-    def items(self, item_ids: pa.Array) -> pa.Table | None:
-        paths = self.files.get("meta", required=False)
-        if not paths:
-            return None
-        return read_json_meta(paths, _META_COLUMNS, _META_SELECT, "asin", item_ids, self.skips)
+    fields = FIELDS
+    csv_order = ("item", "user", "rating", "timestamp")
+    csv_header = False
+    meta_id = "asin"
+    meta_columns = _META_COLUMNS
+    meta_select = _META_SELECT

@@ -7,11 +7,9 @@ milliseconds and are converted to Unix seconds; the image URL is the first liste
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from mmprep.sources.amazon2014 import read_interactions
-from mmprep.sources.amazon_common import ReviewFields, json_list_or_text, read_json_meta, read_review_text
-from mmprep.sources.base import Source, register
+from mmprep.sources.amazon_common import ReviewFields, json_list_or_text
+from mmprep.sources.amazon_source import AmazonSource
+from mmprep.sources.base import register
 
 FIELDS = ReviewFields(
     user="user_id",
@@ -41,7 +39,7 @@ _META_SELECT = (
 
 
 @register
-class Amazon2023Source(Source):
+class Amazon2023Source(AmazonSource):
     """Amazon 2023 review/ratings dumps with the JSON-lines meta file."""
 
     name = "amazon2023"
@@ -51,15 +49,9 @@ class Amazon2023Source(Source):
         "meta": "meta_<Cat>.jsonl(.gz) (optional; JSON lines)",
     }
 
-    def interactions(self) -> pa.Table:
-        paths = self.files.get("interactions")
-        return read_interactions(paths, FIELDS, self.skips, ("user", "item", "rating", "timestamp"), True)
-
-    def review_text(self, item_ids: pa.Array) -> pa.Table | None:
-        return read_review_text(self.files.get("interactions"), FIELDS, item_ids)
-
-    def items(self, item_ids: pa.Array) -> pa.Table | None:
-        paths = self.files.get("meta", required=False)
-        if not paths:
-            return None
-        return read_json_meta(paths, _META_COLUMNS, _META_SELECT, "parent_asin", item_ids, self.skips)
+    fields = FIELDS
+    csv_order = ("user", "item", "rating", "timestamp")
+    csv_header = True
+    meta_id = "parent_asin"
+    meta_columns = _META_COLUMNS
+    meta_select = _META_SELECT
