@@ -24,6 +24,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "epochs": 1000,
     "batch_size": 2048,
     "lr": 1e-3,
+    "optimizer": "adam",  # adam or adamw (decoupled weight decay, MMSSL)
     "weight_decay": 0.0,
     "lr_decay": 1.0,  # MMRec scheduler: lr * lr_decay ** (epoch / lr_decay_step)
     "lr_decay_step": 50,
@@ -44,6 +45,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "split": ("warm", "cold"),
+    "optimizer": ("adam", "adamw"),
     "neg_items": ("train", "all"),
     "legacy_ndcg": ("none", "lattice"),
     "cold_candidates": ("all", "cold"),

@@ -75,9 +75,8 @@ class Trainer:
         self.model, self.data, self.config, self.run = model, data, config, run
         self.progress = progress
         self.device = data.device
-        self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
-        )
+        optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config["optimizer"]]
+        self.optimizer = optimizer(model.main_parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
         decay, step = config["lr_decay"], config["lr_decay_step"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
@@ -97,6 +96,7 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         n_batches = 0
         for batch in self.sampler.epoch():
+            auxiliary = self.model.auxiliary_step(batch)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.config["amp"]):
                 out = self.loss_fn(batch)
             parts = out if isinstance(out, dict) else {"loss": out}
@@ -104,7 +104,7 @@ class Trainer:
             self.scaler.scale(parts["loss"]).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            for name, value in parts.items():
+            for name, value in {**auxiliary, **parts}.items():
                 totals[name] = totals.get(name, 0.0) + value.detach().float()
             n_batches += 1
         self.scheduler.step()

@@ -10,7 +10,9 @@ A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :
   ``data.ui_adjacency(norm)``, ``data.item_knn(m, k)``).
 - ``forward()``: final ``(user, item)`` representations; ``loss(batch)``: the training loss, a tensor or a dict
   with ``"loss"`` and named parts (logged); ``full_scores(users)``: ``[len(users), n_items]`` scores.
-- Hooks: ``on_epoch_start(epoch)`` (e.g. FREEDOM's edge pruning, LATTICE's graph rebuild).
+- Hooks: ``on_epoch_start(epoch)`` (e.g. FREEDOM's edge pruning, LATTICE's graph rebuild);
+  ``auxiliary_step(batch)`` runs before each main step for parts trained by the model's own optimizer (MMSSL's
+  discriminator, MDMNS's denoisers), which ``main_parameters()`` then leaves out of the trainer's optimizer.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ class Model(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each training epoch (no-op by default)."""
+
+    def main_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters of the trainer's optimizer: all of them unless the model trains some itself."""
+        return self.parameters()
+
+    def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update of the parts the model trains with its own optimizer, before each main step; returns the
+        detached loss parts to log (none by default)."""
+        return {}
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward()``, or its cached value inside :meth:`evaluation` (computed once per evaluation)."""

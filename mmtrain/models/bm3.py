@@ -1,0 +1,99 @@
+"""BM3 (Zhou et al., WWW 2023): bootstrapped latent contrast of users, items and modalities, no negatives.
+
+Equations (reference/models.md "BM3")::
+
+    [Z_U; Z̄_I] = LGN_L([e_U; e_I]) over D^-1/2 A D^-1/2;   Z_I = Z̄_I + e_I;   F_m = Lin_m(X_m)
+    targets (no gradient): Ẑ = dropout_p(Z), F̂_m = dropout_p(F_m);  online: p(·) a shared Linear(d, d)
+    L_rec   = (1 − cos(p(Z_u), Ẑ_i)) + (1 − cos(p(Z_i), Ẑ_u))                      (batch means over (u, i))
+    L_align = Σ_m (1 − cos(p(F_m)_i, Ẑ_i)) + (1 − cos(p(F_m)_i, F̂_m,i))
+    L       = L_rec + reg·EmbLoss(Z_U, Z_I) + cl_weight·L_align                   (EmbLoss over all rows)
+    score   = p(Z_u)ᵀ p(Z_i)
+
+The batch's negative items are ignored. Memory: no item-item graph; O(|E|) U-I graph, ``(M+N)·d`` ID
+embeddings and the raw features ``N·Σ d_m`` (trainable, as in MMRec); a step projects every item's features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.propagate import lightgcn_propagate
+from mmtrain.losses import emb_loss
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+def cosine_gap(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 − mean_rows cos(online, target)`` with the target detached (the stop-gradient of BM3)."""
+    return 1.0 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
+
+
+@register
+class BM3(Model):
+    """LightGCN backbone with a shared predictor; self-supervised cosine losses against dropped-out targets."""
+
+    name = "bm3"
+    defaults = {
+        "embedding_size": 64,
+        "n_layers": 1,
+        "dropout": 0.5,
+        "reg_weight": 0.1,
+        "cl_weight": 2.0,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "sym")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.modalities = select(config["modalities"], data.modalities())
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
+        self.projections = nn.ModuleList([nn.Linear(data.feature(m).shape[1], dim) for m in self.modalities])
+        self.predictor = nn.Linear(dim, dim)
+        for layer in (*self.projections, self.predictor):
+            nn.init.xavier_normal_(layer.weight)
+        self.adjacency = data.ui_adjacency("sym")
+
+    def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online ``(Z_U, Z_I)`` before the predictor."""
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        out = lightgcn_propagate(self.adjacency, ego, self.config["n_layers"])
+        return out[: self.n_users], out[self.n_users :] + self.item_embedding
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scoring representations ``(p(Z_U), p(Z_I))``."""
+        user_z, item_z = self.encode()
+        return self.predictor(user_z), self.predictor(item_z)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z = self.encode()
+        modal = [projection(x) for x, projection in zip(self.features, self.projections, strict=True)]
+        p = self.config["dropout"] if self.training else 0.0
+        with torch.no_grad():
+            user_t, item_t = F.dropout(user_z.detach(), p), F.dropout(item_z.detach(), p)
+            modal_t = [F.dropout(f.detach(), p) for f in modal]
+        users, items = batch.users, batch.pos_items
+        item_target = item_t[items]
+        rec = cosine_gap(self.predictor(user_z[users]), item_target) + cosine_gap(
+            self.predictor(item_z[items]), user_t[users]
+        )
+        align = torch.zeros((), device=user_z.device)
+        for online, target in zip(modal, modal_t, strict=True):
+            predicted = self.predictor(online[items])
+            align = align + cosine_gap(predicted, item_target) + cosine_gap(predicted, target[items])
+        reg = self.config["reg_weight"] * emb_loss(user_z, item_z)
+        total = rec + reg + self.config["cl_weight"] * align
+        return {"loss": total, "rec": rec, "align": align, "reg": reg}

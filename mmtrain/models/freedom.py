@@ -1,0 +1,123 @@
+"""FREEDOM (Zhou & Shen, MM 2023): a frozen multimodal kNN item graph and a degree-pruned user-item graph.
+
+Equations (reference/models.md "FREEDOM", graphs.md §2-3)::
+
+    A   = Σ_m w_m Â_m           Â_m = binary top-k cosine graph of raw features X_m, sym-normalised (≈ 1/k)
+    h   = A^{L_mm} e_I           (frozen graph, built once; no learned structure)
+    [Z_U; Z̄_I] = LGN_L([e_U; e_I]) over the degree-sensitive pruned graph (train) / full sym graph (eval)
+    Z_I = Z̄_I + h
+    L   = L_bpr(Z) + λ Σ_m L_bpr(Z_u, Lin_m(X_m)_p, Lin_m(X_m)_n)
+
+Weights: ``image`` gets ``image_weight`` (MMRec ``mm_image_weight`` 0.1) and the other modalities share the rest
+equally, so image+text is ``0.1·v + 0.9·t`` as published; one modality alone gets weight 1.
+
+Memory: the item graph is sparse, ``n_mods·N·k`` entries (the top-k is computed blockwise, never N x N); the
+U-I graphs O(|E|); parameters ``(M+N)·d`` ID embeddings plus the raw features ``N·Σ d_m`` (trainable, as in
+MMRec, so Adam holds three copies of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.adjacency import SparseOperator
+from mmtrain.graph.combine import weighted_sum
+from mmtrain.graph.knn import knn_adjacency
+from mmtrain.graph.propagate import lightgcn_propagate, spmm
+from mmtrain.graph.prune import prune_edges
+from mmtrain.losses import bpr_loss
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+def modality_weights(modalities: list[str], image_weight: float) -> list[float]:
+    """``image_weight`` for ``image``, the rest of 1 shared equally by the others (1 for a single modality)."""
+    if len(modalities) == 1:
+        return [1.0]
+    if "image" not in modalities:
+        return [1.0 / len(modalities)] * len(modalities)
+    other = (1.0 - image_weight) / (len(modalities) - 1)
+    return [image_weight if m == "image" else other for m in modalities]
+
+
+def frozen_item_graph(data: TrainData, modalities: list[str], k: int, image_weight: float) -> SparseOperator:
+    """``Σ_m w_m Â_m``: per modality the top-k cosine neighbours (self included), entries 1, sym-normalised."""
+    graphs = [knn_adjacency(*data.item_knn(m, k, include_self=True), norm="binary") for m in modalities]
+    return weighted_sum(graphs, modality_weights(modalities, image_weight))
+
+
+@register
+class FREEDOM(Model):
+    """Frozen kNN item graph added to LightGCN item outputs; training graph re-pruned every epoch."""
+
+    name = "freedom"
+    defaults = {
+        "embedding_size": 64,
+        "feat_embed_dim": 64,
+        "n_layers": 2,
+        "n_mm_layers": 1,
+        "knn_k": 10,
+        "image_weight": 0.1,
+        "dropout": 0.8,
+        "reg_weight": 0.0,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "sym")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.modalities = select(config["modalities"], data.modalities())
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
+        self.projections = nn.ModuleList(
+            [nn.Linear(data.feature(m).shape[1], config["feat_embed_dim"]) for m in self.modalities]
+        )
+        for layer in self.projections:
+            nn.init.xavier_normal_(layer.weight)
+        self.item_graph = frozen_item_graph(data, self.modalities, config["knn_k"], config["image_weight"])
+        self.full_adjacency = data.ui_adjacency("sym")
+        self._train_edges = (data.train.users, data.train.items)
+        self._device = data.device
+        self.train_adjacency = self.full_adjacency
+        self.on_epoch_start(0)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Resample the degree-sensitive pruned training graph (seeded by the run seed and the epoch)."""
+        generator = torch.Generator(device=self._device).manual_seed(self.config["seed"] * 100_003 + epoch)
+        users, items = self._train_edges
+        self.train_adjacency = prune_edges(
+            users, items, self.n_users, self.n_items, self.config["dropout"], generator
+        )
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.item_embedding
+        for _ in range(self.config["n_mm_layers"]):
+            h = spmm(self.item_graph, h)
+        adjacency = self.train_adjacency if self.training else self.full_adjacency
+        out = lightgcn_propagate(
+            adjacency, torch.cat([self.user_embedding, self.item_embedding]), self.config["n_layers"]
+        )
+        return out[: self.n_users], out[self.n_users :] + h
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z = self.forward()
+        u = user_z[batch.users]
+        rank = bpr_loss((u * item_z[batch.pos_items]).sum(1), (u * item_z[batch.neg_items]).sum(1))
+        modal = torch.zeros((), device=u.device)
+        for feature, projection in zip(self.features, self.projections, strict=True):
+            pos, neg = projection(feature[batch.pos_items]), projection(feature[batch.neg_items])
+            modal = modal + bpr_loss((u * pos).sum(1), (u * neg).sum(1))
+        reg = self.config["reg_weight"] * modal
+        return {"loss": rank + reg, "bpr": rank, "modal_bpr": modal}

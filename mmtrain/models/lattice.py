@@ -1,0 +1,133 @@
+"""LATTICE (Zhang et al., MM 2021): a learned item-item graph with a skip connection to the kNN graph of the
+raw features, convolved over item ID embeddings and added to a LightGCN backbone.
+
+Equations (reference/models.md "LATTICE", graphs.md §2 LATTICE)::
+
+    orig    = Σ_m w_m Â_m            Â_m = sym-normalised top-k cosine graph of the raw features (frozen)
+    P_m     = Linear_m(X_m)          X_m trainable raw features
+    learned = symnorm(Σ_m w_m kNN_k(cos(P_m)))      combined first, then normalised
+    A       = (1 − λ)·learned + λ·orig,   w = softmax(modal_weight)
+    h       = A^L e_I
+    [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
+    L       = L_bpr + reg_weight·(½Σ‖u‖²+‖p‖²+‖n‖²)/B    (final embeddings)
+
+``A`` is rebuilt (with gradients) at the first batch of every epoch and at every evaluation; the other batches
+use it detached, as in the reference code.
+
+Memory: the learned graph is sparse top-k, never N x N: ``n_mods·N·k`` neighbour indices and values (12 bytes
+each) plus the frozen graphs (same count); building it holds one ``[block, N]`` similarity block at a time
+(``knn_block`` rows; 0 = 2^24 entries, i.e. one dense N x N product only while N <= 4096); propagating it
+gathers ``[N, n_mods·k, d]`` floats (100k items, 2 modalities, k=10, d=64: 512 MiB). Parameters: ``(M+N)·d``
+IDs plus the trainable raw features ``N·Σ d_m`` (Adam keeps three copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.knn import knn_adjacency
+from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
+from mmtrain.graph.propagate import lightgcn_propagate, spmm
+from mmtrain.losses import bpr_loss, l2_squared
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+ItemGraph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@register
+class LATTICE(Model):
+    """Learned + kNN item graph (skip weight λ) over item IDs, added normalised to LightGCN item outputs."""
+
+    name = "lattice"
+    defaults = {
+        "embedding_size": 64,
+        "feat_embed_dim": 64,
+        "n_layers": 1,
+        "n_ui_layers": 2,
+        "knn_k": 10,
+        "lambda_coeff": 0.9,
+        "reg_weight": 1e-5,
+        "knn_block": 0,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "rw_self")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.modalities = select(config["modalities"], data.modalities())
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
+        self.projections = nn.ModuleList(
+            [nn.Linear(data.feature(m).shape[1], config["feat_embed_dim"]) for m in self.modalities]
+        )
+        self.modal_weight = nn.Parameter(torch.full((len(self.modalities),), 0.5))
+        k = config["knn_k"]
+        self.orig_graphs = [
+            knn_adjacency(*data.item_knn(m, k, include_self=True), norm="sym") for m in self.modalities
+        ]
+        self.adjacency = data.ui_adjacency("rw_self")
+        self._graph: ItemGraph | None = None
+        self._rebuild = True
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """The next training batch rebuilds the learned graph with gradients."""
+        self._rebuild = True
+
+    def build_graph(self) -> ItemGraph:
+        """``(indices, values, w)``: the normalised learned graph as rows, and the modality weights."""
+        weights = torch.softmax(self.modal_weight, 0)
+        block = self.config["knn_block"] or None
+        parts = [
+            learned_knn(projection(feature), self.config["knn_k"], block)
+            for feature, projection in zip(self.features, self.projections, strict=True)
+        ]
+        indices = torch.cat([idx for idx, _ in parts], 1)
+        values = torch.cat([w * val for w, (_, val) in zip(weights, parts, strict=True)], 1)
+        return indices, sym_normalize(indices, values), weights
+
+    def item_graph(self) -> ItemGraph:
+        """The graph of this step: rebuilt at evaluation and at an epoch's first batch, else the detached one."""
+        if self._rebuild or not self.training or self._graph is None:
+            graph = self.build_graph()
+            self._graph = (graph[0], graph[1].detach(), graph[2].detach())
+            if self.training:
+                self._rebuild = False
+            return graph
+        return self._graph
+
+    def graph_embedding(self) -> torch.Tensor:
+        """``h = A^L e_I`` with ``A = (1 − λ)·learned + λ·Σ_m w_m Â_m`` applied as its two sparse parts."""
+        indices, values, weights = self.item_graph()
+        lam = self.config["lambda_coeff"]
+        h = self.item_embedding
+        for _ in range(self.config["n_layers"]):
+            orig = sum(w * spmm(g, h) for w, g in zip(weights, self.orig_graphs, strict=True))
+            h = (1 - lam) * propagate_rows(indices, values, h) + lam * orig
+        return h
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.graph_embedding()
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        out = lightgcn_propagate(self.adjacency, ego, self.config["n_ui_layers"])
+        return out[: self.n_users], out[self.n_users :] + F.normalize(h, dim=1)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z = self.forward()
+        u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
+        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        reg = self.config["reg_weight"] * l2_squared(u, p, n)
+        return {"loss": rank + reg, "bpr": rank, "reg": reg}

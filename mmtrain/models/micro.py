@@ -1,0 +1,180 @@
+"""MICRO (Zhang et al., TKDE 2022): per-modality learned item-item graphs on top of kNN graphs, attention
+fusion with a contrastive loss tying each modality view to the fused one, on a LightGCN backbone.
+
+Equations (reference/models.md "MICRO", graphs.md §2 MICRO)::
+
+    A_m   = (1 − λ)·symnorm(kNN_k(cos(W_m X_m))) + λ·symnorm(kNN_k(cos(X_m)))      per modality
+    h_m   = A_m^L e_I
+    α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
+    [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`grace_loss`)
+    L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
+
+The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
+used detached in between (reference schedule). Cold start (``--split cold``): cold items have no training
+edges, so their scores come from ``normalize(h)``, i.e. from their feature neighbours' ID embeddings.
+
+Memory: per modality the learned and the frozen graphs are sparse top-k, never N x N: ``2·n_mods·N·k`` indices
+and values; building holds one ``[block, N]`` similarity block at a time (``knn_block`` rows; 0 = 2^24
+entries); propagation gathers ``[N, k, d]`` per modality. ``L_cl`` is computed ``cl_chunk`` rows at a time
+against all N items; with more than one chunk each chunk is recomputed in the backward pass (checkpointing), so
+only one ``[cl_chunk, N]`` pair of similarity blocks is alive (4096 x 100k floats: 1.6 GiB each).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.knn import knn_adjacency
+from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
+from mmtrain.graph.propagate import lightgcn_propagate, spmm
+from mmtrain.losses import bpr_loss, l2_squared
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+def _grace_rows(
+    rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, start: int, tau: float
+) -> torch.Tensor:
+    """Summed GRACE terms of the unit rows ``rows = z1[start:start + len(rows)]``."""
+    diag = torch.arange(rows.shape[0], device=rows.device)
+    refl = rows @ z1.T / tau
+    between = rows @ z2.T / tau
+    denominator = refl.exp().sum(1) - refl[diag, diag + start].exp() + between.exp().sum(1)
+    return (denominator.log() - between[diag, diag + start]).sum()
+
+
+def grace_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, chunk: int = 4096) -> torch.Tensor:
+    """GRACE semi-loss ``z1 -> z2`` (cosine ``s``, temperature ``τ``), mean over rows::
+
+        −log e^{s(z1_i,z2_i)/τ} / (Σ_j e^{s(z1_i,z1_j)/τ} − e^{s(z1_i,z1_i)/τ} + Σ_j e^{s(z1_i,z2_j)/τ})
+
+    computed ``chunk`` rows at a time (checkpointed when there are several chunks)."""
+    a = F.normalize(z1.float(), dim=1)
+    b = F.normalize(z2.float(), dim=1)
+    n = a.shape[0]
+    total = torch.zeros((), device=a.device)
+    for start in range(0, n, chunk):
+        rows = a[start : start + chunk]
+        if n > chunk and torch.is_grad_enabled():
+            total = total + checkpoint(_grace_rows, rows, a, b, start, tau, use_reentrant=False)
+        else:
+            total = total + _grace_rows(rows, a, b, start, tau)
+    return total / n
+
+
+ModalGraph = tuple[torch.Tensor, torch.Tensor]
+
+
+@register
+class MICRO(Model):
+    """Per-modality learned + kNN item graphs, attention-fused, contrastive to each modality, on LightGCN."""
+
+    name = "micro"
+    defaults = {
+        "embedding_size": 64,
+        "feat_embed_dim": 64,
+        "n_layers": 1,
+        "n_ui_layers": 2,
+        "knn_k": 10,
+        "lambda_coeff": 0.9,
+        "reg_weight": 1e-5,
+        "cl_weight": 0.03,
+        "tau": 0.5,
+        "cl_chunk": 4096,
+        "knn_block": 0,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "rw_self")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.modalities = select(config["modalities"], data.modalities())
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
+        self.projections = nn.ModuleList(
+            [nn.Linear(data.feature(m).shape[1], config["feat_embed_dim"]) for m in self.modalities]
+        )
+        self.query = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+        k = config["knn_k"]
+        self.orig_graphs = [
+            knn_adjacency(*data.item_knn(m, k, include_self=True), norm="sym") for m in self.modalities
+        ]
+        self.adjacency = data.ui_adjacency("rw_self")
+        self._graphs: list[ModalGraph] | None = None
+        self._rebuild = True
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """The next training batch rebuilds the learned graphs with gradients."""
+        self._rebuild = True
+
+    def build_graphs(self) -> list[ModalGraph]:
+        """Per modality the sym-normalised learned top-k graph of ``W_m X_m`` as rows ``(indices, values)``."""
+        block = self.config["knn_block"] or None
+        graphs = []
+        for feature, projection in zip(self.features, self.projections, strict=True):
+            indices, values = learned_knn(projection(feature), self.config["knn_k"], block)
+            graphs.append((indices, sym_normalize(indices, values)))
+        return graphs
+
+    def learned_graphs(self) -> list[ModalGraph]:
+        """The graphs of this step: rebuilt at evaluation and at an epoch's first batch, else detached."""
+        if self._rebuild or not self.training or self._graphs is None:
+            graphs = self.build_graphs()
+            self._graphs = [(idx, val.detach()) for idx, val in graphs]
+            if self.training:
+                self._rebuild = False
+            return graphs
+        return self._graphs
+
+    def modality_embeddings(self) -> list[torch.Tensor]:
+        """``h_m = A_m^L e_I`` for every modality, ``A_m = (1 − λ)·learned_m + λ·Â_m``."""
+        lam = self.config["lambda_coeff"]
+        out = []
+        for (indices, values), orig in zip(self.learned_graphs(), self.orig_graphs, strict=True):
+            h = self.item_embedding
+            for _ in range(self.config["n_layers"]):
+                h = (1 - lam) * propagate_rows(indices, values, h) + lam * spmm(orig, h)
+            out.append(h)
+        return out
+
+    def fuse(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """``h = Σ_m α_m h_m`` with ``α = softmax_m(q(h_m))`` per item."""
+        stacked = torch.stack(views, 1)
+        alpha = torch.softmax(self.query(stacked), dim=1)
+        return (alpha * stacked).sum(1)
+
+    def _outputs(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        views = self.modality_embeddings()
+        fused = self.fuse(views)
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        out = lightgcn_propagate(self.adjacency, ego, self.config["n_ui_layers"])
+        return out[: self.n_users], out[self.n_users :] + F.normalize(fused, dim=1), views, fused
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        user_z, item_z, _, _ = self._outputs()
+        return user_z, item_z
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z, views, fused = self._outputs()
+        u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
+        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        reg = self.config["reg_weight"] * l2_squared(u, p, n)
+        tau, chunk = self.config["tau"], self.config["cl_chunk"]
+        contrast = sum(grace_loss(view, fused, tau, chunk) for view in views)
+        cl = self.config["cl_weight"] * contrast
+        return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}
