@@ -6,6 +6,8 @@ Normalisations (reference/graphs.md §3):
 - ``sym``: ``D^-1/2 A D^-1/2`` (MMRec LightGCN, FREEDOM, BM3, MGCN, SOIL, SLMRec); zero degrees give 0.
 - ``sym_self``: ``D^-1/2 (A + I) D^-1/2`` with D the degree of ``A + I`` (DiffMM, MDMNS).
 - ``rw_self``: ``D^-1 (A + I)``, row-normalised with self loops (NGCF ``norm_adj``: LATTICE, MICRO).
+- ``mean``: ``D^-1 A``, row-normalised without self loops: each node the mean of its neighbours (PyG
+  ``aggr='mean'`` over both edge directions, no degree weights: MMGCN); isolated nodes give 0.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-NORMS = ("sym", "sym_self", "rw_self")
+NORMS = ("sym", "sym_self", "rw_self", "mean")
 
 
 class _SpMM(torch.autograd.Function):
@@ -134,7 +136,7 @@ def ui_adjacency(
         diag = torch.arange(n, device=users.device)
         rows, cols = torch.cat([rows, diag]), torch.cat([cols, diag])
     values = torch.ones(rows.numel(), dtype=torch.float32, device=users.device)
-    return normalize(rows, cols, values, n, "rw" if norm == "rw_self" else "sym", symmetric=True)
+    return normalize(rows, cols, values, n, "rw" if norm in ("rw_self", "mean") else "sym", symmetric=True)
 
 
 def bipartite_block(adjacency: SparseOperator, n_users: int) -> SparseOperator:

@@ -36,7 +36,7 @@ class Requirements:
 
     ``features``: modalities that must exist; ``any_feature``: at least one modality must exist (the model
     uses all of them, e.g. VBPR); ``item_graphs``: ``(modality, k)`` kNN graphs (stored or computed from the
-    features); ``ui_adjacency``: the U-I normalisation (``sym``, ``sym_self``, ``rw_self``) or None.
+    features); ``ui_adjacency``: the U-I normalisation (``sym``, ``sym_self``, ``rw_self``, ``mean``) or None.
     """
 
     features: tuple[str, ...] = ()

@@ -1,0 +1,188 @@
+"""MMGCN (Wei et al., MM 2019) as in MMRec ``mmgcn.py``: one GCN per modality over the user-item graph.
+
+Equations (reference/models.md "MMGCN", graphs.md §3), per modality m over nodes ``[users; items]``::
+
+    x⁰  = normalize([P_m ; MLP_m(X_m)])     P_m: user preference, M x d_in; MLP_m only for ``mlp_modalities``
+    for l = 1..L:
+        h   = leaky_relu(Ā (x W_l))          Ā = D^-1 A: mean over the U-I neighbours (both edge directions)
+        x̂  = leaky_relu(Lin_l(x)) + e_id     e_id: (M+N) x d ID embeddings, shared by all modalities
+        x   = leaky_relu(G_l([h ; x̂]))       concatenation gate
+    z   = mean_m x_m^L
+    L   = L_bpr(z) + reg_weight · ( mean(e_id[u]² + e_id[i]²) + Σ_{m with MLP} mean(P_m²) )
+
+``d_in`` is ``dim_latent`` (256) for a modality in ``mlp_modalities`` and the raw feature size otherwise; from
+layer 2 on everything is ``embedding_size`` (64).
+
+Reference-code behaviour, followed or not:
+
+- Which modalities get the MLP: both reference codes decide by modality, not by size: the visual one is
+  projected to 256 (original: 2048-d, TikTok 128-d; MMRec: 4096-d), the acoustic and textual ones (128-d,
+  384-d) enter raw. ``mlp_modalities`` (default ``image``; ``all``, ``none`` or a comma list; names the
+  dataset lacks are ignored) keeps that rule and lets it be changed. The preference regulariser covers the
+  preferences of these modalities, as the reference regularises only the visual one.
+- The gates: the reference sets ``concate = 'False'``, a non-empty string, hence truthy: the concatenation
+  gates ``G_l([h ; x̂])`` run (the summing variant is dead code). Followed; there is no switch.
+- ``id_embedding`` and ``preference`` are plain tensors in the reference, never registered with the
+  optimizer, so they stay at their random init and their regulariser has no gradient. ``train_id_embedding``
+  (default True, the paper) trains them; False reproduces MMRec (they become fixed buffers, saved with the
+  model so checkpoints stay consistent).
+- ``n_layers``: the reference reads it but hard-codes 3 layers; here it is honoured, default 3.
+- The reference scores with the representation of the last training batch (one optimizer step stale); here
+  evaluation recomputes it from the current weights.
+- Initialisation as the reference: ID embeddings, preferences, ``W_l``, ``Lin_l`` and ``G_1`` weights Xavier
+  normal; ``MLP_m`` and ``G_2..G_L`` torch's default ``nn.Linear`` init.
+
+Memory: parameters ``(M+N)·d`` IDs plus per modality ``M·d_in`` preferences and ``O(d_in² + d_feat·d_lat)``
+weights; the mean operator O(|E|) (CSR and its transpose). Every training step runs the full-graph forward, so
+autograd keeps ``O(L·(M+N)·d_in)`` activations per modality (TikTok, 2 modalities: about 16k x 256 floats per
+tensor, a few tens of MB in all). No item-item graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.adjacency import SparseOperator
+from mmtrain.graph.propagate import spmm
+from mmtrain.losses import bpr_loss
+from mmtrain.modalities import listed, modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+def projected_modalities(value: str, modalities: list[str]) -> list[str]:
+    """The modalities whose features go through ``MLP_m``: ``all``, ``none`` or the listed ones present."""
+    if value.strip() == "all":
+        return list(modalities)
+    if value.strip() == "none":
+        return []
+    return [m for m in modalities if m in listed(value)]
+
+
+def mmgcn_layer(
+    adjacency: SparseOperator,
+    x: torch.Tensor,
+    conv_weight: torch.Tensor,
+    linear: nn.Linear,
+    gate: nn.Linear,
+    id_embedding: torch.Tensor,
+) -> torch.Tensor:
+    """One MMGCN layer: ``leaky_relu(G([leaky_relu(Ā x W) ; leaky_relu(Lin x) + e_id]))``."""
+    h = F.leaky_relu(spmm(adjacency, x @ conv_weight))
+    x_hat = F.leaky_relu(linear(x)) + id_embedding
+    return F.leaky_relu(gate(torch.cat([h, x_hat], dim=1)))
+
+
+class ModalityGCN(nn.Module):
+    """The GCN of one modality: preference + (projected) features, then ``n_layers`` :func:`mmgcn_layer`."""
+
+    def __init__(
+        self,
+        n_users: int,
+        feature_dim: int,
+        dim: int,
+        dim_latent: int | None,
+        n_layers: int,
+        trainable_preference: bool,
+    ):
+        super().__init__()
+        d_in = dim_latent or feature_dim
+        preference = nn.init.xavier_normal_(torch.empty(n_users, d_in))
+        if trainable_preference:
+            self.preference = nn.Parameter(preference)
+        else:
+            self.register_buffer("preference", preference)
+        self.mlp = nn.Linear(feature_dim, dim_latent) if dim_latent else None
+        sizes = [d_in] + [dim] * (n_layers - 1)
+        self.conv_weights = nn.ParameterList(
+            [nn.Parameter(nn.init.xavier_normal_(torch.empty(s, s))) for s in sizes]
+        )
+        self.linears = nn.ModuleList([nn.Linear(s, dim) for s in sizes])
+        self.gates = nn.ModuleList([nn.Linear(s + dim, dim) for s in sizes])
+        for linear in self.linears:
+            nn.init.xavier_normal_(linear.weight)
+        nn.init.xavier_normal_(self.gates[0].weight)
+
+    def forward(
+        self, adjacency: SparseOperator, features: torch.Tensor, id_embedding: torch.Tensor
+    ) -> torch.Tensor:
+        items = self.mlp(features) if self.mlp is not None else features
+        x = F.normalize(torch.cat([self.preference, items]), dim=1)
+        for conv_weight, linear, gate in zip(self.conv_weights, self.linears, self.gates, strict=True):
+            x = mmgcn_layer(adjacency, x, conv_weight, linear, gate, id_embedding)
+        return x
+
+
+@register
+class MMGCN(Model):
+    """Per-modality mean-aggregation GCNs with ID-embedding skip and concat gates, averaged over modalities."""
+
+    name = "mmgcn"
+    defaults = {
+        "embedding_size": 64,
+        "dim_latent": 256,
+        "n_layers": 3,
+        "mlp_modalities": "image",
+        "train_id_embedding": True,
+        "reg_weight": 1e-5,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "mean")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        trainable = config["train_id_embedding"]
+        self.modalities = select(config["modalities"], data.modalities())
+        self.projected = projected_modalities(config["mlp_modalities"], self.modalities)
+        self.adjacency = data.ui_adjacency("mean")
+        id_embedding = nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, dim))
+        if trainable:
+            self.id_embedding = nn.Parameter(id_embedding)
+        else:
+            self.register_buffer("id_embedding", id_embedding)
+        for m in self.modalities:
+            self.register_buffer(f"features_{m}", data.feature(m), persistent=False)
+        self.gcns = nn.ModuleDict(
+            {
+                m: ModalityGCN(
+                    self.n_users,
+                    data.feature(m).shape[1],
+                    dim,
+                    config["dim_latent"] if m in self.projected else None,
+                    config["n_layers"],
+                    trainable,
+                )
+                for m in self.modalities
+            }
+        )
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z = sum(
+            self.gcns[m](self.adjacency, getattr(self, f"features_{m}"), self.id_embedding)
+            for m in self.modalities
+        ) / len(self.modalities)
+        return z[: self.n_users], z[self.n_users :]
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        user_z, item_z = self.forward()
+        u = user_z[batch.users]
+        rank = bpr_loss((u * item_z[batch.pos_items]).sum(1), (u * item_z[batch.neg_items]).sum(1))
+        e_u = self.id_embedding[batch.users]
+        e_p = self.id_embedding[self.n_users + batch.pos_items]
+        e_n = self.id_embedding[self.n_users + batch.neg_items]
+        # the reference's mean over the 2B (user, item) rows: each user appears once with p, once with n
+        id_reg = e_u.pow(2).mean() + 0.5 * (e_p.pow(2).mean() + e_n.pow(2).mean())
+        pref_reg = sum((self.gcns[m].preference.pow(2).mean() for m in self.projected), e_u.new_zeros(()))
+        reg = self.config["reg_weight"] * (id_reg + pref_reg)
+        return {"loss": rank + reg, "bpr": rank, "reg": reg}

@@ -1,0 +1,175 @@
+"""SLMRec (Tao et al., TMM 2022): per-modality LightGCN graphs sharing user embeddings, in-batch InfoNCE, and a
+self-supervised task over the modalities.
+
+Equations (reference/models.md "SLMRec"; K = 1 + number of feature modalities, block 0 is the ID block)::
+
+    x_id = e_I;   x_m = Dense_m(normalize(X_m)) (→ d, X_m constant)
+    [U_m; I_m] = LGN_L([e_U; x_m]) over Â = D^-1/2 A D^-1/2           (e_U shared by every modality graph)
+    z_u = W_u [U_id; U_m1; …],  z_i = W_i [I_id; I_m1; …]             (concat fusion, Linear(K·d → d))
+    L_main = InfoNCE(z_u, z_i; temp)   in-batch, on L2-normalised rows: the other positives of the batch are the
+                                       negatives (the sampler's negative items are not used)
+    L      = L_main + ssl_alpha · L_ssl;   score = z_uᵀ z_i
+
+``ssl_task`` (views compared at the batch's users and positive items):
+
+- ``FAC`` (fine and coarse): a chain over the modalities in the reference order image → audio → text (others
+  after, sorted). With ``a_0 = I_id`` and ``a_k = g_k(a_{k-1})``, ``L_ssl = Σ_k CE(a_k g_{m_k}(I_{m_k})ᵀ / ssl_temp,
+  diag)`` on raw (not normalised) rows; the text level projects to d/2, every other level to d.
+- ``FD``: two views ``dropout_propagate`` (dropout ``dropout_rate`` after every propagation, inverted scaling as
+  ``nn.Dropout``), ``L_ssl = InfoNCE(z_u¹, z_u²; ssl_temp) + InfoNCE(z_i¹, z_i²; ssl_temp)``.
+- ``FM``: view v zeroes the item input ``x_m`` of one block (two distinct blocks drawn uniformly among the K,
+  the ID block included); same contrast. ``FD+FM``: masking and dropout together.
+
+The reference predicts ``σ(z_uᵀ z_i)``; the sigmoid is monotone, so ranking by ``z_uᵀ z_i`` is identical.
+
+Reference-code choices. ``D = rowsum + 1e-8`` (MMRec) equals our ``sym`` norm on every node with an edge (and
+isolated nodes only touch zero entries). The original code appends view 2's propagated layers to view 1's layer
+list and vice versa; for FD this is a relabelling of two i.i.d. views (no effect), for FM it would mix the two
+masks inside each view, so here each view propagates its own masked input (the paper's description). MMRec's
+port (no audio) keeps an unused ``g_iv_iva`` step before the text level: a composition of two affine maps, here a
+single ``g`` (the same function class). ``mm_fusion_mode='mean'`` and the unused ``reg`` key are not provided;
+weight decay 1e-4 is the trainer's ``weight_decay``. The propagation runs once on the K blocks side by side
+(``[(M+N), K·d]``): LightGCN and elementwise dropout act column-wise, so this equals K separate graphs.
+
+Memory: O(|E|) U-I graph, no item-item graph; parameters ``(M+N)·d + Σ_m d_m·d + 2·K·d²`` (+ FAC heads
+``O(K·d²)``), constant normalised features ``N·Σ d_m``; per step ``(L+1)·(M+N)·K·d`` activations for the main
+pass, three times that for FD/FM (two extra full propagations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtrain.augment import distinct_choices, dropout_propagate, mask_modalities
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.propagate import lightgcn_propagate
+from mmtrain.losses import info_nce
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+FAC_ORDER = ("image", "audio", "text")
+SSL_TASKS = ("FAC", "FD", "FM", "FD+FM")
+
+
+def fac_order(modalities: Sequence[str]) -> list[str]:
+    """The FAC chain order: image → audio → text as in the reference, then any other modality, sorted."""
+    known = [m for m in FAC_ORDER if m in modalities]
+    return known + sorted(m for m in modalities if m not in FAC_ORDER)
+
+
+def fac_loss(
+    item_id: torch.Tensor,
+    item_modal: Sequence[torch.Tensor],
+    chain: Sequence[nn.Module],
+    heads: Sequence[nn.Module],
+    temperature: float,
+) -> torch.Tensor:
+    """``Σ_k CE(a_k b_kᵀ / τ, diag)`` with ``a_k = chain_k(a_{k-1})``, ``a_0 = item_id``, ``b_k = heads_k(item_modal_k)``:
+    each level aligns the ID-side chain, coarser at every step, with one modality; no normalisation."""
+    labels = torch.arange(item_id.shape[0], device=item_id.device)
+    x, total = item_id, item_id.new_zeros(())
+    for rep, step, head in zip(item_modal, chain, heads, strict=True):
+        x = step(x)
+        total = total + F.cross_entropy(x @ head(rep).T / temperature, labels)
+    return total
+
+
+def _linear(d_in: int, d_out: int) -> nn.Linear:
+    """A Linear layer with xavier-uniform weights (bias: torch's default), as every layer of the reference."""
+    layer = nn.Linear(d_in, d_out)
+    nn.init.xavier_uniform_(layer.weight)
+    return layer
+
+
+@register
+class SLMRec(Model):
+    """Concat-fused per-modality LightGCN graphs; in-batch InfoNCE plus a FAC/FD/FM self-supervised task."""
+
+    name = "slmrec"
+    defaults = {
+        "embedding_size": 64,
+        "n_layers": 3,
+        "temp": 0.2,
+        "ssl_task": "FAC",
+        "ssl_alpha": 0.1,
+        "ssl_temp": 0.2,
+        "dropout_rate": 0.3,
+        "modalities": "all",
+    }
+    choices = {"ssl_task": SSL_TASKS}
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "sym")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim = config["embedding_size"]
+        self.dim = dim
+        self.modalities = fac_order(select(config["modalities"], data.modalities()))
+        self.n_blocks = 1 + len(self.modalities)
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        for m in self.modalities:
+            self.register_buffer(f"feature_{m}", F.normalize(data.feature(m), dim=1), persistent=False)
+        self.dense = nn.ModuleList([_linear(data.feature(m).shape[1], dim) for m in self.modalities])
+        self.user_fusion = _linear(self.n_blocks * dim, dim)
+        self.item_fusion = _linear(self.n_blocks * dim, dim)
+        self.adjacency = data.ui_adjacency("sym")
+        if config["ssl_task"] == "FAC":
+            widths = [dim // 2 if m == "text" else dim for m in self.modalities]
+            self.fac_chain = nn.ModuleList(
+                [_linear(d_in, d_out) for d_in, d_out in zip([dim, *widths[:-1]], widths, strict=True)]
+            )
+            self.fac_heads = nn.ModuleList([_linear(dim, d_out) for d_out in widths])
+
+    def item_inputs(self) -> list[torch.Tensor]:
+        """Per-block item inputs ``[e_I, Dense_m(normalize(X_m)), …]``."""
+        features = (getattr(self, f"feature_{m}") for m in self.modalities)
+        return [self.item_embedding, *(dense(x) for dense, x in zip(self.dense, features, strict=True))]
+
+    def propagate(self, item_inputs: Sequence[torch.Tensor], dropout: float = 0.0) -> torch.Tensor:
+        """``[U; I]`` of all K blocks side by side, ``[(M+N), K·d]`` (optionally with per-layer dropout)."""
+        ego = torch.cat([self.user_embedding.repeat(1, self.n_blocks), torch.cat(list(item_inputs), 1)])
+        if dropout > 0.0:
+            return dropout_propagate(self.adjacency, ego, self.config["n_layers"], dropout)
+        return lightgcn_propagate(self.adjacency, ego, self.config["n_layers"])
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.propagate(self.item_inputs())
+        return self.user_fusion(out[: self.n_users]), self.item_fusion(out[self.n_users :])
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        users, items = batch.users, batch.pos_items + self.n_users
+        inputs = self.item_inputs()
+        out = self.propagate(inputs)
+        main = info_nce(self.user_fusion(out[users]), self.item_fusion(out[items]), self.config["temp"])
+        ssl = self.ssl_loss(out, inputs, users, items)
+        total = main + self.config["ssl_alpha"] * ssl
+        return {"loss": total, "main": main, "ssl": ssl}
+
+    def ssl_loss(
+        self, out: torch.Tensor, inputs: list[torch.Tensor], users: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        """The ``ssl_task`` loss at the batch's users and items (``items`` as rows of ``out``)."""
+        task, tau = self.config["ssl_task"], self.config["ssl_temp"]
+        if task == "FAC":
+            blocks = out[items].split(self.dim, dim=1)
+            return fac_loss(blocks[0], blocks[1:], self.fac_chain, self.fac_heads, tau)
+        if "FM" in task:
+            view_inputs = [mask_modalities(inputs, [k]) for k in distinct_choices(self.n_blocks, 2)]
+        else:
+            view_inputs = [inputs, inputs]
+        p = self.config["dropout_rate"] if "FD" in task and self.training else 0.0
+        views = [self.propagate(v, p) for v in view_inputs]
+        u1, u2 = (self.user_fusion(v[users]) for v in views)
+        i1, i2 = (self.item_fusion(v[items]) for v in views)
+        return info_nce(u1, u2, tau) + info_nce(i1, i2, tau)
