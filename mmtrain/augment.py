@@ -6,11 +6,9 @@
   the next one (SLMRec's FD views).
 - :func:`mask_modalities` (FM) with :func:`distinct_choices`: replace whole modalities by zeros, e.g. one
   different modality per view (SLMRec's FM views).
-- :func:`edge_dropout`: keep each stored entry of a sparse operator with probability ``keep_rate`` (DiffMM- and
-  MDMNS-style edge dropping), optionally rescaling the survivors.
 
 All randomness comes from ``generator`` when one is given (else torch's global generator), so a seed fixes the
-views. Everything is vectorised: one Bernoulli draw per entry/edge, no Python loop over rows.
+views. Everything is vectorised: one Bernoulli draw per entry, no Python loop over rows.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from mmtrain.graph.adjacency import SparseOperator, sparse_matrix
+from mmtrain.graph.adjacency import SparseOperator
 from mmtrain.graph.propagate import spmm
 
 
@@ -73,21 +71,3 @@ def mask_modalities(inputs: Sequence[torch.Tensor], masked: Iterable[int]) -> li
     if not drop <= set(range(len(inputs))):
         raise ValueError(f"masked positions {sorted(drop)} out of range for {len(inputs)} modalities")
     return [torch.zeros_like(x) if i in drop else x for i, x in enumerate(inputs)]
-
-
-def edge_dropout(
-    adjacency: SparseOperator,
-    keep_rate: float,
-    generator: torch.Generator | None = None,
-    scale: bool = False,
-) -> SparseOperator:
-    """A copy of ``adjacency`` keeping each stored entry with probability ``keep_rate`` (values not
-    renormalised; divided by ``keep_rate`` when ``scale``). ``keep_rate = 1`` returns ``adjacency``."""
-    _check_rate("edge drop rate", 1.0 - keep_rate)
-    if keep_rate == 1.0:
-        return adjacency
-    idx, values = adjacency.indices(), adjacency.values()
-    keep = torch.rand(values.shape, generator=generator, device=values.device) < keep_rate
-    kept = values[keep] / keep_rate if scale else values[keep]
-    shape = (adjacency.shape[0], adjacency.shape[1])
-    return SparseOperator(sparse_matrix(idx[0, keep], idx[1, keep], kept, shape))

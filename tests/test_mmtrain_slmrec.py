@@ -17,7 +17,6 @@ from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse 
 from mmtrain.augment import (
     distinct_choices,
     dropout_propagate,
-    edge_dropout,
     feature_dropout,
     mask_modalities,
 )
@@ -130,20 +129,6 @@ def test_mask_modalities_zeroes_exactly_the_masked_ones():
     assert torch.count_nonzero(torch.cat([o.flatten() for o in out])) == 12
     with pytest.raises(ValueError, match="out of range"):
         mask_modalities(inputs, [3])
-
-
-def test_edge_dropout_keeps_a_fraction_of_the_entries_unchanged_or_rescaled():
-    rows, cols = torch.meshgrid(torch.arange(100), torch.arange(200), indexing="ij")
-    full = ui_adjacency(rows.flatten(), cols.flatten(), 100, 200)  # 40,000 stored entries
-    dense = full.to_dense()
-    dropped = edge_dropout(full, 0.8, torch.Generator().manual_seed(0))
-    kept = dropped.to_dense()
-    nz = kept != 0
-    assert abs(nz.sum().item() / full.values().numel() - 0.8) < 0.01  # sd 0.002
-    assert torch.equal(kept[nz], dense[nz])
-    scaled = edge_dropout(full, 0.8, torch.Generator().manual_seed(0), scale=True).to_dense()
-    torch.testing.assert_close(scaled, kept / 0.8)
-    assert edge_dropout(full, 1.0) is full
 
 
 # ---------------------------------------------------------------- FAC

@@ -1,0 +1,418 @@
+"""MDMNS (modality-aware diffusion with multi-level negative sampling; ``HuXianshengNXU/MDMNS-main``), built on
+DiffMM: per-modality diffusion models generate modality-specific U-I graphs, per-modality and fused GCN views
+are trained with BPR per modality view and a contrastive loss.
+
+Equations (reference/models.md "MDMNS", graphs.md §3; Â = D^-1/2 (A + I) D^-1/2 of the training graph)::
+
+    diffusion (per modality m, on a user's train row x₀ ∈ {0,1}^N; mmtrain.diffusion):
+      L_m  = mean_u w_t·mean((x₀ − x̂₀)²) + e_loss·mean_u mean((x̂₀ f_m − x₀ e_I)²)       (f_m, e_I detached)
+      G_m  = D^-1/2 (B_m + I) D^-1/2,  B_m = bipartite(top-rebuild_k of p_sample(x₀) per user),
+             then edge dropout: every stored entry kept with probability keepRate and divided by keepRate
+    f_m    = leaky_relu(X_m W_m) (trans 0) or Lin_m(X_m) (trans 1)
+    E_m    = Â[e_U; n(f_m)] + Â[(Â[e_U; n(f_m)])_U; e_I] + ris_adj_lambda·G_m[e_U; e_I]        (n = row L2 norm)
+    E_f    = Â[e_U; n(Σ_m w_m E_m,I)] + Â[(that)_U; e_I] + ris_adj_lambda·Â[e_U; e_I],  w = softmax(modal_weight)
+    z(V)   = Σ_{l=0..L} Â^l V + ris_lambda·n(V)                for V ∈ {E_f, E_m}
+    L      = Σ_m L_bpr(z(E_m)) + reg·(‖e_U‖² + ‖e_I‖²) + ssl_reg·L_cl
+    cl_method 0 (DiffMM):  C_m = Σ_l Â^l G_m[e_U; n(f_m)];  L_cl = Σ_{m<m'} c(C_m,U, C_m',U; batch users)
+                                                                  + c(C_m,I, C_m',I; batch positives)
+        c(a, b; S) = mean_{s∈S} −log e^{cos(a_s,b_s)/τ} / Σ_j e^{cos(a_s,b_j)/τ}   (full-set denominator)
+    cl_method 1 (multi-level negatives): L_cl = Σ_m [c(z_f,U, z_m,U; all) + c(z_f,I, z_m,I; all)]
+                                              + Σ_m Σ_{σ∈levels} c(z_m,I, sg(z_m,I + σ·ε); all)
+        levels = [⌊T/10⌋, ⌊T/8⌋, ⌊T/4⌋, ⌊T/2⌋] (T = steps): the noisy copy of item i is its positive and the
+        noisy copies of the other items its negatives; the copies are drawn without gradient, as published.
+    score  = Σ_{V ∈ {E_f, E_m}} z_u(V) · z_i(V)    (``forward`` concatenates the views)
+
+Training schedule. ``on_epoch_start`` regenerates every G_m from the current denoisers (all users, in blocks of
+``gen_block`` rows) and draws a new edge-dropout mask (seeded by the run seed and the epoch); evaluation uses
+the graphs of the last epoch, as the reference does. The denoisers are trained by the model's own Adam
+(same lr, no weight decay) in ``auxiliary_step`` on the rows of the batch's distinct users, on every
+``diff_every``-th batch: the reference trains them for one pass over all users per epoch (batches of
+``batch`` users), so ``diff_every = 0`` means ``round(|train| / M)`` (6 on TikTok, Baby and Sports), which
+gives about the same number of denoiser updates and rows per epoch. The logged ``diff``/``gc`` are the latest
+values. Here the graphs of epoch e come from denoisers trained up to epoch e − 1 (the reference first trains the
+denoisers for the epoch, then regenerates); epoch 1 uses untrained denoisers.
+
+Deviations from the published code:
+- The MDMNS "guide" is omitted, so the diffusion is DiffMM's. As published, ``training_losses`` feeds the
+  denoiser the output of a *fresh, untrained* ``GCNRecommender`` of x_t and the other modalities' features
+  (created on every call, in no optimizer; a dense (B+N)² graph) and adds ``mean((x₀ − Lin(guide)ᵀ)²)`` with a
+  fresh Linear to an undefined ``mse`` (so it raises). That term is constant with respect to every trained
+  parameter, and ``p_sample`` (graph generation) never uses the guide, so there is nothing trained to keep.
+- BPR is the mean of ``−log σ`` (the reference divides the sum by the nominal batch size and takes
+  ``log(sigmoid)``); CL uses log-sum-exp (the reference divides exponentials).
+- With ``cl_method 1`` the reference also computes and discards the DiffMM CL terms; they are not computed.
+- The reference selects the epoch on test Recall@20; mmtrain selects on validation.
+
+Memory (M users, N items, d = latdim, h = dims, n = number of modalities):
+- parameters: ID embeddings (M+N)·d, projections Σ d_m·d; raw features N·Σd_m (constant buffers).
+- denoisers: n·((N+10)·h + h·N) ≈ 2·n·N·h weights (TikTok, N = 6,710, h = 1000: 13.4M = 54 MB per modality;
+  ×4 with the gradients and Adam's moments); training holds a few ``[B_u, N]`` rows (B_u = distinct batch
+  users) and ``[B_u, h]`` activations; regeneration one ``[gen_block, N]`` block at a time, never M x N.
+- graphs: per modality 2·M·rebuild_k + M + N entries (the top-k indices and the dropout mask are buffers, so
+  checkpoints and the best-epoch state carry the graphs the model was evaluated with).
+- views: (n+1)·(M+N)·d per layer and term.
+- CL: ``cl_method 0`` [B, M] and [B, N] logits; ``cl_method 1`` full-set logits computed ``cl_chunk`` rows at a
+  time (recomputed in the backward pass when there are several chunks), so one ``[cl_chunk, M]`` block is alive.
+  Its cost is O((M² + N²)·d) per batch (n·(2 + 4) full-set terms): the dominant cost of a step on CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.diffusion import Denoiser, GaussianDiffusion
+from mmtrain.errors import TrainError
+from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
+from mmtrain.graph.propagate import spmm
+from mmtrain.losses import bpr_loss
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+
+def noise_levels(steps: int) -> list[int]:
+    """The multi-level noise scales ``[⌊T/10⌋, ⌊T/8⌋, ⌊T/4⌋, ⌊T/2⌋]`` (``int(steps / k)`` in the reference)."""
+    return [steps // 10, steps // 8, steps // 4, steps // 2]
+
+
+def _contrast_rows(
+    rows: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor, tau: float
+) -> torch.Tensor:
+    """Summed ``−log softmax(rows·candidatesᵀ/τ)[target]`` (1/τ applied to the smaller operand; fused CE)."""
+    return F.cross_entropy((rows / tau) @ candidates.T, targets, reduction="sum")
+
+
+def full_set_contrast(
+    anchor: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor, tau: float, chunk: int = 4096
+) -> torch.Tensor:
+    """``mean_i −log e^{cos(a_i, b_{t_i})/τ} / Σ_j e^{cos(a_i, b_j)/τ}`` over all candidates ``b``.
+
+    DiffMM ``contrastLoss`` (anchors = the batch rows of one view) and MDMNS ``info_nce_loss`` (anchors = all
+    rows, ``t_i = i``). Computed ``chunk`` anchors at a time, checkpointed when there are several chunks."""
+    a = F.normalize(anchor.float(), dim=1)
+    b = F.normalize(candidates.float(), dim=1)
+    n = a.shape[0]
+    total = torch.zeros((), device=a.device)
+    for start in range(0, n, chunk):
+        rows, tg = a[start : start + chunk], targets[start : start + chunk]
+        if n > chunk and torch.is_grad_enabled():
+            total = total + checkpoint(_contrast_rows, rows, b, tg, tau, use_reentrant=False)
+        else:
+            total = total + _contrast_rows(rows, b, tg, tau)
+    return total / n
+
+
+def noisy_copies(
+    x: torch.Tensor, levels: list[int], generator: torch.Generator | None = None
+) -> list[torch.Tensor]:
+    """``x + σ·ε`` for each level σ (ε standard normal, a fresh draw per level), without gradient."""
+    with torch.no_grad():
+        return [x + level * torch.randn(x.shape, generator=generator, device=x.device) for level in levels]
+
+
+def multilevel_contrast(
+    items: torch.Tensor,
+    levels: list[int],
+    tau: float,
+    chunk: int = 4096,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``Σ_σ c(I, sg(I + σ ε))``: each item's own noisy copy is its positive, the other copies negatives."""
+    targets = torch.arange(items.shape[0], device=items.device)
+    copies = noisy_copies(items, levels, generator)
+    return sum(full_set_contrast(items, copy, targets, tau, chunk) for copy in copies)
+
+
+def generated_graph(
+    top_items: torch.Tensor, keep: torch.Tensor, n_users: int, n_items: int, keep_rate: float
+) -> SparseOperator:
+    """``D^-1/2 (B + I) D^-1/2`` of the bipartite graph user u -> ``top_items[u]``, then edge dropout: the
+    coalesced entries where ``keep`` is False are removed, the others divided by ``keep_rate``."""
+    users = torch.arange(n_users, device=top_items.device).repeat_interleave(top_items.shape[1])
+    full = ui_adjacency(users, top_items.reshape(-1), n_users, n_items, "sym_self")
+    idx, val = full.indices(), full.values()
+    if keep.numel() != val.numel():
+        raise ValueError(f"edge mask has {keep.numel()} entries for {val.numel()} graph entries")
+    n = n_users + n_items
+    return SparseOperator(sparse_matrix(idx[0, keep], idx[1, keep], val[keep] / keep_rate, (n, n)))
+
+
+def _check(config: dict[str, Any], n_items: int) -> None:
+    """Value checks the type coercion cannot do; one-line user errors."""
+    rules = [
+        ("trans", config["trans"] in (0, 1), "0 (leaky_relu(X W)) or 1 (Linear)"),
+        ("cl_method", config["cl_method"] in (0, 1), "0 (DiffMM) or 1 (multi-level negatives)"),
+        ("steps", config["steps"] >= 1, ">= 1"),
+        ("noise_scale", config["noise_scale"] > 0, "> 0"),
+        ("sampling_steps", 0 <= config["sampling_steps"] <= config["steps"], "between 0 and steps"),
+        ("rebuild_k", 1 <= config["rebuild_k"] <= n_items, f"between 1 and the number of items ({n_items})"),
+        ("keepRate", 0 < config["keepRate"] <= 1, "in (0, 1]"),
+        ("dims", bool(config["dims"]) and min(config["dims"]) >= 1, "a non-empty list of positive sizes"),
+        ("gnn_layer", config["gnn_layer"] >= 0, ">= 0"),
+        ("diff_every", config["diff_every"] >= 0, ">= 0 (0: round(train pairs / users))"),
+        ("gen_block", config["gen_block"] >= 1, ">= 1"),
+        ("cl_chunk", config["cl_chunk"] >= 1, ">= 1"),
+    ]
+    for key, ok, expected in rules:
+        if not ok:
+            raise TrainError(f"{key}={config[key]!r}: expected {expected}")
+
+
+@register
+class MDMNS(Model):
+    """Diffusion-generated modality U-I graphs, per-modality and fused GCN views, BPR per modality view and
+    DiffMM or multi-level-negative contrastive learning."""
+
+    name = "mdmns"
+    defaults = {
+        "latdim": 64,
+        "gnn_layer": 1,
+        "reg": 1e-5,
+        "ssl_reg": 1e-2,
+        "temp": 0.5,
+        "keepRate": 0.5,
+        "ris_lambda": 0.5,
+        "ris_adj_lambda": 0.2,
+        "trans": 0,
+        "cl_method": 0,
+        "dims": [1000],
+        "d_emb_size": 10,
+        "norm": False,
+        "steps": 5,
+        "noise_scale": 0.1,
+        "noise_min": 1e-4,
+        "noise_max": 0.02,
+        "sampling_noise": False,
+        "sampling_steps": 0,
+        "rebuild_k": 1,
+        "e_loss": 0.1,
+        "diff_every": 0,
+        "gen_block": 1024,
+        "cl_chunk": 4096,
+        "modalities": "all",
+    }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        needs = modality_requirements(config["modalities"])
+        return Requirements(needs.features, needs.any_feature, (), "sym_self")
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        _check(config, data.n_items)
+        dim = config["latdim"]
+        self.modalities = select(config["modalities"], data.modalities())
+        n_mods = len(self.modalities)
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        for m, modality in enumerate(self.modalities):
+            self.register_buffer(f"feature_{m}", data.feature(modality).float().clone(), persistent=False)
+        linear = config["trans"] == 1
+        self.projections = nn.ModuleList(
+            nn.Linear(data.feature(m).shape[1], dim, bias=linear) for m in self.modalities
+        )
+        if not linear:
+            for layer in self.projections:
+                nn.init.xavier_uniform_(layer.weight)
+        self.modal_weight = nn.Parameter(torch.full((n_mods,), 1.0 / n_mods))
+        self.adjacency = data.ui_adjacency("sym_self")
+        self.denoisers = nn.ModuleList(
+            Denoiser(self.n_items, list(config["dims"]), config["d_emb_size"], config["norm"])
+            for _ in self.modalities
+        )
+        self.diffusion = GaussianDiffusion(
+            config["noise_scale"],
+            config["noise_min"],
+            config["noise_max"],
+            config["steps"],
+            device=data.device,
+        )
+        self.denoise_optimizer = torch.optim.Adam(
+            self.denoisers.parameters(), lr=config["lr"], weight_decay=0
+        )
+        self.train_pairs = data.train
+        every = config["diff_every"] or round(len(data.train) / max(self.n_users, 1))
+        self.diff_every = max(int(every), 1)
+        k = config["rebuild_k"]
+        self.graph_nnz = 2 * self.n_users * k + self.n_users + self.n_items
+        self.register_buffer("top_items", torch.zeros(n_mods, self.n_users, k, dtype=torch.long))
+        self.register_buffer("edge_keep", torch.ones(n_mods, self.graph_nnz, dtype=torch.bool))
+        self.register_buffer("generated", torch.zeros((), dtype=torch.bool))
+        self._graphs: list[SparseOperator] | None = None
+        self._aux_count = 0
+        self._aux_last: dict[str, torch.Tensor] = {}
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_graphs", None))
+
+    def features(self) -> list[torch.Tensor]:
+        """Raw feature matrices ``X_m`` (constants)."""
+        return [getattr(self, f"feature_{m}") for m in range(len(self.modalities))]
+
+    def modal_features(self) -> list[torch.Tensor]:
+        """``f_m``: ``leaky_relu(X_m W_m, 0.2)`` (trans 0) or ``Lin_m(X_m)`` (trans 1)."""
+        out = [proj(x) for proj, x in zip(self.projections, self.features(), strict=True)]
+        if self.config["trans"] == 0:
+            out = [F.leaky_relu(f, 0.2) for f in out]
+        return out
+
+    def main_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything except the denoisers (trained in :meth:`auxiliary_step`)."""
+        return (p for name, p in self.named_parameters() if not name.startswith("denoisers."))
+
+    def train_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """Dense binary training rows ``x₀ [len(users), N]`` of ``users``."""
+        rows, items = self.train_pairs.rows_of(users)
+        x0 = torch.zeros(len(users), self.n_items, device=users.device)
+        x0[rows, items] = 1.0
+        return x0
+
+    # diffusion: denoiser training and graph generation
+
+    def denoiser_losses(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Σ_m mean L_diff, Σ_m mean L_gc)`` on rows ``x0``, with the recommender's item embeddings and
+        modality features detached (modality-aware graph conditioning)."""
+        with torch.no_grad():
+            target = x0 @ self.item_embedding
+            feats = self.modal_features()
+        diff = torch.zeros((), device=x0.device)
+        gc = torch.zeros((), device=x0.device)
+        for denoiser, feat in zip(self.denoisers, feats, strict=True):
+            weighted, x0_hat = self.diffusion.training_losses(denoiser, x0)
+            diff = diff + weighted.mean()
+            gc = gc + (x0_hat @ feat - target).pow(2).mean(1).mean()
+        return diff, gc
+
+    def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step of the denoisers on the batch's distinct users, every ``diff_every``-th batch."""
+        step, self._aux_count = self._aux_count, self._aux_count + 1
+        if step % self.diff_every:
+            return self._aux_last
+        x0 = self.train_rows(torch.unique(batch.users))
+        diff, gc = self.denoiser_losses(x0)
+        self.denoise_optimizer.zero_grad(set_to_none=True)
+        (diff + self.config["e_loss"] * gc).backward()
+        self.denoise_optimizer.step()
+        self._aux_last = {"diff": diff.detach(), "gc": gc.detach()}
+        return self._aux_last
+
+    @torch.no_grad()
+    def regenerate(self, epoch: int) -> None:
+        """Denoise every user's row (blocks of ``gen_block`` users), keep the top ``rebuild_k`` items per user
+        and modality, and draw the edge-dropout masks (seeded by the run seed and ``epoch``)."""
+        cfg = self.config
+        device = self.user_embedding.device
+        block = cfg["gen_block"]
+        for start in range(0, self.n_users, block):
+            users = torch.arange(start, min(start + block, self.n_users), device=device)
+            x0 = self.train_rows(users)
+            for m, denoiser in enumerate(self.denoisers):
+                scores = self.diffusion.p_sample(denoiser, x0, cfg["sampling_steps"], cfg["sampling_noise"])
+                self.top_items[m, start : start + len(users)] = torch.topk(
+                    scores, cfg["rebuild_k"], dim=1
+                ).indices
+        generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 100_003 + epoch)
+        draw = torch.rand(self.edge_keep.shape, generator=generator, device=device)
+        self.edge_keep.copy_(draw < cfg["keepRate"])
+        self.generated.fill_(True)
+        self._graphs = None
+
+    def modal_graphs(self) -> list[SparseOperator]:
+        """The generated (edge-dropped) modality U-I graphs ``G_m``; generated on first use if needed."""
+        if self._graphs is None:
+            if not bool(self.generated):
+                self.regenerate(0)
+            self._graphs = [
+                generated_graph(top, keep, self.n_users, self.n_items, self.config["keepRate"])
+                for top, keep in zip(self.top_items, self.edge_keep, strict=True)
+            ]
+        return self._graphs
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Regenerate the modality graphs from the denoisers; restart the denoiser step counter."""
+        self._aux_count = 0
+        self.regenerate(epoch)
+
+    # recommender
+
+    def _readout(self, view: torch.Tensor) -> torch.Tensor:
+        """``Σ_{l=0..L} Â^l V + ris_lambda·n(V)``."""
+        layer, total = view, view
+        for _ in range(self.config["gnn_layer"]):
+            layer = spmm(self.adjacency, layer)
+            total = total + layer
+        return total + self.config["ris_lambda"] * F.normalize(view, dim=1)
+
+    def _two_hop(self, items: torch.Tensor) -> torch.Tensor:
+        """``Â[e_U; X] + Â[(Â[e_U; X])_U; e_I]``: item side ``X`` to users, back with the ID embeddings."""
+        first = spmm(self.adjacency, torch.cat([self.user_embedding, items]))
+        return first + spmm(self.adjacency, torch.cat([first[: self.n_users], self.item_embedding]))
+
+    def views(self) -> list[torch.Tensor]:
+        """``[z(E_f), z(E_m) for each modality]``, each ``[M + N, d]`` (users first)."""
+        lam = self.config["ris_adj_lambda"]
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        modal = []
+        for feat, graph in zip(self.modal_features(), self.modal_graphs(), strict=True):
+            modal.append(self._two_hop(F.normalize(feat, dim=1)) + lam * spmm(graph, ego))
+        weight = torch.softmax(self.modal_weight, 0)
+        mixed = sum(w * e for w, e in zip(weight, modal, strict=True))
+        fused = self._two_hop(F.normalize(mixed[self.n_users :], dim=1)) + lam * spmm(self.adjacency, ego)
+        return [self._readout(v) for v in (fused, *modal)]
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.cat(self.views(), dim=1)
+        return z[: self.n_users], z[self.n_users :]
+
+    def contrast_views(self) -> list[torch.Tensor]:
+        """DiffMM CL views ``C_m = Σ_{l=0..L} Â^l G_m[e_U; n(f_m)]``."""
+        out = []
+        for feat, graph in zip(self.modal_features(), self.modal_graphs(), strict=True):
+            layer = spmm(graph, torch.cat([self.user_embedding, F.normalize(feat, dim=1)]))
+            total = layer
+            for _ in range(self.config["gnn_layer"]):
+                layer = spmm(self.adjacency, layer)
+                total = total + layer
+            out.append(total)
+        return out
+
+    def contrastive(self, batch: Batch, views: list[torch.Tensor]) -> torch.Tensor:
+        """The unweighted ``L_cl`` of ``cl_method`` (see the module docstring)."""
+        tau, chunk, m = self.config["temp"], self.config["cl_chunk"], self.n_users
+        if self.config["cl_method"] == 0:
+            total = torch.zeros((), device=views[0].device)
+            for a, b in itertools.combinations(self.contrast_views(), 2):
+                total = total + full_set_contrast(a[:m][batch.users], b[:m], batch.users, tau, chunk)
+                total = total + full_set_contrast(a[m:][batch.pos_items], b[m:], batch.pos_items, tau, chunk)
+            return total
+        fused, modal = views[0], views[1:]
+        users = torch.arange(self.n_users, device=fused.device)
+        items = torch.arange(self.n_items, device=fused.device)
+        total = torch.zeros((), device=fused.device)
+        for view in modal:
+            total = total + full_set_contrast(fused[:m], view[:m], users, tau, chunk)
+            total = total + full_set_contrast(fused[m:], view[m:], items, tau, chunk)
+        levels = noise_levels(self.config["steps"])
+        for view in modal:
+            total = total + multilevel_contrast(view[m:], levels, tau, chunk)
+        return total
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        views = self.views()
+        m = self.n_users
+        rank = torch.zeros((), device=views[0].device)
+        for view in views[1:]:
+            u = view[:m][batch.users]
+            pos, neg = view[m:][batch.pos_items], view[m:][batch.neg_items]
+            rank = rank + bpr_loss((u * pos).sum(1), (u * neg).sum(1))
+        reg = self.config["reg"] * (self.user_embedding.pow(2).sum() + self.item_embedding.pow(2).sum())
+        weight = self.config["ssl_reg"]
+        cl = weight * self.contrastive(batch, views) if weight else torch.zeros((), device=reg.device)
+        return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}
