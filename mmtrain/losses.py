@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -34,6 +35,37 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float = 
     b = F.normalize(positive.float(), dim=1)
     logits = a @ b.T / temperature
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def _grace_rows(
+    rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, start: int, tau: float
+) -> torch.Tensor:
+    """Summed GRACE terms of the unit rows ``rows = z1[start:start + len(rows)]``."""
+    diag = torch.arange(rows.shape[0], device=rows.device)
+    refl = rows @ z1.T / tau
+    between = rows @ z2.T / tau
+    denominator = refl.exp().sum(1) - refl[diag, diag + start].exp() + between.exp().sum(1)
+    return (denominator.log() - between[diag, diag + start]).sum()
+
+
+def grace_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, chunk: int = 4096) -> torch.Tensor:
+    """GRACE semi-loss ``z1 -> z2`` (MICRO, MMSSL): cosine ``s``, temperature ``τ``, mean over rows of::
+
+        −log e^{s(z1_i,z2_i)/τ} / (Σ_j e^{s(z1_i,z1_j)/τ} − e^{s(z1_i,z1_i)/τ} + Σ_j e^{s(z1_i,z2_j)/τ})
+
+    Unlike :func:`info_nce` the other rows of ``z1`` are negatives too. Computed ``chunk`` rows at a time
+    (checkpointed when there are several chunks), so one ``[chunk, n]`` pair of similarity blocks is alive."""
+    a = F.normalize(z1.float(), dim=1)
+    b = F.normalize(z2.float(), dim=1)
+    n = a.shape[0]
+    total = torch.zeros((), device=a.device)
+    for start in range(0, n, chunk):
+        rows = a[start : start + chunk]
+        if n > chunk and torch.is_grad_enabled():
+            total = total + checkpoint(_grace_rows, rows, a, b, start, tau, use_reentrant=False)
+        else:
+            total = total + _grace_rows(rows, a, b, start, tau)
+    return total / n
 
 
 REG_STYLES = ("emb", "l2")

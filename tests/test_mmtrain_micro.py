@@ -20,7 +20,7 @@ from mmtrain.cli import main
 from mmtrain.data.loader import load_data
 from mmtrain.errors import TrainError
 from mmtrain.experiment import build_model, make_config
-from mmtrain.models.micro import grace_loss
+from mmtrain.losses import grace_loss
 from mmtrain.trainer import Trainer
 
 

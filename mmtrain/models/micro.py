@@ -7,7 +7,7 @@ Equations (reference/models.md "MICRO", graphs.md §2 MICRO)::
     h_m   = A_m^L e_I
     α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
     [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`grace_loss`)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`mmtrain.losses.grace_loss`)
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
@@ -28,48 +28,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
-from mmtrain.losses import bpr_loss, l2_squared
+from mmtrain.losses import bpr_loss, grace_loss, l2_squared
 from mmtrain.modalities import modality_requirements, select
 from mmtrain.models.base import Model, Requirements
 from mmtrain.models.registry import register
-
-
-def _grace_rows(
-    rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, start: int, tau: float
-) -> torch.Tensor:
-    """Summed GRACE terms of the unit rows ``rows = z1[start:start + len(rows)]``."""
-    diag = torch.arange(rows.shape[0], device=rows.device)
-    refl = rows @ z1.T / tau
-    between = rows @ z2.T / tau
-    denominator = refl.exp().sum(1) - refl[diag, diag + start].exp() + between.exp().sum(1)
-    return (denominator.log() - between[diag, diag + start]).sum()
-
-
-def grace_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, chunk: int = 4096) -> torch.Tensor:
-    """GRACE semi-loss ``z1 -> z2`` (cosine ``s``, temperature ``τ``), mean over rows::
-
-        −log e^{s(z1_i,z2_i)/τ} / (Σ_j e^{s(z1_i,z1_j)/τ} − e^{s(z1_i,z1_i)/τ} + Σ_j e^{s(z1_i,z2_j)/τ})
-
-    computed ``chunk`` rows at a time (checkpointed when there are several chunks)."""
-    a = F.normalize(z1.float(), dim=1)
-    b = F.normalize(z2.float(), dim=1)
-    n = a.shape[0]
-    total = torch.zeros((), device=a.device)
-    for start in range(0, n, chunk):
-        rows = a[start : start + chunk]
-        if n > chunk and torch.is_grad_enabled():
-            total = total + checkpoint(_grace_rows, rows, a, b, start, tau, use_reentrant=False)
-        else:
-            total = total + _grace_rows(rows, a, b, start, tau)
-    return total / n
-
 
 ModalGraph = tuple[torch.Tensor, torch.Tensor]
 

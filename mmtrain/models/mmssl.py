@@ -1,0 +1,478 @@
+"""MMSSL (Wei et al., WWW 2023): modality-aware user-item graphs, a WGAN-GP discriminator on user rows, and
+cross-modal contrastive learning, on a two-layer bipartite GCN.
+
+Equations (reference/models.md "MMSSL", graphs.md §3; ``ui = D_u^-1/2 R`` (M x N), ``iu = D_i^-1/2 Rᵀ``)::
+
+    F_m      = dropout(Lin_m(X_m))                    X_m constant (not trained)
+    U_m^f    = ui·F_m,  I_m^f = iu·U_m^f              feature side, one layer
+    U_m^id   = G_m^ui·e_I,  I_m^id = G_m^iu·e_U       ID side over the modality graphs G_m (init: ui, iu)
+    Z^U      = mean_m MHA({U_m^id})_m,  Z^I likewise   (head_num heads, see :func:`modality_attention`)
+    u⁰ = e_U + id_cat_rate·normalize(Z^U),  i⁰ = e_I + id_cat_rate·normalize(Z^I)
+    u^l = ui·i^{l-1},  i^l = iu·u^l                    softmax over the 64 dims on the last layer only
+    z_u = mean_l u^l + model_cat_rate·Σ_m normalize(U_m^f),  z_i likewise
+
+Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^f[u]·I_m^fᵀ)·(1 − R_u))``):
+
+1. :meth:`MMSSL.auxiliary_step`, the discriminator ``D`` (own Adam, ``D_lr``, betas (0.5, 0.9)) on a no-grad
+   forward: fake rows ``s_m(u)`` for every modality, real rows (:func:`real_rows`)
+   ``normalize(softmax((R_u + log_log_scale·Gumbel)/real_data_tau) + ui_pre_scale·s_ui(u))`` with ``s_ui`` the
+   same masked similarity of the final ``z``; ``L_D = −D(real) + D(fake) + gp_rate·GP`` with
+   ``GP = gp_lambda·mean(‖∇D(α·real + (1−α)·fake)‖ − 1)²`` (:func:`gradient_penalty`).
+2. :meth:`MMSSL.loss`, the recommender (trainer's AdamW): ``L = L_bpr + reg_weight·½Σ‖u,p,n‖²/B
+   + feat_reg_decay·½Σ_m(‖U_m^f‖² + ‖I_m^f‖²)/N + cl_rate·Σ_m GRACE(U_m^id[B_u], z_u[B_u])
+   + G_rate·(−D(fake))`` with D frozen for the last term (its parameters get no gradient).
+3. The modality graphs ``G_m`` are regenerated from the feature-side similarities (``graph_regen``, below).
+
+Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Models.py``):
+
+- Graph regeneration. The reference keeps the top ``int(N·m_topk_rate)`` items of ``s_m(u)`` per batch user
+  and, with ``T = 1``, rebuilds ``G_m`` at batch 1 from batch 0's users only and from empty lists at every
+  later batch. ``int(N·1e-4)`` is 0 for N < 10 000 (TikTok, Baby), so the graphs are empty from the second
+  batch on and the whole ID-modality branch (``U_m^id``, the attention, GRACE) is zero; for larger N the
+  graphs hold one batch of users for one batch per epoch and are empty at evaluation. ``graph_regen: epoch``
+  (default, the paper's intent) rebuilds ``G_m`` at the start of every epoch after the first from all users:
+  the top ``k = max(int(N·m_topk_rate), m_topk_min)`` items of ``s_m(u)`` per user (train items masked to 0 as
+  in the reference, so they rank below any positive similarity), binary, row-normalised as ``D^-1/2`` like
+  ``ui``/``iu``; computed without dropout (eval mode) in user blocks of ``2^24 / N`` rows. Epoch 1 uses
+  ``R``. ``graph_regen: reference`` reproduces the reference schedule exactly (``T`` batches, no minimum
+  k). The graphs are buffers, so the best epoch's checkpoint carries the graph it was evaluated with.
+- Attention. The reference builds ``K`` from ``Q`` and broadcasts ``V`` over the *query* modality, so the
+  softmax weights sum out and its MHA is exactly ``Z_m = U_m^id·Σ_h W_cat[h]`` (``W_q``, ``W_k`` get no
+  gradient). ``attention: paper`` (default) is real multi-head attention over modalities
+  (``softmax_m'(Q_m^h·K_m'^h/√d_h)``, values ``U_m'^id`` as in the reference ``V = v``);
+  ``attention: reference`` is the reference's linear map.
+- Discriminator. ``nn.LeakyReLU(True)`` passes ``True`` as the negative slope, i.e. the identity; the intent
+  (``inplace=True``) is torch's 0.01, the default of ``D_negative_slope`` (1.0 reproduces the reference).
+  The output is ``100·sigmoid(·)``; weights Kaiming-normal, biases 0; BatchNorm in training mode throughout.
+- GRACE is taken against the final ``z_u`` (the reference's ``G_user_emb`` is the returned ``u_g_embeddings``,
+  i.e. after the feature terms), over the distinct batch users; the reference's ``+1e-8`` inside the log is
+  dropped. The reference computes and discards per-modality BPR terms; they are not computed here.
+- Sampling: mmtrain's BPR sampler draws training pairs; the reference draws distinct users uniformly. The
+  per-user terms (D rows, GRACE, regeneration) use the batch's distinct users.
+- Optimiser: the reference's ``AdamW(lr)`` has torch's default weight decay 0.01 (set in the recipe).
+
+Memory: ``(M+N)·d`` ID embeddings, ``Σ_m d_m·d`` projections, ``(2 + head_num)·d²`` attention weights; the
+U-I operators O(|E|) and the modality graphs ``n_mods·M·k`` edges. The discriminator has
+``N·h1 + h1·h2 + h2`` weights with ``h1 = N/4``, ``h2 = N/8`` as in the reference (``N²/4 + N²/32``: 12.7M on
+TikTok N = 6710, 2.8G at N = 100k, times three with Adam's moments); ``D_max_hidden`` > 0 caps ``h1`` at that
+value and ``h2`` at half of it (``≈ N·D_max_hidden`` weights). Its inputs are dense ``[B_u, N]`` rows: per step
+about ``(4·n_mods + 4)·B_u·N`` floats are alive (masks, real/fake rows, the penalty's interpolates and their
+double backward), e.g. 1 GB for ``B_u = 1024``, N = 20 000, two modalities; this is inherent to the method
+(the rows are D's input). Regeneration holds one ``[2^24 / N, N]`` similarity block (64 MB) at a time.
+
+Time (TikTok, one CPU thread, 59 batches of 1024 pairs): the discriminator dominates, about 7.5 s CPU per batch
+with the reference widths (≈ 7.5 min per epoch) and 1.5 s with ``D_max_hidden = 128`` (≈ 85 s per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtrain.data.interactions import Interactions
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.errors import TrainError
+from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
+from mmtrain.graph.propagate import spmm
+from mmtrain.losses import bpr_loss, grace_loss, l2_squared
+from mmtrain.modalities import modality_requirements, select
+from mmtrain.models.base import Model, Requirements
+from mmtrain.models.registry import register
+
+REGEN_BLOCK = 2**24  # similarity entries per user block when regenerating the modality graphs
+
+
+def mean_bipartite(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int) -> SparseOperator:
+    """``D_r^-1/2 B`` for the ``n_rows x n_cols`` matrix ``B`` of the pairs (duplicates summed): the reference
+    ``csr_norm(mean_flag=True)``; empty rows stay 0."""
+    ones = torch.ones(rows.numel(), dtype=torch.float32, device=rows.device)
+    coo = sparse_matrix(rows, cols, ones, (n_rows, n_cols))
+    idx, val = coo.indices(), coo.values()
+    degree = torch.zeros(n_rows, dtype=val.dtype, device=val.device).index_add_(0, idx[0], val)
+    return SparseOperator(
+        sparse_matrix(idx[0], idx[1], inv_power(degree, 0.5)[idx[0]] * val, (n_rows, n_cols))
+    )
+
+
+def seen_rows(train: Interactions, users: torch.Tensor) -> torch.Tensor:
+    """Dense binary ``R[users]`` (``[len(users), N]``)."""
+    out = torch.zeros(len(users), train.n_items, device=users.device)
+    rows, items = train.rows_of(users)
+    out[rows, items] = 1.0
+    return out
+
+
+def masked_similarity(user_rows: torch.Tensor, items: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """``normalize((U[u]·Iᵀ)·(1 − R_u))`` row-wise: the reference ``u_sim_calculation`` (train items zeroed)."""
+    return F.normalize((user_rows @ items.T) * (1 - seen), dim=1)
+
+
+def real_rows(
+    seen: torch.Tensor,
+    ui_sim: torch.Tensor,
+    uniform: torch.Tensor,
+    log_log_scale: float,
+    tau: float,
+    scale: float,
+) -> torch.Tensor:
+    """The discriminator's "real" rows ``normalize(softmax((R_u + s·Gumbel)/τ) + scale·s_ui(u))``, with the
+    Gumbel noise ``−log(−log(U + 1e-8) + 1e-8)`` from the uniform draws ``uniform`` (reference constants)."""
+    logits = seen - log_log_scale * torch.log(-torch.log(uniform + 1e-8) + 1e-8)
+    return F.normalize(torch.softmax(logits / tau, dim=1) + scale * ui_sim, dim=1)
+
+
+def gradient_penalty(
+    disc: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor,
+    lam: float,
+) -> torch.Tensor:
+    """WGAN-GP ``λ·mean_rows(‖∇_x D(x)‖₂ − 1)²`` at ``x = α·real + (1 − α)·fake`` (``alpha``: ``[rows, 1]``);
+    differentiable with respect to D's parameters."""
+    x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = disc(x)
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=torch.ones_like(out), create_graph=True)
+    return lam * ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def modality_attention(
+    views: list[torch.Tensor],
+    w_q: torch.Tensor,
+    w_k: torch.Tensor,
+    w_cat: torch.Tensor,
+    heads: int,
+    mode: str = "paper",
+) -> torch.Tensor:
+    """Mean over modalities of multi-head self-attention across the modality views ``[n, d]`` of each node.
+
+    ``paper``: ``Z_m = concat_h(Σ_m' softmax_m'(Q_m^h·K_m'^h/√d_h)·V_m')·W_cat`` with ``Q = U·W_q``,
+    ``K = U·W_k``, ``V = U`` (full ``d``, as the reference). ``reference``: the reference code's result, which
+    builds K from Q and pairs the weights with the query's own V, so they sum to 1:
+    ``Z_m = U_m·Σ_h W_cat[h·d:(h+1)·d]``.
+    """
+    stacked = torch.stack(views)
+    n_mods, n, dim = stacked.shape
+    if mode == "reference":
+        return stacked.mean(0) @ w_cat.view(heads, dim, dim).sum(0)
+    d_head = dim // heads
+    q = (stacked @ w_q).view(n_mods, n, heads, d_head)
+    k = (stacked @ w_k).view(n_mods, n, heads, d_head)
+    weights = torch.softmax(torch.einsum("mnhc,knhc->hmkn", q, k) / math.sqrt(d_head), dim=2)
+    mixed = torch.einsum("hmkn,knd->mnhd", weights, stacked).reshape(n_mods, n, heads * dim)
+    return (mixed @ w_cat).mean(0)
+
+
+class Discriminator(nn.Module):
+    """``100·σ(MLP(x))``, MLP ``N → h1 → h2 → 1`` with LeakyReLU, BatchNorm and dropout after each hidden layer.
+
+    ``h1 = N/4``, ``h2 = N/8`` (reference); ``max_hidden`` > 0 caps ``h1`` at it and ``h2`` at half of it.
+    """
+
+    def __init__(
+        self, n_items: int, drop1: float, drop2: float, max_hidden: int = 0, negative_slope: float = 0.01
+    ):
+        super().__init__()
+        h1, h2 = max(n_items // 4, 1), max(n_items // 8, 1)
+        if max_hidden > 0:
+            h1, h2 = min(h1, max_hidden), min(h2, max(max_hidden // 2, 1))
+        self.net = nn.Sequential(
+            nn.Linear(n_items, h1),
+            nn.LeakyReLU(negative_slope),
+            nn.BatchNorm1d(h1),
+            nn.Dropout(drop1),
+            nn.Linear(h1, h2),
+            nn.LeakyReLU(negative_slope),
+            nn.BatchNorm1d(h2),
+            nn.Dropout(drop2),
+            nn.Linear(h2, 1),
+            nn.Sigmoid(),
+        )
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 100 * self.net(x.float()).view(-1)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters of ``module`` do not require grad inside the block (gradients still reach its inputs)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@register
+class MMSSL(Model):
+    """Modality graphs + WGAN-GP discriminator + cross-modal GRACE on a bipartite GCN (see module docstring)."""
+
+    name = "mmssl"
+    defaults = {
+        "embed_size": 64,
+        "n_ui_layers": 2,
+        "drop_rate": 0.2,
+        "model_cat_rate": 0.55,
+        "id_cat_rate": 0.36,
+        "head_num": 4,
+        "attention": "paper",
+        "reg_weight": 1e-5,
+        "feat_reg_decay": 1e-5,
+        "cl_rate": 0.03,
+        "tau": 0.5,
+        "G_rate": 1e-4,
+        "D_lr": 3e-4,
+        "G_drop1": 0.31,
+        "G_drop2": 0.5,
+        "D_max_hidden": 0,
+        "D_negative_slope": 0.01,
+        "gp_rate": 1.0,
+        "gp_lambda": 0.3,
+        "real_data_tau": 0.005,
+        "ui_pre_scale": 100.0,
+        "log_log_scale": 1e-5,
+        "graph_regen": "epoch",
+        "m_topk_rate": 1e-4,
+        "m_topk_min": 1,
+        "T": 1,
+        "modalities": "all",
+    }
+    choices = {"attention": ("paper", "reference"), "graph_regen": ("epoch", "reference")}
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        return modality_requirements(config["modalities"])
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        dim, heads = config["embed_size"], config["head_num"]
+        if heads < 1 or dim % heads:
+            raise TrainError(f"head_num={heads} must divide embed_size={dim}")
+        self.modalities = select(config["modalities"], data.modalities())
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.features = [data.feature(m) for m in self.modalities]
+        self.projections = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in self.features])
+        for layer in self.projections:
+            nn.init.xavier_uniform_(layer.weight)
+        self.dropout = nn.Dropout(config["drop_rate"])
+        self.w_q = nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim)))
+        self.w_k = nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim)))
+        self.w_cat = nn.Parameter(nn.init.xavier_uniform_(torch.empty(heads * dim, dim)))
+        self.train_pairs = data.train
+        users, items = data.train.users, data.train.items
+        self.ui = mean_bipartite(users, items, self.n_users, self.n_items)
+        self.iu = mean_bipartite(items, users, self.n_items, self.n_users)
+        for j in range(len(self.modalities)):
+            self.register_buffer(f"modal_graph_{j}", torch.stack([users, items]))
+        self._modal_ops: list[tuple[SparseOperator, SparseOperator]] | None = None
+        self.discriminator = Discriminator(
+            self.n_items,
+            config["G_drop1"],
+            config["G_drop2"],
+            config["D_max_hidden"],
+            config["D_negative_slope"],
+        )
+        self.d_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=config["D_lr"], betas=(0.5, 0.9)
+        )
+        self._batch_index = 0
+        self._pending: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.modalities]
+
+    def main_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything but the discriminator (trained by :meth:`auxiliary_step`)."""
+        own = {id(p) for p in self.discriminator.parameters()}
+        return (p for p in self.parameters() if id(p) not in own)
+
+    def modal_graph(self, j: int) -> torch.Tensor:
+        """The ``[2, E]`` (user, item) pairs of modality ``j``'s generated graph."""
+        return getattr(self, f"modal_graph_{j}")
+
+    def set_modal_graph(self, j: int, users: torch.Tensor, items: torch.Tensor) -> None:
+        setattr(self, f"modal_graph_{j}", torch.stack([users.long(), items.long()]))
+        self._modal_ops = None
+
+    def modal_operators(self) -> list[tuple[SparseOperator, SparseOperator]]:
+        """``(G_m^ui, G_m^iu) = (D_u^-1/2 G_m, D_i^-1/2 G_mᵀ)`` per modality (cached until the graph changes)."""
+        if self._modal_ops is None:
+            self._modal_ops = []
+            for j in range(len(self.modalities)):
+                users, items = self.modal_graph(j)
+                self._modal_ops.append(
+                    (
+                        mean_bipartite(users, items, self.n_users, self.n_items),
+                        mean_bipartite(items, users, self.n_items, self.n_users),
+                    )
+                )
+        return self._modal_ops
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        """The generated graphs vary in size: take the stored shapes before loading."""
+        for j in range(len(self.modalities)):
+            key = f"{prefix}modal_graph_{j}"
+            if key in state_dict:
+                setattr(
+                    self,
+                    f"modal_graph_{j}",
+                    torch.empty_like(state_dict[key], device=self.modal_graph(j).device),
+                )
+        self._modal_ops = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def feature_side(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(U_m^f, I_m^f)`` per modality."""
+        users, items = [], []
+        for x, projection in zip(self.features, self.projections, strict=True):
+            u = spmm(self.ui, self.dropout(projection(x)))
+            users.append(u)
+            items.append(spmm(self.iu, u))
+        return users, items
+
+    def _outputs(self) -> dict[str, Any]:
+        feat_u, feat_i = self.feature_side()
+        ops = self.modal_operators()
+        id_u = [spmm(g_ui, self.item_embedding) for g_ui, _ in ops]
+        id_i = [spmm(g_iu, self.user_embedding) for _, g_iu in ops]
+        heads, mode, rate = self.config["head_num"], self.config["attention"], self.config["id_cat_rate"]
+        z_u = modality_attention(id_u, self.w_q, self.w_k, self.w_cat, heads, mode)
+        z_i = modality_attention(id_i, self.w_q, self.w_k, self.w_cat, heads, mode)
+        u = self.user_embedding + rate * F.normalize(z_u, dim=1)
+        i = self.item_embedding + rate * F.normalize(z_i, dim=1)
+        user_layers, item_layers = [u], [i]
+        n_layers = self.config["n_ui_layers"]
+        for layer in range(n_layers):
+            u = spmm(self.ui, i)
+            if layer == n_layers - 1:
+                u = torch.softmax(u, dim=-1)
+            i = spmm(self.iu, u)
+            if layer == n_layers - 1:
+                i = torch.softmax(i, dim=-1)
+            user_layers.append(u)
+            item_layers.append(i)
+        cat = self.config["model_cat_rate"]
+        user_z = torch.stack(user_layers).mean(0) + cat * sum(F.normalize(x, dim=1) for x in feat_u)
+        item_z = torch.stack(item_layers).mean(0) + cat * sum(F.normalize(x, dim=1) for x in feat_i)
+        return {"user": user_z, "item": item_z, "feat_u": feat_u, "feat_i": feat_i, "id_u": id_u}
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._outputs()
+        return out["user"], out["item"]
+
+    def fake_rows(self, out: dict[str, Any], users: torch.Tensor, seen: torch.Tensor) -> list[torch.Tensor]:
+        """The generator's rows ``s_m(u)`` per modality."""
+        return [
+            masked_similarity(u[users], i, seen) for u, i in zip(out["feat_u"], out["feat_i"], strict=True)
+        ]
+
+    def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One WGAN-GP update of the discriminator on the batch's distinct users."""
+        users = torch.unique(batch.users)
+        n_mods = len(self.modalities)
+        if len(users) * n_mods < 2:  # BatchNorm needs two rows
+            return {}
+        cfg = self.config
+        with torch.no_grad():
+            out = self._outputs()
+            seen = seen_rows(self.train_pairs, users)
+            fake = torch.cat(self.fake_rows(out, users, seen))
+            ui_sim = masked_similarity(out["user"][users], out["item"], seen)
+            real = real_rows(
+                seen,
+                ui_sim,
+                torch.rand_like(seen),
+                cfg["log_log_scale"],
+                cfg["real_data_tau"],
+                cfg["ui_pre_scale"],
+            ).repeat(n_mods, 1)
+        disc = self.discriminator
+        alpha = torch.rand(real.shape[0], 1, device=real.device)
+        penalty = gradient_penalty(disc, real, fake, alpha, cfg["gp_lambda"])
+        loss = -disc(real).mean() + disc(fake).mean() + cfg["gp_rate"] * penalty
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optimizer.step()
+        return {"d_loss": loss.detach(), "d_gp": penalty.detach()}
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        out = self._outputs()
+        user_z, item_z = out["user"], out["item"]
+        u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
+        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        reg = cfg["reg_weight"] * l2_squared(u, p, n)
+        feat_sq = sum(x.pow(2).sum() for x in (*out["feat_u"], *out["feat_i"]))
+        feat_reg = cfg["feat_reg_decay"] * 0.5 * feat_sq / self.n_items
+        users = torch.unique(batch.users)
+        anchor = user_z[users]
+        cl = cfg["cl_rate"] * sum(grace_loss(view[users], anchor, cfg["tau"]) for view in out["id_u"])
+        fake = self.fake_rows(out, users, seen_rows(self.train_pairs, users))
+        adversarial = torch.zeros((), device=u.device)
+        if len(users) * len(fake) >= 2:
+            with frozen(self.discriminator):
+                adversarial = -self.discriminator(torch.cat(fake)).mean()
+        if cfg["graph_regen"] == "reference":
+            self._reference_regeneration(users, [f.detach() for f in fake])
+        loss = rank + reg + feat_reg + cl + cfg["G_rate"] * adversarial
+        return {"loss": loss, "bpr": rank, "reg": reg, "feat_reg": feat_reg, "cl": cl, "g_adv": adversarial}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """``epoch`` mode: regenerate the modality graphs (from epoch 2); ``reference`` mode: batch count 0."""
+        self._batch_index = 0
+        if self.config["graph_regen"] == "epoch" and epoch > 1:
+            self.regenerate()
+
+    def topk(self) -> int:
+        """Items per user in a generated graph (``epoch`` mode)."""
+        k = max(int(self.n_items * self.config["m_topk_rate"]), self.config["m_topk_min"])
+        return min(k, self.n_items)
+
+    @torch.no_grad()
+    def regenerate(self) -> None:
+        """``G_m`` = the top-k items of ``s_m(u)`` for every user (eval mode, user blocks of 2^24/N rows)."""
+        was_training = self.training
+        self.eval()
+        try:
+            feat_u, feat_i = self.feature_side()
+        finally:
+            self.train(was_training)
+        k, rows = self.topk(), max(1, REGEN_BLOCK // self.n_items)
+        all_users = torch.arange(self.n_users, device=feat_u[0].device)
+        for j, (u_f, i_f) in enumerate(zip(feat_u, feat_i, strict=True)):
+            blocks = []
+            for start in range(0, self.n_users, rows):
+                block = all_users[start : start + rows]
+                sim = (u_f[block] @ i_f.T) * (1 - seen_rows(self.train_pairs, block))
+                blocks.append(sim.topk(k, dim=1).indices)
+            self.set_modal_graph(j, all_users.repeat_interleave(k), torch.cat(blocks).reshape(-1))
+
+    def _reference_regeneration(self, users: torch.Tensor, sims: list[torch.Tensor]) -> None:
+        """The reference schedule: batches with ``idx % T == 0 and idx != 0`` rebuild ``G_m`` from the pending
+        top ``int(N·m_topk_rate)`` lists (then emptied); the others append their users' top items."""
+        idx = self._batch_index
+        self._batch_index += 1
+        k = int(self.n_items * self.config["m_topk_rate"])
+        for j, sim in enumerate(sims):
+            if idx % self.config["T"] == 0 and idx != 0:
+                pending = self._pending[j]
+                empty = torch.empty(0, dtype=torch.long, device=users.device)
+                pairs_u = torch.cat([pu for pu, _ in pending]) if pending else empty
+                pairs_i = torch.cat([pi for _, pi in pending]) if pending else empty
+                self.set_modal_graph(j, pairs_u, pairs_i)
+                self._pending[j] = []
+            elif k > 0:
+                top = sim.topk(k, dim=1).indices
+                self._pending[j].append((users.repeat_interleave(k), top.reshape(-1)))
