@@ -76,7 +76,9 @@ class Trainer:
         self.progress = progress
         self.device = data.device
         optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config["optimizer"]]
-        self.optimizer = optimizer(model.main_parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+        self.optimizer = optimizer(
+            model.main_parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+        )
         decay, step = config["lr_decay"], config["lr_decay_step"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])

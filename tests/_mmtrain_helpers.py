@@ -7,6 +7,7 @@ would before training.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from mmprep.interop import import_diffmm
+from mmtrain.experiment import build_model, make_config, prepare
 from mmtrain.models.base import Model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +61,65 @@ def random_dataset(
         feats = {"image": rng.normal(size=(n_items, 12)).astype(np.float32)}
         feats["audio"] = rng.normal(size=(n_items, 5)).astype(np.float32)
     return write_dataset(root, splits, n_users, n_items, feats)
+
+
+SUBSET_ITEMS = 800
+
+
+def tiktok_subset(root: Path) -> Path:
+    """The TikTok (MMSSL) interactions on its first 800 items, with the real image and audio features."""
+    src = SHARED_DATA / "tiktok-mmssl"
+    if not src.is_dir():
+        pytest.skip("../shared/data is not available")
+    splits = {}
+    for split, name in (("train", "trnMat.pkl"), ("val", "valMat.pkl"), ("test", "tstMat.pkl")):
+        with open(src / name, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # pickled with the old scipy.sparse.coo path
+            matrix = pickle.load(f).tocoo()
+        keep = matrix.col < SUBSET_ITEMS
+        splits[split] = list(zip(matrix.row[keep].tolist(), matrix.col[keep].tolist(), strict=True))
+    n_users = max(u for pairs in splits.values() for u, _ in pairs) + 1
+    features = {m: np.load(src / f"{m}_feat.npy")[:SUBSET_ITEMS] for m in ("image", "audio")}
+    return write_dataset(root, splits, n_users, SUBSET_ITEMS, features)
+
+
+def sym_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """Dense reference: top-k cosine per row (self included), values kept, ``d_i^-1/2 S_ij d_j^-1/2``."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    kept = np.zeros_like(sim)
+    np.put_along_axis(kept, top, np.take_along_axis(sim, top, 1), axis=1)
+    return kept
+
+
+def sym_norm(kept: np.ndarray) -> np.ndarray:
+    d = kept.sum(1) ** -0.5
+    return d[:, None] * kept * d[None, :]
+
+
+def model_for(root: Path, name: str, *sets: tuple[str, object]):
+    config = make_config(name, sets=[("device", "cpu"), ("seed", 3), *sets])
+    data = prepare(root, config)
+    return build_model(data, config), data, config
+
+
+def numpy_ui(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
+    """Dense ``D^-1/2 A D^-1/2`` of the bipartite training graph (zero degree -> 0)."""
+    n = n_users + n_items
+    a = np.zeros((n, n))
+    a[users, n_users + items] = 1.0
+    a[n_users + items, users] = 1.0
+    degree = a.sum(1)
+    d = np.where(degree > 0, degree, 1.0) ** -0.5 * (degree > 0)
+    return d[:, None] * a * d[None, :]
+
+
+def numpy_infonce(a: np.ndarray, b: np.ndarray, tau: float = 0.2) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    logits = a @ b.T / tau
+    return float(np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits)))
 
 
 class FixedScores(Model):

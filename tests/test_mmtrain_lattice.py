@@ -3,65 +3,24 @@ rebuild/detach schedule, a one-line error for a missing feature, training on a r
 
 from __future__ import annotations
 
-import pickle
-import warnings
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
+    SUBSET_ITEMS,
+    model_for,
     random_dataset,
     restore_torch_state,
-    write_dataset,
+    sym_knn,
+    sym_norm,
+    tiktok_subset,
 )
 
 from mmtrain.data.loader import load_data
 from mmtrain.errors import TrainError
-from mmtrain.experiment import build_model, make_config, prepare
+from mmtrain.experiment import build_model, make_config
 from mmtrain.graph.learned import learned_knn, rows_to_dense
 from mmtrain.trainer import Trainer
-
-SUBSET_ITEMS = 800
-
-
-def tiktok_subset(root: Path) -> Path:
-    """The TikTok (MMSSL) interactions on its first 800 items, with the real image and audio features."""
-    src = SHARED_DATA / "tiktok-mmssl"
-    if not src.is_dir():
-        pytest.skip("../shared/data is not available")
-    splits = {}
-    for split, name in (("train", "trnMat.pkl"), ("val", "valMat.pkl"), ("test", "tstMat.pkl")):
-        with open(src / name, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # pickled with the old scipy.sparse.coo path
-            matrix = pickle.load(f).tocoo()
-        keep = matrix.col < SUBSET_ITEMS
-        splits[split] = list(zip(matrix.row[keep].tolist(), matrix.col[keep].tolist(), strict=True))
-    n_users = max(u for pairs in splits.values() for u, _ in pairs) + 1
-    features = {m: np.load(src / f"{m}_feat.npy")[:SUBSET_ITEMS] for m in ("image", "audio")}
-    return write_dataset(root, splits, n_users, SUBSET_ITEMS, features)
-
-
-def sym_knn(x: np.ndarray, k: int) -> np.ndarray:
-    """Dense reference: top-k cosine per row (self included), values kept, ``d_i^-1/2 S_ij d_j^-1/2``."""
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sim = unit @ unit.T
-    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-    kept = np.zeros_like(sim)
-    np.put_along_axis(kept, top, np.take_along_axis(sim, top, 1), axis=1)
-    return kept
-
-
-def sym_norm(kept: np.ndarray) -> np.ndarray:
-    d = kept.sum(1) ** -0.5
-    return d[:, None] * kept * d[None, :]
-
-
-def model_for(root: Path, name: str, *sets: tuple[str, object]):
-    config = make_config(name, sets=[("device", "cpu"), ("seed", 3), *sets])
-    data = prepare(root, config)
-    return build_model(data, config), data, config
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
+    SUBSET_ITEMS,
+    model_for,
     random_dataset,
     restore_torch_state,
+    sym_knn,
+    sym_norm,
+    tiktok_subset,
 )
 from click.testing import CliRunner
-from test_mmtrain_lattice import SUBSET_ITEMS, model_for, sym_knn, sym_norm, tiktok_subset
 
 from mmprep.commands.cold_start import add_cold_split
 from mmtrain.cli import main

@@ -1,0 +1,130 @@
+"""SOIL (Su et al., MM 2024): MGCN with second-order interest, i.e. a U-I graph augmented by multimodally
+attractive unrecorded items, interest-aware item graphs, and a second (user-item) contrastive loss.
+
+Forward = :class:`~mmtrain.models.mgcn.MGCN` with these changes (reference/models.md "SOIL", graphs.md "SOIL";
+the graphs are built by :mod:`mmtrain.graph.interest`)::
+
+    U-I operator    Â_aug = Â + c·Â₂,   user side R̃_aug = R̃ + c·R̃₂     (Â₂: second-order edges, sym-normalised)
+    item graphs     G_m = symnorm(interest_m) + symnorm(kNN_k(S_m))      (frozen)
+    gates           Ẽ_m = e_I ⊙ σ(W_m Lin_m(X_m) + b_m)   (raw features frozen; no user-preference gates)
+    side            paper: Σ_m (1 − α_m) M_m        code: (Σ_m M_m − common) / (n_mods + 1)
+    L = L_bpr(Z) + cl_loss·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
+                 + cl_loss2·[InfoNCE(Z_u, C_I[p]) + InfoNCE(Z_u, side_I[p])]          (τ = 0.2, no L2 term)
+
+``variant`` chooses between the paper (default) and the public code (``MrShouxingMa/SOIL``), which differ in:
+``c`` (paper Eq. 5 sums the two separately normalised Laplacians, c = 1; code c = ½); the second-order edges
+(paper: top-``knn_a`` unseen items by attractiveness; code: the ``knn_a + |I(u)|`` largest visual x textual
+products of the history rows, history items included); the interest graph (paper assigns ``S_m[i, j]``, code
+adds it once per user); the side combination (paper Eq. 14 has no 1/3; for two modalities the code's form equals
+the paper's divided by 3). Assumed where the paper's formulas are not in our notes: attractiveness
+``S^a_uj = mean_{i∈I(u)} Π_m S_m[i, j]`` weighting the chosen edge; the interest columns (union over modalities
+of the top-``knn_i`` items by summed history similarity) and the added kNN graph are the code's in both variants.
+
+Not followed: the reference normalises ``R₂`` (users x items) with the *user* degree array indexed by item ids
+(``get_sparse_laplacian`` with ``num_nodes = n_users``), an indexing bug; both variants use the user x item block
+of ``Â₂``, as ``R̃`` is ``Â``'s. Any number of modalities works: "visual x textual" is the product over the
+modalities used (TikTok: image x audio). With a single modality α ≡ 1, so both side formulas would vanish;
+then ``side = M_1`` (no fusion).
+
+Memory: as MGCN, plus the interest graphs (O(|E|·n_mods·knn_i) entries at most) and ``Â₂`` (O(Σ_u K_u)); building
+the graphs holds one ``[block, N]`` similarity block at a time (``graph_block`` entries; 0 = 2^24), never N x N.
+Raw features are frozen (not in the optimizer).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmtrain.data.loader import TrainData
+from mmtrain.data.sampler import Batch
+from mmtrain.graph.adjacency import SparseOperator, bipartite_block
+from mmtrain.graph.combine import weighted_sum
+from mmtrain.graph.interest import (
+    VARIANTS,
+    interest_columns,
+    interest_graph,
+    interest_pairs,
+    second_order_edges,
+    second_order_operators,
+    unit_rows,
+)
+from mmtrain.graph.knn import knn_adjacency
+from mmtrain.losses import bpr_loss, info_nce
+from mmtrain.models.mgcn import MGCN, TEMPERATURE
+from mmtrain.models.registry import register
+
+
+@register
+class SOIL(MGCN):
+    """MGCN over a second-order augmented U-I graph and interest-aware item graphs, two contrastive losses."""
+
+    name = "soil"
+    defaults = {
+        "embedding_size": 64,
+        "n_ui_layers": 2,
+        "n_layers": 1,
+        "knn_k": 10,
+        "knn_i": 10,
+        "knn_a": 2,
+        "cl_loss": 0.01,
+        "cl_loss2": 0.01,
+        "variant": "paper",
+        "graph_block": 0,
+        "modalities": "all",
+    }
+    choices = {"variant": VARIANTS}
+    train_features = False
+    preference_gates = False
+
+    def _units(self, data: TrainData) -> list[torch.Tensor]:
+        return [unit_rows(data.feature(m)) for m in self.modalities]
+
+    def ui_operators(self, data: TrainData) -> tuple[SparseOperator, SparseOperator]:
+        """``Â + c·Â₂`` and ``R̃ + c·R̃₂`` (c = 1 paper, ½ code)."""
+        cfg = self.config
+        adjacency = data.ui_adjacency("sym")
+        user_item = bipartite_block(adjacency, self.n_users)
+        block = cfg["graph_block"] or None
+        edges = second_order_edges(data.train, self._units(data), cfg["knn_a"], cfg["variant"], block)
+        second, second_user_item = second_order_operators(*edges, self.n_users, self.n_items)
+        weight = 1.0 if cfg["variant"] == "paper" else 0.5
+        return (
+            weighted_sum([adjacency, second], [1.0, weight]),
+            weighted_sum([user_item, second_user_item], [1.0, weight]),
+        )
+
+    def item_graphs_of(self, data: TrainData) -> list[SparseOperator]:
+        """``G_m = symnorm(interest_m) + symnorm(kNN_k(S_m))`` per modality."""
+        cfg = self.config
+        block = cfg["graph_block"] or None
+        units = self._units(data)
+        rows, cols, counts = interest_pairs(
+            data.train, interest_columns(data.train, units, cfg["knn_i"], block)
+        )
+        accumulate = cfg["variant"] == "code"
+        graphs = []
+        for modality, unit in zip(self.modalities, units, strict=True):
+            interest = interest_graph(rows, cols, counts, unit, accumulate, block)
+            knn = knn_adjacency(*data.item_knn(modality, cfg["knn_k"], include_self=True), norm="sym")
+            graphs.append(weighted_sum([interest, knn], [1.0, 1.0]))
+        return graphs
+
+    def combine(
+        self, views: list[torch.Tensor], alpha: torch.Tensor, common: torch.Tensor, content: torch.Tensor
+    ) -> torch.Tensor:
+        """Paper ``Σ_m (1 − α_m) M_m``; code ``(Σ_m M_m − common) / (n_mods + 1)``; one modality: ``M_1``."""
+        if len(views) == 1:
+            return views[0]
+        if self.config["variant"] == "paper":
+            return sum((1 - alpha[:, m : m + 1]) * view for m, view in enumerate(views))
+        return (sum(views) - common) / (len(views) + 1)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        z, side, content = self.outputs()
+        u = z[batch.users]
+        pos = batch.pos_items + self.n_users
+        rank = bpr_loss((u * z[pos]).sum(1), (u * z[batch.neg_items + self.n_users]).sum(1))
+        item_item = self.config["cl_loss"] * self.side_content_contrast(side, content, batch)
+        user_item = info_nce(u, content[pos], TEMPERATURE) + info_nce(u, side[pos], TEMPERATURE)
+        user_item = self.config["cl_loss2"] * user_item
+        return {"loss": rank + item_item + user_item, "bpr": rank, "cl_ii": item_item, "cl_ui": user_item}
