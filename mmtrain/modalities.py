@@ -3,6 +3,9 @@ comma-separated list of names (each one required)."""
 
 from __future__ import annotations
 
+from torch import nn
+
+from mmtrain.data.loader import TrainData
 from mmtrain.models.base import Requirements
 
 
@@ -13,12 +16,22 @@ def listed(value: str) -> tuple[str, ...]:
     return tuple(sorted({m.strip() for m in value.split(",") if m.strip()}))
 
 
-def modality_requirements(value: str) -> Requirements:
-    """Listed modalities are required by name; ``all`` requires at least one."""
+def modality_requirements(value: str, ui_adjacency: str | None = None) -> Requirements:
+    """Listed modalities are required by name; ``all`` requires at least one; plus the U-I normalisation."""
     names = listed(value)
-    return Requirements(features=names) if names else Requirements(any_feature=True)
+    return Requirements(features=names, any_feature=not names, ui_adjacency=ui_adjacency)
 
 
 def select(value: str, available: list[str]) -> list[str]:
     """The modalities a model uses, sorted (``available`` when ``all``)."""
     return list(listed(value)) or sorted(available)
+
+
+def trainable_features(data: TrainData, modalities: list[str]) -> nn.ParameterList:
+    """The raw feature matrices as parameters (LATTICE, MICRO, FREEDOM, BM3 fine-tune them, as MMRec does)."""
+    return nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in modalities])
+
+
+def feature_projections(data: TrainData, modalities: list[str], dim: int, bias: bool = True) -> nn.ModuleList:
+    """One ``Linear(d_m -> dim)`` per modality, in ``modalities`` order."""
+    return nn.ModuleList([nn.Linear(data.feature(m).shape[1], dim, bias=bias) for m in modalities])

@@ -60,6 +60,11 @@ class Requirements:
             )
 
 
+def id_embedding(rows: int, dim: int) -> nn.Parameter:
+    """A Xavier-uniform ``[rows, dim]`` ID embedding table (the ``e_U`` / ``e_I`` of every model)."""
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
+
+
 class Model(nn.Module):
     """Base class of all recommenders. See the module docstring for the contract."""
 

@@ -25,8 +25,8 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
 from mmtrain.losses import emb_loss
-from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 
@@ -51,17 +51,16 @@ class BM3(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "sym")
+        return modality_requirements(config["modalities"], "sym")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         self.modalities = select(config["modalities"], data.modalities())
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
-        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
-        self.projections = nn.ModuleList([nn.Linear(data.feature(m).shape[1], dim) for m in self.modalities])
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
+        self.features = trainable_features(data, self.modalities)
+        self.projections = feature_projections(data, self.modalities, dim)
         self.predictor = nn.Linear(dim, dim)
         for layer in (*self.projections, self.predictor):
             nn.init.xavier_normal_(layer.weight)

@@ -31,8 +31,8 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.graph.prune import prune_edges
 from mmtrain.losses import bpr_loss
-from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 
@@ -71,19 +71,16 @@ class FREEDOM(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "sym")
+        return modality_requirements(config["modalities"], "sym")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         self.modalities = select(config["modalities"], data.modalities())
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
-        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
-        self.projections = nn.ModuleList(
-            [nn.Linear(data.feature(m).shape[1], config["feat_embed_dim"]) for m in self.modalities]
-        )
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
+        self.features = trainable_features(data, self.modalities)
+        self.projections = feature_projections(data, self.modalities, config["feat_embed_dim"])
         for layer in self.projections:
             nn.init.xavier_normal_(layer.weight)
         self.item_graph = frozen_item_graph(data, self.modalities, config["knn_k"], config["image_weight"])

@@ -35,8 +35,8 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.losses import bpr_loss, l2_squared
-from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 ItemGraph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -61,19 +61,16 @@ class LATTICE(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "rw_self")
+        return modality_requirements(config["modalities"], "rw_self")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         self.modalities = select(config["modalities"], data.modalities())
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
-        self.features = nn.ParameterList([nn.Parameter(data.feature(m).clone()) for m in self.modalities])
-        self.projections = nn.ModuleList(
-            [nn.Linear(data.feature(m).shape[1], config["feat_embed_dim"]) for m in self.modalities]
-        )
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
+        self.features = trainable_features(data, self.modalities)
+        self.projections = feature_projections(data, self.modalities, config["feat_embed_dim"])
         self.modal_weight = nn.Parameter(torch.full((len(self.modalities),), 0.5))
         k = config["knn_k"]
         self.orig_graphs = [

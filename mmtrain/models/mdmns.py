@@ -75,7 +75,7 @@ from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss
 from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 
@@ -203,8 +203,7 @@ class MDMNS(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "sym_self")
+        return modality_requirements(config["modalities"], "sym_self")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -212,8 +211,8 @@ class MDMNS(Model):
         dim = config["latdim"]
         self.modalities = select(config["modalities"], data.modalities())
         n_mods = len(self.modalities)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         for m, modality in enumerate(self.modalities):
             self.register_buffer(f"feature_{m}", data.feature(modality).float().clone(), persistent=False)
         linear = config["trans"] == 1

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
-from mmtrain.models.base import Model
+from mmtrain.models.base import Model, id_embedding
 from mmtrain.models.registry import register
 
 
@@ -25,8 +24,8 @@ class MF(Model):
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         self.reg = regularizer(config["reg_style"])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:

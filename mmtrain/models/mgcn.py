@@ -42,7 +42,7 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.losses import bpr_loss, info_nce, l2_squared
 from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 TEMPERATURE = 0.2
@@ -84,15 +84,14 @@ class MGCN(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "sym")
+        return modality_requirements(config["modalities"], "sym")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         self.modalities = select(config["modalities"], data.modalities())
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         raw = [data.feature(m) for m in self.modalities]
         if self.train_features:
             self.features = nn.ParameterList([nn.Parameter(x.clone()) for x in raw])

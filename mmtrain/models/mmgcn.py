@@ -136,8 +136,7 @@ class MMGCN(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "mean")
+        return modality_requirements(config["modalities"], "mean")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

@@ -83,7 +83,7 @@ from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss, grace_loss, l2_squared
 from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 REGEN_BLOCK = 2**24  # similarity entries per user block when regenerating the modality graphs
@@ -263,8 +263,8 @@ class MMSSL(Model):
         if heads < 1 or dim % heads:
             raise TrainError(f"head_num={heads} must divide embed_size={dim}")
         self.modalities = select(config["modalities"], data.modalities())
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         self.features = [data.feature(m) for m in self.modalities]
         self.projections = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in self.features])
         for layer in self.projections:

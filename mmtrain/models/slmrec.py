@@ -51,7 +51,7 @@ from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
 from mmtrain.losses import info_nce
 from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 FAC_ORDER = ("image", "audio", "text")
@@ -107,8 +107,7 @@ class SLMRec(Model):
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
-        needs = modality_requirements(config["modalities"])
-        return Requirements(needs.features, needs.any_feature, (), "sym")
+        return modality_requirements(config["modalities"], "sym")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -116,8 +115,8 @@ class SLMRec(Model):
         self.dim = dim
         self.modalities = fac_order(select(config["modalities"], data.modalities()))
         self.n_blocks = 1 + len(self.modalities)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         for m in self.modalities:
             self.register_buffer(f"feature_{m}", F.normalize(data.feature(m), dim=1), persistent=False)
         self.dense = nn.ModuleList([_linear(data.feature(m).shape[1], dim) for m in self.modalities])

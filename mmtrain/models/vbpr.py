@@ -11,7 +11,7 @@ from torch import nn
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
-from mmtrain.models.base import Model, Requirements
+from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
 
@@ -53,8 +53,8 @@ class VBPR(Model):
             [scale_features(data.feature(m), config["feature_norm"]) for m in self.modalities], 1
         )
         self.register_buffer("features", features, persistent=False)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, 2 * dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        self.user_embedding = id_embedding(self.n_users, 2 * dim)
+        self.item_embedding = id_embedding(self.n_items, dim)
         self.item_linear = nn.Linear(features.shape[1], dim)
         nn.init.xavier_normal_(self.item_linear.weight)
         nn.init.zeros_(self.item_linear.bias)
