@@ -1,0 +1,194 @@
+"""Large-catalogue check: each model trains one epoch and evaluates once on a synthetic 100k-item catalogue.
+
+A dense item-item matrix of 100,000 items is 40 GB in float32; this script shows that the models with item
+graphs (learned or frozen) never build one: each model runs in a fresh process (so its peak RSS is its own),
+builds itself on the synthetic dataset (its kNN graphs built beforehand by ``mmprep graph``), trains one full epoch and ranks all items for every val user once.
+On CUDA the peak GPU memory is recorded too. The dataset has clustered random features (``image`` 128-d,
+``text`` 384-d), a heavy-tailed item popularity and one val and one test item per user; it is written once
+through mmprep's DiffMM importer into ``--cache``. Prints a table and writes JSON.
+
+    python benchmarks/scale.py                                        # 100k items, graph models, default device
+    python benchmarks/scale.py --items 20000 --users 10000 --models lattice,freedom --device cpu --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRAPH_MODELS = "lattice,micro,freedom,mgcn,soil,bm3"
+
+
+def synthetic_dataset(
+    cache: Path, n_users: int, n_items: int, per_user: int, seed: int, graph_index: str
+) -> Path:
+    """A DiffMM-format catalogue imported with mmprep, with its kNN graphs (reused when it already exists)."""
+    import scipy.sparse as sp
+
+    from mmprep.interop import import_diffmm
+
+    out = cache / f"synthetic-{n_users}x{n_items}-{per_user}"
+    if (out / "graphs").is_dir():
+        return out
+    rng = np.random.default_rng(seed)
+    popularity = rng.zipf(1.3, n_items).astype(np.float64)
+    popularity /= popularity.sum()
+    # per_user distinct items per user, drawn by popularity (Gumbel top-k: no Python loop over users)
+    keys = np.log(popularity)[None, :]
+    picks = np.empty((n_users, per_user), dtype=np.int64)
+    for start in range(0, n_users, 1024):
+        block = keys + rng.gumbel(size=(min(1024, n_users - start), n_items))
+        picks[start : start + block.shape[0]] = np.argpartition(-block, per_user, axis=1)[:, :per_user]
+    src = cache / f"{out.name}-src"
+    src.mkdir(parents=True, exist_ok=True)
+    users = np.repeat(np.arange(n_users), per_user).reshape(n_users, per_user)
+    parts = {"trnMat.pkl": slice(0, per_user - 2), "valMat.pkl": slice(-2, -1), "tstMat.pkl": slice(-1, None)}
+    for name, cols in parts.items():
+        u, i = users[:, cols].ravel(), picks[:, cols].ravel()
+        matrix = sp.coo_matrix((np.ones(u.size, dtype=np.float32), (u, i)), shape=(n_users, n_items))
+        with open(src / name, "wb") as f:
+            pickle.dump(matrix, f)
+    cluster = rng.integers(0, 64, n_items)
+    for modality, dim in (("image", 128), ("text", 384)):
+        base = rng.normal(size=(64, dim)).astype(np.float32)
+        feat = base[cluster] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
+        np.save(src / f"{modality}_feat.npy", feat.astype(np.float32))
+    import_diffmm(src, out, name=out.name, overwrite=True)
+    # the stored kNN graphs (HNSW, as a user with a large catalogue would build them) are what mmtrain reads
+    mmprep = Path(sys.executable).with_name("mmprep")
+    cmd = [
+        str(mmprep),
+        "graph",
+        str(out),
+        "--modality",
+        "image",
+        "--modality",
+        "text",
+        "--index",
+        graph_index,
+    ]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def run_one(dataset: Path, model: str, device: str, threads: int) -> dict:
+    """Build, train one epoch, evaluate once (in this process); seconds and peak memory."""
+    import torch
+
+    from mmtrain.experiment import build_model, make_config, prepare
+    from mmtrain.trainer import Trainer
+
+    sets = [("device", device), ("tensorboard", False), ("threads", threads), ("seed", 1)]
+    config = make_config(model, sets=sets)
+    data = prepare(dataset, config)
+    dev = data.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    start = time.perf_counter()
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    losses = trainer.train_epoch(1)
+    epoch_s = time.perf_counter() - start
+    start = time.perf_counter()
+    val = trainer.evaluator.evaluate(trainer.model, "val")
+    eval_s = time.perf_counter() - start
+    return {
+        "model": model,
+        "device": str(dev),
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "train_pairs": len(data.train),
+        "build_seconds": build_s,
+        "epoch_seconds": epoch_s,
+        "eval_seconds": eval_s,
+        "loss": losses["loss"],
+        "val_recall@20": val["recall@20"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+        "dense_item_matrix_mib": data.n_items**2 * 4 / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=30_000)
+    parser.add_argument("--per-user", type=int, default=12, help="interactions per user (2 held out)")
+    parser.add_argument("--models", default=GRAPH_MODELS, help="comma-separated registered model names")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/modalrec-bench"))
+    parser.add_argument("--graph-index", default="hnsw", choices=["exact", "ivf", "hnsw"])
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per model before it is skipped")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one model
+    args = parser.parse_args()
+    if args.one:
+        dataset, model = args.one.split("::")
+        print(json.dumps(run_one(Path(dataset), model, args.device, args.threads)))
+        return
+    dataset = synthetic_dataset(args.cache, args.users, args.items, args.per_user, 0, args.graph_index)
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        "| model | device | items | train pairs | build s | epoch s | eval s | peak RSS MiB | peak GPU MiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    rows = []
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        rows.append(run_child(dataset, model, args.device, args.threads, args.timeout))
+        print(table_row(rows[-1]), flush=True)
+        # written after every model, so a long sweep that is stopped keeps what finished
+        args.out.write_text(
+            json.dumps({"machine": info, "dataset": str(dataset), "results": rows}, indent=2) + "\n"
+        )
+    print(f"wrote {args.out}")
+
+
+def run_child(dataset: Path, model: str, device: str, threads: int, timeout: int) -> dict:
+    """:func:`run_one` in a fresh process (its own peak RSS); a failure or timeout becomes an error row."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        f"{dataset}::{model}",
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"model": model, "error": f"timeout after {timeout} s"}
+    if proc.returncode != 0:
+        return {"model": model, "error": proc.stderr.strip().splitlines()[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table_row(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['model']} | failed: {r['error']} |"
+    gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else "-"
+    return (
+        f"| {r['model']} | {r['device']} | {r['n_items']} | {r['train_pairs']} | {r['build_seconds']:.1f} | "
+        f"{r['epoch_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {gpu} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
