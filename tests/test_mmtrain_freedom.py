@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
     random_dataset,
     restore_torch_state,
 )
@@ -20,15 +19,6 @@ from mmtrain.graph.prune import degree_weights, prune_edges, weighted_sample
 from mmtrain.modalities import listed, modality_requirements, select
 from mmtrain.models.freedom import frozen_item_graph, modality_weights
 from mmtrain.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def tiktok(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not available")
-    from mmprep.interop import import_diffmm
-
-    return import_diffmm(SHARED_DATA / "tiktok-mmssl", tmp_path_factory.mktemp("data") / "tiktok")
 
 
 def numpy_knn_graph(x: np.ndarray, k: int) -> np.ndarray:

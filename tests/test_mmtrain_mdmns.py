@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
     random_dataset,
     restore_torch_state,
 )
@@ -25,15 +24,6 @@ from mmtrain.models.mdmns import full_set_contrast, multilevel_contrast, noise_l
 from mmtrain.trainer import Trainer
 
 SMALL = [("device", "cpu"), ("threads", 1), ("seed", 3), ("latdim", 8), ("dims", [6]), ("lr", 1e-2)]
-
-
-@pytest.fixture(scope="module")
-def tiktok(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not available")
-    from mmprep.interop import import_diffmm
-
-    return import_diffmm(SHARED_DATA / "tiktok-mmssl", tmp_path_factory.mktemp("data") / "tiktok")
 
 
 @pytest.fixture(scope="module")

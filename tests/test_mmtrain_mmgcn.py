@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
     random_dataset,
     restore_torch_state,
 )
@@ -18,15 +17,6 @@ from mmtrain.experiment import build_model, make_config, prepare
 from mmtrain.graph import ui_adjacency
 from mmtrain.models.mmgcn import mmgcn_layer, projected_modalities
 from mmtrain.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def tiktok(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not available")
-    from mmprep.interop import import_diffmm
-
-    return import_diffmm(SHARED_DATA / "tiktok-mmssl", tmp_path_factory.mktemp("data") / "tiktok")
 
 
 def leaky(x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
     restore_torch_state,
     write_dataset,
 )
@@ -31,15 +30,6 @@ from mmtrain.trainer import Trainer
 
 TRAIN = [(0, 0), (0, 1), (1, 1), (1, 2), (2, 0), (2, 3), (3, 2)]
 USERS, ITEMS = torch.tensor([0, 1, 2, 3, 0]), torch.tensor([1, 2, 3, 2, 0])
-
-
-@pytest.fixture(scope="module")
-def tiktok(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not available")
-    from mmprep.interop import import_diffmm
-
-    return import_diffmm(SHARED_DATA / "tiktok-mmssl", tmp_path_factory.mktemp("data") / "tiktok")
 
 
 @pytest.fixture()

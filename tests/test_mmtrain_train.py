@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse fixture)
-    SHARED_DATA,
     random_dataset,
     restore_torch_state,
 )
@@ -13,15 +12,6 @@ from _mmtrain_helpers import (  # noqa: F401 (restore_torch_state is an autouse 
 from mmtrain.errors import TrainError
 from mmtrain.experiment import build_model, make_config, prepare, run_experiment
 from mmtrain.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def tiktok(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not available")
-    from mmprep.interop import import_diffmm
-
-    return import_diffmm(SHARED_DATA / "tiktok-mmssl", tmp_path_factory.mktemp("data") / "tiktok")
 
 
 @pytest.mark.parametrize(("model", "epochs"), [("mf", 4), ("lightgcn", 3), ("vbpr", 3)])
