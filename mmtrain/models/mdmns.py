@@ -74,7 +74,7 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss
-from mmtrain.modalities import modality_requirements, select
+from mmtrain.modalities import feature_projections, modality_requirements, select
 from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
@@ -216,9 +216,7 @@ class MDMNS(Model):
         for m, modality in enumerate(self.modalities):
             self.register_buffer(f"feature_{m}", data.feature(modality).float().clone(), persistent=False)
         linear = config["trans"] == 1
-        self.projections = nn.ModuleList(
-            nn.Linear(data.feature(m).shape[1], dim, bias=linear) for m in self.modalities
-        )
+        self.projections = feature_projections(data, self.modalities, dim, bias=linear)
         if not linear:
             for layer in self.projections:
                 nn.init.xavier_uniform_(layer.weight)

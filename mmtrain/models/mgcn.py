@@ -41,7 +41,7 @@ from mmtrain.graph.adjacency import SparseOperator, bipartite_block
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.losses import bpr_loss, info_nce, l2_squared
-from mmtrain.modalities import modality_requirements, select
+from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
 from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
@@ -92,16 +92,15 @@ class MGCN(Model):
         self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
-        raw = [data.feature(m) for m in self.modalities]
         if self.train_features:
-            self.features = nn.ParameterList([nn.Parameter(x.clone()) for x in raw])
+            self.features = trainable_features(data, self.modalities)
         else:
-            self.frozen_features = [x.float() for x in raw]
-        self.projections = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in raw])
-        self.gates = nn.ModuleList([gate(dim) for _ in raw])
+            self.frozen_features = [data.feature(m).float() for m in self.modalities]
+        self.projections = feature_projections(data, self.modalities, dim)
+        self.gates = nn.ModuleList([gate(dim) for _ in self.modalities])
         self.query = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
         if self.preference_gates:
-            self.preferences = nn.ModuleList([gate(dim) for _ in raw])
+            self.preferences = nn.ModuleList([gate(dim) for _ in self.modalities])
         self.adjacency, self.user_item = self.ui_operators(data)
         self.item_graphs = self.item_graphs_of(data)
 

@@ -82,7 +82,7 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss, grace_loss, l2_squared
-from mmtrain.modalities import modality_requirements, select
+from mmtrain.modalities import feature_projections, modality_requirements, select
 from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.registry import register
 
@@ -266,7 +266,7 @@ class MMSSL(Model):
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = [data.feature(m) for m in self.modalities]
-        self.projections = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in self.features])
+        self.projections = feature_projections(data, self.modalities, dim)
         for layer in self.projections:
             nn.init.xavier_uniform_(layer.weight)
         self.dropout = nn.Dropout(config["drop_rate"])
