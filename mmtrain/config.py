@@ -22,6 +22,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "seed": 999,  # MMRec's default seed
     "threads": 0,  # torch intra-op threads on CPU; 0 keeps torch's default
     "epochs": 1000,
+    "max_minutes": 0.0,  # wall-clock budget for training + validation; 0 = none (the last epoch is evaluated)
     "batch_size": 2048,
     "lr": 1e-3,
     "optimizer": "adam",  # adam or adamw (decoupled weight decay, MMSSL)
@@ -182,6 +183,8 @@ def validate(config: dict[str, Any]) -> None:
             raise TrainError(f"{key}={config[key]}: must be >= 1")
     if config["patience"] < 0:
         raise TrainError(f"patience={config['patience']}: must be >= 0")
+    if config["max_minutes"] < 0:
+        raise TrainError(f"max_minutes={config['max_minutes']}: must be >= 0 (0 = no time limit)")
     if not config["topk"] or any(k < 1 for k in config["topk"]):
         raise TrainError(f"topk={config['topk']}: must be a non-empty list of positive ints")
     metric, _, k = config["valid_metric"].partition("@")

@@ -97,6 +97,7 @@ def run_experiment(
             "best_epoch": fit.best_epoch,
             "epochs_run": fit.epochs_run,
             "stopped_early": fit.stopped_early,
+            "stop_reason": fit.stop_reason,
             "seconds_per_epoch": fit.seconds_per_epoch,
             "seconds_per_eval": fit.seconds_per_eval,
             "n_parameters": sum(p.numel() for p in model.parameters()),

@@ -2,8 +2,9 @@
 
 Model selection uses validation only (``valid_metric``, default Recall@20): the best epoch is the one with
 the highest value (strict improvement), and training stops once more than ``patience`` consecutive
-evaluations have not improved it (MMRec's ``cur_step > stopping_step``). The test split is evaluated once,
-after training, with the best epoch's weights.
+evaluations have not improved it (MMRec's ``cur_step > stopping_step``), or once ``max_minutes`` of wall
+time (training and validation) are spent; an epoch that ends a run is always validated. The test split is
+evaluated once, after training, with the best epoch's weights.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FitResult:
     best_val: dict[str, float]
     epochs_run: int
     stopped_early: bool
+    stop_reason: str = "epochs"  # epochs, patience or time
     train_seconds: list[float] = field(default_factory=list)
     eval_seconds: list[float] = field(default_factory=list)
 
@@ -121,6 +123,8 @@ class Trainer:
         metric = cfg["valid_metric"]
         best_value, best_epoch, best_val, bad_evals = -math.inf, 0, {}, 0
         result = FitResult(0, {}, 0, False)
+        budget = cfg["max_minutes"] * 60 or math.inf
+        fit_start = time.perf_counter()
         bar = tqdm(
             range(1, cfg["epochs"] + 1), desc=cfg["model"], unit="ep", disable=None if self.progress else True
         )
@@ -131,7 +135,8 @@ class Trainer:
             result.epochs_run = epoch
             row: dict[str, Any] = {"epoch": epoch, **losses, "lr": self.scheduler.get_last_lr()[0]}
             row["train_seconds"] = round(result.train_seconds[-1], 4)
-            if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]:
+            out_of_time = time.perf_counter() - fit_start >= budget
+            if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"] or out_of_time:
                 start = time.perf_counter()
                 val = self.evaluator.evaluate(self.model, "val")
                 result.eval_seconds.append(time.perf_counter() - start)
@@ -157,11 +162,15 @@ class Trainer:
                 )
                 bar.set_postfix(loss=f"{losses['loss']:.4f}", val=f"{val[metric]:.4f}", best=best_epoch)
                 if bad_evals > cfg["patience"]:
-                    result.stopped_early = True
+                    result.stopped_early, result.stop_reason = True, "patience"
             if self.run is not None:
                 self.run.log_epoch(row)
             if result.stopped_early:
                 log.info("early stop at epoch %d: %d evaluations without improvement", epoch, bad_evals)
+                break
+            if out_of_time and epoch < cfg["epochs"]:
+                result.stop_reason = "time"
+                log.info("time budget of %g min spent after epoch %d", cfg["max_minutes"], epoch)
                 break
         bar.close()
         result.best_epoch, result.best_val = best_epoch, best_val

@@ -57,12 +57,28 @@ def test_early_stopping_and_best_epoch(tmp_path):
     )
     final = run_experiment(root, config, progress=False).final
     assert (final["best_epoch"], final["epochs_run"], final["stopped_early"]) == (1, 4, True)
+    assert final["stop_reason"] == "patience"
     config = make_config(
         "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 0.0), ("eval_every", 3), ("epochs", 7)]
     )
     final = run_experiment(root, config, progress=False).final
     # evaluated at 3, 6 and the last epoch 7
     assert (final["best_epoch"], final["epochs_run"], final["stopped_early"]) == (3, 7, False)
+    assert final["stop_reason"] == "epochs"
+
+
+def test_time_budget_stops_and_validates_the_last_epoch(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
+    sets = [("device", "cpu"), ("threads", 1), ("eval_every", 5), ("epochs", 50)]
+    # a budget far below one epoch: the run stops after epoch 1 and validates it although eval_every is 5
+    result = run_experiment(root, make_config("mf", sets=[*sets, ("max_minutes", 1e-9)]), progress=False)
+    final = result.final
+    assert (final["best_epoch"], final["epochs_run"], final["stop_reason"]) == (1, 1, "time")
+    assert final["stopped_early"] is False and final["val"]["recall@20"] >= 0
+    unlimited = run_experiment(root, make_config("mf", sets=[*sets, ("epochs", 2)]), progress=False).final
+    assert (unlimited["epochs_run"], unlimited["stop_reason"]) == (2, "epochs")
+    with pytest.raises(TrainError, match="max_minutes=-1.0: must be >= 0"):
+        make_config("mf", sets=[("max_minutes", -1)])
 
 
 def test_config_errors_are_one_line_user_errors():
