@@ -27,7 +27,7 @@ from mmtrain.data.loader import TrainData, load_data, resolve_device
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator
 from mmtrain.models import Model, get_model
-from mmtrain.runs import RunDir, versions
+from mmtrain.runs import RunDir, peak_memory, reset_peak_memory, versions
 from mmtrain.trainer import Trainer, seed_everything
 
 log = logging.getLogger("mmtrain")
@@ -76,6 +76,7 @@ def run_experiment(
 ) -> RunResult:
     """Train ``config["model"]`` on ``dataset``, select on val, test once; write a run directory under ``out``."""
     data = prepare(dataset, config)
+    reset_peak_memory(data.device)
     model = build_model(data, config)
     run = None
     if out is not None:
@@ -101,6 +102,7 @@ def run_experiment(
             "seconds_per_epoch": fit.seconds_per_epoch,
             "seconds_per_eval": fit.seconds_per_eval,
             "n_parameters": sum(p.numel() for p in model.parameters()),
+            "peak_memory_mib": peak_memory(data.device),
             "val": fit.best_val,
             "test": test,
         }

@@ -7,7 +7,8 @@
   metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
   tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
   best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
-  final.json      best epoch, val metrics at it, test metrics (evaluated once, at the end), timings
+  final.json      best epoch, val metrics at it, test metrics (evaluated once, at the end), timings, why the
+                  run stopped, peak memory (GPU allocated, process RSS)
   curve.png       training loss and validation metric per epoch
 ```
 """
@@ -65,6 +66,25 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting :func:`peak_memory`'s GPU peak from the memory allocated now."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float | None]:
+    """Peak memory of this process in MiB: ``gpu`` (torch's allocated peak on ``device`` since
+    :func:`reset_peak_memory`; None on CPU) and ``rss`` (resident set peak of the whole process; None where the
+    platform has no ``resource`` module)."""
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    try:
+        import resource
+    except ImportError:
+        return {"gpu": gpu, "rss": None}
+    scale = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {"gpu": gpu, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale}
 
 
 def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> dict[str, Any]:

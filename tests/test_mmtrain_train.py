@@ -75,6 +75,7 @@ def test_time_budget_stops_and_validates_the_last_epoch(tmp_path):
     final = result.final
     assert (final["best_epoch"], final["epochs_run"], final["stop_reason"]) == (1, 1, "time")
     assert final["stopped_early"] is False and final["val"]["recall@20"] >= 0
+    assert final["peak_memory_mib"]["gpu"] is None and final["peak_memory_mib"]["rss"] > 50  # torch alone
     unlimited = run_experiment(root, make_config("mf", sets=[*sets, ("epochs", 2)]), progress=False).final
     assert (unlimited["epochs_run"], unlimited["stop_reason"]) == (2, "epochs")
     with pytest.raises(TrainError, match="max_minutes=-1.0: must be >= 0"):
