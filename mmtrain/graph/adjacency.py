@@ -105,12 +105,23 @@ def inv_power(degree: torch.Tensor, power: float) -> torch.Tensor:
 
 
 def normalize(
-    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int, norm: str, symmetric: bool = False
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    values: torch.Tensor,
+    n: int,
+    norm: str,
+    symmetric: bool = False,
+    floor: float | None = None,
 ) -> SparseOperator:
     """Normalise a square sparse matrix given as COO triples: ``sym``/``rw`` on row degrees (sum of values).
 
     ``symmetric`` declares that the triples describe a symmetric matrix (then ``sym`` keeps it symmetric).
+    ``floor`` clamps every normalised entry from below, duplicates summed first (SOIL's graphs of signed
+    similarity weights, floored at 1e-7 as its reference's sparse Laplacian).
     """
+    if floor is not None:
+        coo = sparse_matrix(rows, cols, values, (n, n))
+        (rows, cols), values = coo.indices(), coo.values()
     degree = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
     if norm == "sym":
         d = inv_power(degree, 0.5)
@@ -120,6 +131,8 @@ def normalize(
         symmetric = False
     else:
         raise ValueError(f"unknown normalisation {norm!r}")
+    if floor is not None:
+        values = values.clamp(min=floor)
     return SparseOperator(sparse_matrix(rows, cols, values, (n, n)), symmetric=symmetric)
 
 

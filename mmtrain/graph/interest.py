@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mmtrain.data.interactions import Interactions
-from mmtrain.graph.adjacency import SparseOperator, bipartite_block, inv_power, sparse_matrix
+from mmtrain.graph.adjacency import SparseOperator, bipartite_block, normalize, sparse_matrix
 from mmtrain.graph.knn import BLOCK_ELEMENTS
 
 VARIANTS = ("paper", "code")
@@ -49,17 +49,6 @@ WEIGHT_FLOOR = 1e-7
 def unit_rows(features: torch.Tensor) -> torch.Tensor:
     """Row-wise L2-normalised float32 features (zero rows stay zero)."""
     return F.normalize(features.float(), dim=1)
-
-
-def sym_floor(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int) -> SparseOperator:
-    """``d_i^-1/2 w_ij d_j^-1/2`` (row-sum degrees, duplicates summed first), floored at ``1e-7``."""
-    coo = sparse_matrix(rows, cols, values.float(), (n, n))
-    rows, cols = coo.indices()
-    values = coo.values()
-    degree = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
-    d = inv_power(degree, 0.5)
-    values = (d[rows] * values * d[cols]).clamp(min=WEIGHT_FLOOR)
-    return SparseOperator(sparse_matrix(rows, cols, values, (n, n)))
 
 
 def interest_columns(
@@ -122,7 +111,7 @@ def interest_graph(
     values = pair_cosines(unit, rows, cols, block_elements)
     if accumulate:
         values = values * counts.to(values.dtype)
-    return sym_floor(rows, cols, values, unit.shape[0])
+    return normalize(rows, cols, values.float(), unit.shape[0], "sym", floor=WEIGHT_FLOOR)
 
 
 def _products(units: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
@@ -220,7 +209,7 @@ def second_order_operators(
     """``Â₂`` (``[users; items]`` bipartite graph of the second-order weights, sym-normalised and floored) and
     its user x item block ``R̃₂`` (the same normalisation, as ``R̃`` is ``Â``'s block)."""
     u, i = users.long(), items.long() + n_users
-    adjacency = sym_floor(
-        torch.cat([u, i]), torch.cat([i, u]), torch.cat([weights, weights]), n_users + n_items
-    )
+    rows, cols = torch.cat([u, i]), torch.cat([i, u])
+    values = torch.cat([weights, weights]).float()
+    adjacency = normalize(rows, cols, values, n_users + n_items, "sym", floor=WEIGHT_FLOOR)
     return adjacency, bipartite_block(adjacency, n_users)
