@@ -3,10 +3,12 @@ comma-separated list of names (each one required)."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from torch import nn
 
 from mmtrain.data.loader import TrainData
-from mmtrain.models.base import Requirements
+from mmtrain.models.base import Model, Requirements
 
 
 def listed(value: str) -> tuple[str, ...]:
@@ -35,3 +37,19 @@ def trainable_features(data: TrainData, modalities: list[str]) -> nn.ParameterLi
 def feature_projections(data: TrainData, modalities: list[str], dim: int, bias: bool = True) -> nn.ModuleList:
     """One ``Linear(d_m -> dim)`` per modality, in ``modalities`` order."""
     return nn.ModuleList([nn.Linear(data.feature(m).shape[1], dim, bias=bias) for m in modalities])
+
+
+class MultimodalModel(Model):
+    """A model over the dataset's feature matrices: ``self.modalities`` are the ones its ``modalities``
+    hyperparameter selects (sorted), and it requires them plus the U-I adjacency normalised as ``ui_norm``
+    (None: the model builds its own U-I operators)."""
+
+    ui_norm: ClassVar[str | None] = None
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> Requirements:
+        return modality_requirements(config["modalities"], cls.ui_norm)
+
+    def __init__(self, data: TrainData, config: dict[str, Any]):
+        super().__init__(data, config)
+        self.modalities = select(config["modalities"], data.modalities())

@@ -276,6 +276,17 @@ def test_reference_schedule_rebuilds_from_batch_zero_then_empties(tmp_path):
     assert zero.modal_graph(0).shape == (2, 0)
 
 
+def test_no_regeneration_keeps_the_interaction_graph(tmp_path):
+    model, data = small_model(tmp_path, graph_regen="none", drop_rate=0.0)
+    initial = [model.modal_graph(j).clone() for j in range(2)]
+    assert torch.equal(initial[0], torch.stack([data.train.users, data.train.items]))
+    model.train()
+    for epoch in (1, 2, 3):
+        model.on_epoch_start(epoch)
+        model.loss(Batch(data.train.users[:40], data.train.items[:40], data.train.items[1:41]))
+    assert all(torch.equal(model.modal_graph(j), initial[j]) for j in range(2))
+
+
 def literal_reference_attention(views: list[np.ndarray], w_q: np.ndarray, w_cat: np.ndarray, heads: int):
     """The reference ``multi_head_self_attention`` step by step (K built from Q, V = v broadcast)."""
     q = np.stack(views)

@@ -25,8 +25,8 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
 from mmtrain.losses import emb_loss
-from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 
@@ -36,10 +36,11 @@ def cosine_gap(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class BM3(Model):
+class BM3(MultimodalModel):
     """LightGCN backbone with a shared predictor; self-supervised cosine losses against dropped-out targets."""
 
     name = "bm3"
+    ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
         "n_layers": 1,
@@ -49,14 +50,9 @@ class BM3(Model):
         "modalities": "all",
     }
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "sym")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = trainable_features(data, self.modalities)

@@ -31,8 +31,8 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.graph.prune import prune_edges
 from mmtrain.losses import bpr_loss
-from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 
@@ -53,10 +53,11 @@ def frozen_item_graph(data: TrainData, modalities: list[str], k: int, image_weig
 
 
 @register
-class FREEDOM(Model):
+class FREEDOM(MultimodalModel):
     """Frozen kNN item graph added to LightGCN item outputs; training graph re-pruned every epoch."""
 
     name = "freedom"
+    ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
         "feat_embed_dim": 64,
@@ -69,14 +70,9 @@ class FREEDOM(Model):
         "modalities": "all",
     }
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "sym")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = trainable_features(data, self.modalities)

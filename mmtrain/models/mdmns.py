@@ -74,8 +74,8 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss
-from mmtrain.modalities import feature_projections, modality_requirements, select
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 
@@ -168,11 +168,12 @@ def _check(config: dict[str, Any], n_items: int) -> None:
 
 
 @register
-class MDMNS(Model):
+class MDMNS(MultimodalModel):
     """Diffusion-generated modality U-I graphs, per-modality and fused GCN views, BPR per modality view and
     DiffMM or multi-level-negative contrastive learning."""
 
     name = "mdmns"
+    ui_norm = "sym_self"
     defaults = {
         "latdim": 64,
         "gnn_layer": 1,
@@ -201,15 +202,10 @@ class MDMNS(Model):
         "modalities": "all",
     }
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "sym_self")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         _check(config, data.n_items)
         dim = config["latdim"]
-        self.modalities = select(config["modalities"], data.modalities())
         n_mods = len(self.modalities)
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)

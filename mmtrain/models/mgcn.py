@@ -41,8 +41,8 @@ from mmtrain.graph.adjacency import SparseOperator, bipartite_block
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.losses import bpr_loss, info_nce, l2_squared
-from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 TEMPERATURE = 0.2
@@ -66,10 +66,11 @@ def attention_fusion(views: list[torch.Tensor], query: nn.Module) -> tuple[torch
 
 
 @register
-class MGCN(Model):
+class MGCN(MultimodalModel):
     """Purified modality views on frozen kNN graphs, attention-fused and preference-gated, plus LightGCN."""
 
     name = "mgcn"
+    ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
         "n_ui_layers": 2,
@@ -82,14 +83,9 @@ class MGCN(Model):
     train_features: ClassVar[bool] = True
     preference_gates: ClassVar[bool] = True
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "sym")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         if self.train_features:

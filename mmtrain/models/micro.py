@@ -35,18 +35,19 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.losses import bpr_loss, grace_loss, l2_squared
-from mmtrain.modalities import feature_projections, modality_requirements, select, trainable_features
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 ModalGraph = tuple[torch.Tensor, torch.Tensor]
 
 
 @register
-class MICRO(Model):
+class MICRO(MultimodalModel):
     """Per-modality learned + kNN item graphs, attention-fused, contrastive to each modality, on LightGCN."""
 
     name = "micro"
+    ui_norm = "rw_self"
     defaults = {
         "embedding_size": 64,
         "feat_embed_dim": 64,
@@ -62,14 +63,9 @@ class MICRO(Model):
         "modalities": "all",
     }
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "rw_self")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = trainable_features(data, self.modalities)

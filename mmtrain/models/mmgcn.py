@@ -51,8 +51,7 @@ from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss
-from mmtrain.modalities import listed, modality_requirements, select
-from mmtrain.models.base import Model, Requirements
+from mmtrain.modalities import MultimodalModel, listed
 from mmtrain.models.registry import register
 
 
@@ -120,10 +119,11 @@ class ModalityGCN(nn.Module):
 
 
 @register
-class MMGCN(Model):
+class MMGCN(MultimodalModel):
     """Per-modality mean-aggregation GCNs with ID-embedding skip and concat gates, averaged over modalities."""
 
     name = "mmgcn"
+    ui_norm = "mean"
     defaults = {
         "embedding_size": 64,
         "dim_latent": 256,
@@ -134,15 +134,10 @@ class MMGCN(Model):
         "modalities": "all",
     }
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "mean")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         trainable = config["train_id_embedding"]
-        self.modalities = select(config["modalities"], data.modalities())
         self.projected = projected_modalities(config["mlp_modalities"], self.modalities)
         self.adjacency = data.ui_adjacency("mean")
         id_embedding = nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, dim))

@@ -35,7 +35,8 @@ Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Mode
   in the reference, so they rank below any positive similarity), binary, row-normalised as ``D^-1/2`` like
   ``ui``/``iu``; computed without dropout (eval mode) in user blocks of ``2^24 / N`` rows. Epoch 1 uses
   ``R``. ``graph_regen: reference`` reproduces the reference schedule exactly (``T`` batches, no minimum
-  k). The graphs are buffers, so the best epoch's checkpoint carries the graph it was evaluated with.
+  k). ``graph_regen: none`` never regenerates: ``G_m`` stays ``R`` (the reference's initial graphs). The
+  graphs are buffers, so the best epoch's checkpoint carries the graph it was evaluated with.
 - Attention. The reference builds ``K`` from ``Q`` and broadcasts ``V`` over the *query* modality, so the
   softmax weights sum out and its MHA is exactly ``Z_m = U_m^id·Σ_h W_cat[h]`` (``W_q``, ``W_k`` get no
   gradient). ``attention: paper`` (default) is real multi-head attention over modalities
@@ -82,8 +83,8 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
 from mmtrain.graph.propagate import spmm
 from mmtrain.losses import bpr_loss, grace_loss, l2_squared
-from mmtrain.modalities import feature_projections, modality_requirements, select
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel, feature_projections
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 REGEN_BLOCK = 2**24  # similarity entries per user block when regenerating the modality graphs
@@ -218,7 +219,7 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 @register
-class MMSSL(Model):
+class MMSSL(MultimodalModel):
     """Modality graphs + WGAN-GP discriminator + cross-modal GRACE on a bipartite GCN (see module docstring)."""
 
     name = "mmssl"
@@ -251,18 +252,13 @@ class MMSSL(Model):
         "T": 1,
         "modalities": "all",
     }
-    choices = {"attention": ("paper", "reference"), "graph_regen": ("epoch", "reference")}
-
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"])
+    choices = {"attention": ("paper", "reference"), "graph_regen": ("epoch", "reference", "none")}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim, heads = config["embed_size"], config["head_num"]
         if heads < 1 or dim % heads:
             raise TrainError(f"head_num={heads} must divide embed_size={dim}")
-        self.modalities = select(config["modalities"], data.modalities())
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = [data.feature(m) for m in self.modalities]

@@ -50,8 +50,8 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
 from mmtrain.losses import info_nce
-from mmtrain.modalities import modality_requirements, select
-from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.modalities import MultimodalModel
+from mmtrain.models.base import id_embedding
 from mmtrain.models.registry import register
 
 FAC_ORDER = ("image", "audio", "text")
@@ -89,10 +89,11 @@ def _linear(d_in: int, d_out: int) -> nn.Linear:
 
 
 @register
-class SLMRec(Model):
+class SLMRec(MultimodalModel):
     """Concat-fused per-modality LightGCN graphs; in-batch InfoNCE plus a FAC/FD/FM self-supervised task."""
 
     name = "slmrec"
+    ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
         "n_layers": 3,
@@ -105,15 +106,11 @@ class SLMRec(Model):
     }
     choices = {"ssl_task": SSL_TASKS}
 
-    @classmethod
-    def requirements(cls, config: dict[str, Any]) -> Requirements:
-        return modality_requirements(config["modalities"], "sym")
-
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
         self.dim = dim
-        self.modalities = fac_order(select(config["modalities"], data.modalities()))
+        self.modalities = fac_order(self.modalities)
         self.n_blocks = 1 + len(self.modalities)
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
