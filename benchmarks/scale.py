@@ -2,18 +2,21 @@
 
 A dense item-item matrix of 100,000 items is 40 GB in float32; this script shows that the models with item
 graphs (learned or frozen) never build one: each model runs in a fresh process (so its peak RSS is its own),
-builds itself on the synthetic dataset (its kNN graphs built beforehand by ``mmprep graph``), trains one full epoch and ranks all items for every val user once.
-On CUDA the peak GPU memory is recorded too. The dataset has clustered random features (``image`` 128-d,
+builds itself on the synthetic dataset (its kNN graphs built beforehand by ``mmprep graph``), trains one full
+epoch (or its first ``--max-batches`` batches: every batch of these models touches the whole catalogue, so a few
+batches show the memory an epoch needs) and ranks all items for every val user once. On CUDA the peak GPU memory is recorded too. The dataset has clustered random features (``image`` 128-d,
 ``text`` 384-d), a heavy-tailed item popularity and one val and one test item per user; it is written once
 through mmprep's DiffMM importer into ``--cache``. Prints a table and writes JSON.
 
     python benchmarks/scale.py                                        # 100k items, graph models, default device
     python benchmarks/scale.py --items 20000 --users 10000 --models lattice,freedom --device cpu --threads 1
+    python benchmarks/scale.py --models micro,mmssl,mdmns --max-batches 2 --set mmssl:D_max_hidden=128
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pickle
@@ -82,15 +85,30 @@ def synthetic_dataset(
     return out
 
 
-def run_one(dataset: Path, model: str, device: str, threads: int) -> dict:
-    """Build, train one epoch, evaluate once (in this process); seconds and peak memory."""
+def model_sets(items: list[str], model: str) -> list[tuple[str, object]]:
+    """The ``--set`` pairs that apply to ``model``: ``KEY=VALUE`` for every model, ``MODEL:KEY=VALUE`` for one."""
+    from mmtrain.config import parse_set
+
+    pairs = []
+    for item in items:
+        target, sep, rest = item.partition(":")
+        if not sep or "=" in target:
+            pairs.append(parse_set(item))
+        elif target == model:
+            pairs.append(parse_set(rest))
+    return pairs
+
+
+def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str], max_batches: int) -> dict:
+    """Build, train one epoch (its first ``max_batches`` batches when > 0), evaluate once (in this process);
+    seconds and peak memory."""
     import torch
 
     from mmtrain.experiment import build_model, make_config, prepare
     from mmtrain.trainer import Trainer
 
-    sets = [("device", device), ("tensorboard", False), ("threads", threads), ("seed", 1)]
-    config = make_config(model, sets=sets)
+    base = [("device", device), ("tensorboard", False), ("threads", threads), ("seed", 1)]
+    config = make_config(model, sets=[*base, *model_sets(sets, model)])
     data = prepare(dataset, config)
     dev = data.device
     if dev.type == "cuda":
@@ -98,6 +116,11 @@ def run_one(dataset: Path, model: str, device: str, threads: int) -> dict:
     start = time.perf_counter()
     trainer = Trainer(build_model(data, config), data, config, progress=False)
     build_s = time.perf_counter() - start
+    n_batches = -(-len(data.train) // config["batch_size"])
+    if max_batches > 0:
+        n_batches = min(n_batches, max_batches)
+        full_epoch = trainer.sampler.epoch
+        trainer.sampler.epoch = lambda: itertools.islice(full_epoch(), n_batches)
     start = time.perf_counter()
     losses = trainer.train_epoch(1)
     epoch_s = time.perf_counter() - start
@@ -110,6 +133,8 @@ def run_one(dataset: Path, model: str, device: str, threads: int) -> dict:
         "n_users": data.n_users,
         "n_items": data.n_items,
         "train_pairs": len(data.train),
+        "batches": n_batches,
+        "sets": model_sets(sets, model),
         "build_seconds": build_s,
         "epoch_seconds": epoch_s,
         "eval_seconds": eval_s,
@@ -134,23 +159,37 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/modalrec-bench"))
     parser.add_argument("--graph-index", default="hnsw", choices=["exact", "ivf", "hnsw"])
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per model before it is skipped")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="[MODEL:]KEY=VALUE",
+        help="config override for every model, or for one (e.g. mmssl:D_max_hidden=128)",
+    )
+    parser.add_argument(
+        "--max-batches", type=int, default=0, help="train only this many batches of the epoch (0: all)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
     if args.one:
         dataset, model = args.one.split("::")
-        print(json.dumps(run_one(Path(dataset), model, args.device, args.threads)))
+        print(
+            json.dumps(run_one(Path(dataset), model, args.device, args.threads, args.sets, args.max_batches))
+        )
         return
     dataset = synthetic_dataset(args.cache, args.users, args.items, args.per_user, 0, args.graph_index)
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(
-        "| model | device | items | train pairs | build s | epoch s | eval s | peak RSS MiB | peak GPU MiB |"
+        "| model | device | items | train pairs | batches | build s | train s | eval s | peak RSS MiB | "
+        "peak GPU MiB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     rows = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        rows.append(run_child(dataset, model, args.device, args.threads, args.timeout))
+        rows.append(run_child(dataset, model, args, args.timeout))
         print(table_row(rows[-1]), flush=True)
         # written after every model, so a long sweep that is stopped keeps what finished
         args.out.write_text(
@@ -159,18 +198,12 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def run_child(dataset: Path, model: str, device: str, threads: int, timeout: int) -> dict:
+def run_child(dataset: Path, model: str, args: argparse.Namespace, timeout: int) -> dict:
     """:func:`run_one` in a fresh process (its own peak RSS); a failure or timeout becomes an error row."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--one",
-        f"{dataset}::{model}",
-        "--device",
-        device,
-        "--threads",
-        str(threads),
-    ]
+    cmd = [sys.executable, __file__, "--one", f"{dataset}::{model}", "--device", args.device]
+    cmd += ["--threads", str(args.threads), "--max-batches", str(args.max_batches)]
+    for item in args.sets:
+        cmd += ["--set", item]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -185,8 +218,9 @@ def table_row(r: dict) -> str:
         return f"| {r['model']} | failed: {r['error']} |"
     gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else "-"
     return (
-        f"| {r['model']} | {r['device']} | {r['n_items']} | {r['train_pairs']} | {r['build_seconds']:.1f} | "
-        f"{r['epoch_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {gpu} |"
+        f"| {r['model']} | {r['device']} | {r['n_items']} | {r['train_pairs']} | {r['batches']} | "
+        f"{r['build_seconds']:.1f} | {r['epoch_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+        f"{gpu} |"
     )
 
 
