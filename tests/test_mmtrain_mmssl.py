@@ -225,17 +225,18 @@ def test_regenerated_graph_is_the_numpy_top_k(tmp_path, monkeypatch):
 
 
 def test_epoch_schedule_and_checkpoint_carry_the_graph(tmp_path):
-    model, data = small_model(tmp_path, m_topk_rate=0.08)
+    model, data = small_model(tmp_path, m_topk_rate=0.08, graph_regen="epoch")
     initial = model.modal_graph(0).clone()
     model.train()
     model.on_epoch_start(1)
     assert torch.equal(model.modal_graph(0), initial)  # epoch 1 uses R
     model.on_epoch_start(2)
-    assert model.modal_graph(0).shape == (2, 30 * 3)
+    assert model.modal_graph(0).shape == (2, 30 * 3)  # k = int(40 · 0.08) = 3 items for each of 30 users
+    assert not torch.equal(model.modal_graph(0), initial)
     model.eval()
     with torch.no_grad():
         users_z, items_z = model()
-    other, _ = small_model(tmp_path / "b", m_topk_rate=0.08)
+    other, _ = small_model(tmp_path / "b", m_topk_rate=0.08, graph_regen="epoch")
     other.load_state_dict(model.state_dict())
     other.eval()
     assert torch.equal(other.modal_graph(0), model.modal_graph(0))

@@ -21,7 +21,8 @@ Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^
 2. :meth:`MMSSL.loss`, the recommender (trainer's AdamW): ``L = L_bpr + reg_weight·½Σ‖u,p,n‖²/B
    + feat_reg_decay·½Σ_m(‖U_m^f‖² + ‖I_m^f‖²)/N + cl_rate·Σ_m GRACE(U_m^id[B_u], z_u[B_u])
    + G_rate·(−D(fake))`` with D frozen for the last term (its parameters get no gradient).
-3. The modality graphs ``G_m`` are regenerated from the feature-side similarities (``graph_regen``, below).
+3. Optionally the modality graphs ``G_m`` are regenerated from the feature-side similarities (``graph_regen``,
+   below).
 
 Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Models.py``):
 
@@ -29,14 +30,17 @@ Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Mode
   and, with ``T = 1``, rebuilds ``G_m`` at batch 1 from batch 0's users only and from empty lists at every
   later batch. ``int(N·1e-4)`` is 0 for N < 10 000 (TikTok, Baby), so the graphs are empty from the second
   batch on and the whole ID-modality branch (``U_m^id``, the attention, GRACE) is zero; for larger N the
-  graphs hold one batch of users for one batch per epoch and are empty at evaluation. ``graph_regen: epoch``
-  (default, the paper's intent) rebuilds ``G_m`` at the start of every epoch after the first from all users:
+  graphs hold one batch of users for one batch per epoch and are empty at evaluation. Three schedules:
+  ``graph_regen: none`` (default) never regenerates: ``G_m`` stays ``R``, the reference's graphs at its first
+  batch. ``graph_regen: epoch`` rebuilds ``G_m`` at the start of every epoch after the first from all users:
   the top ``k = max(int(N·m_topk_rate), m_topk_min)`` items of ``s_m(u)`` per user (train items masked to 0 as
   in the reference, so they rank below any positive similarity), binary, row-normalised as ``D^-1/2`` like
-  ``ui``/``iu``; computed without dropout (eval mode) in user blocks of ``2^24 / N`` rows. Epoch 1 uses
-  ``R``. ``graph_regen: reference`` reproduces the reference schedule exactly (``T`` batches, no minimum
-  k). ``graph_regen: none`` never regenerates: ``G_m`` stays ``R`` (the reference's initial graphs). The
-  graphs are buffers, so the best epoch's checkpoint carries the graph it was evaluated with.
+  ``ui``/``iu``; computed without dropout (eval mode) in user blocks of ``2^24 / N`` rows. ``graph_regen:
+  reference`` reproduces the reference schedule exactly (``T`` batches, no minimum k). On TikTok (BENCHMARKS.md)
+  both regenerating schedules wreck the ID-modality branch: with ``R`` the model reaches val Recall@20 .08
+  within 15 batches; ``epoch`` drops to .01-.04 right after the first rebuild (k = 1 and k = 10 alike), and
+  ``reference`` stays at chance (.003) once its graphs are empty. The graphs are buffers, so the best
+  epoch's checkpoint carries the graph it was evaluated with.
 - Attention. The reference builds ``K`` from ``Q`` and broadcasts ``V`` over the *query* modality, so the
   softmax weights sum out and its MHA is exactly ``Z_m = U_m^id·Σ_h W_cat[h]`` (``W_q``, ``W_k`` get no
   gradient). ``attention: paper`` (default) is real multi-head attention over modalities
@@ -246,13 +250,13 @@ class MMSSL(MultimodalModel):
         "real_data_tau": 0.005,
         "ui_pre_scale": 100.0,
         "log_log_scale": 1e-5,
-        "graph_regen": "epoch",
+        "graph_regen": "none",
         "m_topk_rate": 1e-4,
         "m_topk_min": 1,
         "T": 1,
         "modalities": "all",
     }
-    choices = {"attention": ("paper", "reference"), "graph_regen": ("epoch", "reference", "none")}
+    choices = {"attention": ("paper", "reference"), "graph_regen": ("none", "epoch", "reference")}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
