@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -102,17 +101,16 @@ def model_sets(items: list[str], model: str) -> list[tuple[str, object]]:
 def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str], max_batches: int) -> dict:
     """Build, train one epoch (its first ``max_batches`` batches when > 0), evaluate once (in this process);
     seconds and peak memory."""
-    import torch
 
     from mmtrain.experiment import build_model, make_config, prepare
+    from mmtrain.runs import peak_memory, reset_peak_memory
     from mmtrain.trainer import Trainer
 
     base = [("device", device), ("tensorboard", False), ("threads", threads), ("seed", 1)]
     config = make_config(model, sets=[*base, *model_sets(sets, model)])
     data = prepare(dataset, config)
     dev = data.device
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+    reset_peak_memory(dev)
     start = time.perf_counter()
     trainer = Trainer(build_model(data, config), data, config, progress=False)
     build_s = time.perf_counter() - start
@@ -140,8 +138,8 @@ def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str
         "eval_seconds": eval_s,
         "loss": losses["loss"],
         "val_recall@20": val["recall@20"],
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+        "peak_rss_mib": peak_memory(dev)["rss"],
+        "peak_gpu_mib": peak_memory(dev)["gpu"],
         "dense_item_matrix_mib": data.n_items**2 * 4 / 2**20,
     }
 
