@@ -133,6 +133,7 @@ def run(
       mmtrain run --model mf --dataset out/baby --set lr=5e-4 --set reg_weight=1e-4 --seed 1
       mmtrain run --model vbpr --dataset out/tiktok --device cuda --legacy-ndcg lattice
       mmtrain run --model lightgcn --dataset out/baby --split cold --set cold_candidates=cold
+      mmtrain run --model micro --dataset out/tiktok --set max_minutes=60   # stop after an hour of training
     """
     from mmtrain.experiment import make_config, run_experiment
 
