@@ -340,9 +340,10 @@ def test_config_errors_are_one_line(tmp_path):
         build_model(rich, make_config("mmssl", sets=[("device", "cpu"), ("head_num", 3)]))
 
 
-def test_trains_on_real_tiktok_users_with_decreasing_loss(tiktok_subset):
+@pytest.mark.parametrize("regen", ["none", "epoch"])
+def test_trains_on_real_tiktok_users_with_decreasing_loss(tiktok_subset, regen):
     sets = [("device", "cpu"), ("seed", 1), ("threads", 1), ("D_max_hidden", 32), ("m_topk_rate", 1e-3)]
-    config = make_config("mmssl", sets=sets)
+    config = make_config("mmssl", sets=[*sets, ("graph_regen", regen)])
     data = prepare(tiktok_subset, config)
     assert (data.n_users, data.n_items, len(data.train)) == (1164, 3231, 7232)
     trainer = Trainer(build_model(data, config), data, config, progress=False)
@@ -352,7 +353,8 @@ def test_trains_on_real_tiktok_users_with_decreasing_loss(tiktok_subset):
     values = [p["loss"] for p in parts]
     assert all(b < a for a, b in zip(values, values[1:], strict=False)), values
     assert parts[-1]["bpr"] < 0.6931 and all(math.isfinite(p["d_loss"]) for p in parts)
-    assert model.modal_graph(0).shape == (2, 1164 * 3)
+    # epoch: top-3 items of every user, rebuilt; none: the 7232 training pairs
+    assert model.modal_graph(0).shape == (2, 1164 * 3 if regen == "epoch" else 7232)
     with model.evaluation():
         scores = model.full_scores(torch.arange(5))
     assert scores.shape == (5, 3231) and torch.isfinite(scores).all()
