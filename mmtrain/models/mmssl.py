@@ -62,8 +62,9 @@ discriminator has ``N·h1 + h1·h2 + h2`` weights with ``h1 = N/4``, ``h2 = N/8`
 (``N²/4 + N²/32``: 12.7M on TikTok N = 6710, 2.8G at N = 100k, times three with Adam's moments);
 ``D_max_hidden`` > 0 caps ``h1`` at that value and ``h2`` at half of it (``≈ N·D_max_hidden`` weights). Its
 inputs are dense ``[B_u, N]`` rows: per step about ``(4·n_mods + 4)·B_u·N`` floats are alive (masks, real/fake
-rows, the penalty's interpolates and their double backward), e.g. 1 GB for ``B_u = 1024``, N = 20 000, two modalities; this is inherent to the method
-(the rows are D's input). Regeneration holds one ``[2^24 / N, N]`` similarity block (64 MB) at a time.
+rows, the penalty's interpolates and their double backward), e.g. 1 GB for ``B_u = 1024``, N = 20 000, two
+modalities; this is inherent to the method (the rows are D's input). Regeneration holds one ``[2^24 / N, N]``
+similarity block (64 MB) at a time.
 
 Time (TikTok, one CPU thread, 59 batches of 1024 pairs): the discriminator dominates, about 7.5 s CPU per batch
 with the reference widths (≈ 7.5 min per epoch) and 1.5 s with ``D_max_hidden = 128`` (≈ 85 s per epoch).
