@@ -4,9 +4,10 @@ A dense item-item matrix of 100,000 items is 40 GB in float32; this script shows
 graphs (learned or frozen) never build one: each model runs in a fresh process (so its peak RSS is its own),
 builds itself on the synthetic dataset (its kNN graphs built beforehand by ``mmprep graph``), trains one full
 epoch (or its first ``--max-batches`` batches: every batch of these models touches the whole catalogue, so a few
-batches show the memory an epoch needs) and ranks all items for every val user once. On CUDA the peak GPU memory is recorded too. The dataset has clustered random features (``image`` 128-d,
-``text`` 384-d), a heavy-tailed item popularity and one val and one test item per user; it is written once
-through mmprep's DiffMM importer into ``--cache``. Prints a table and writes JSON.
+batches show the memory an epoch needs) and ranks all items for every val user once. On CUDA the peak GPU
+memory is recorded too. The dataset has clustered random features (``image`` 128-d, ``text`` 384-d), a
+heavy-tailed item popularity and one val and one test item per user; it is written once through mmprep's
+DiffMM importer into ``--cache``. Prints a table and writes JSON.
 
     python benchmarks/scale.py                                        # 100k items, graph models, default device
     python benchmarks/scale.py --items 20000 --users 10000 --models lattice,freedom --device cpu --threads 1
@@ -101,20 +102,20 @@ def model_sets(items: list[str], model: str) -> list[tuple[str, object]]:
 def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str], max_batches: int) -> dict:
     """Build, train one epoch (its first ``max_batches`` batches when > 0), evaluate once (in this process);
     seconds and peak memory."""
-
     from mmtrain.experiment import build_model, make_config, prepare
     from mmtrain.runs import peak_memory, reset_peak_memory
     from mmtrain.trainer import Trainer
 
     base = [("device", device), ("tensorboard", False), ("threads", threads), ("seed", 1)]
-    config = make_config(model, sets=[*base, *model_sets(sets, model)])
+    overrides = model_sets(sets, model)
+    config = make_config(model, sets=[*base, *overrides])
     data = prepare(dataset, config)
     dev = data.device
     reset_peak_memory(dev)
     start = time.perf_counter()
     trainer = Trainer(build_model(data, config), data, config, progress=False)
     build_s = time.perf_counter() - start
-    n_batches = -(-len(data.train) // config["batch_size"])
+    n_batches = len(trainer.sampler)
     if max_batches > 0:
         n_batches = min(n_batches, max_batches)
         full_epoch = trainer.sampler.epoch
@@ -125,6 +126,7 @@ def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str
     start = time.perf_counter()
     val = trainer.evaluator.evaluate(trainer.model, "val")
     eval_s = time.perf_counter() - start
+    memory = peak_memory(dev)
     return {
         "model": model,
         "device": str(dev),
@@ -132,14 +134,14 @@ def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str
         "n_items": data.n_items,
         "train_pairs": len(data.train),
         "batches": n_batches,
-        "sets": model_sets(sets, model),
+        "sets": overrides,
         "build_seconds": build_s,
         "epoch_seconds": epoch_s,
         "eval_seconds": eval_s,
         "loss": losses["loss"],
         "val_recall@20": val["recall@20"],
-        "peak_rss_mib": peak_memory(dev)["rss"],
-        "peak_gpu_mib": peak_memory(dev)["gpu"],
+        "peak_rss_mib": memory["rss"],
+        "peak_gpu_mib": memory["gpu"],
         "dense_item_matrix_mib": data.n_items**2 * 4 / 2**20,
     }
 
