@@ -37,35 +37,42 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float = 
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
-def _grace_rows(
-    rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, start: int, tau: float
+def _grace_rows(rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    """Summed GRACE terms of the anchor rows ``rows`` (unit vectors, indices into ``z1`` and ``z2``)."""
+    anchors = z1[rows]
+    sims = anchors @ torch.cat([z1, z2]).T / tau
+    own = (anchors * anchors).sum(1) / tau
+    positive = (anchors * z2[rows]).sum(1) / tau
+    denominator = sims.exp().sum(1) - own.exp()
+    return (denominator.log() - positive).sum()
+
+
+def grace_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    tau: float = 0.5,
+    chunk: int = 4096,
+    anchors: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Summed GRACE terms of the unit rows ``rows = z1[start:start + len(rows)]``."""
-    diag = torch.arange(rows.shape[0], device=rows.device)
-    refl = rows @ z1.T / tau
-    between = rows @ z2.T / tau
-    denominator = refl.exp().sum(1) - refl[diag, diag + start].exp() + between.exp().sum(1)
-    return (denominator.log() - between[diag, diag + start]).sum()
-
-
-def grace_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, chunk: int = 4096) -> torch.Tensor:
-    """GRACE semi-loss ``z1 -> z2`` (MICRO, MMSSL): cosine ``s``, temperature ``τ``, mean over rows of::
+    """GRACE semi-loss ``z1 -> z2`` (MICRO, MMSSL): cosine ``s``, temperature ``τ``, mean over anchor rows i of::
 
         −log e^{s(z1_i,z2_i)/τ} / (Σ_j e^{s(z1_i,z1_j)/τ} − e^{s(z1_i,z1_i)/τ} + Σ_j e^{s(z1_i,z2_j)/τ})
 
-    Unlike :func:`info_nce` the other rows of ``z1`` are negatives too. Computed ``chunk`` rows at a time
-    (checkpointed when there are several chunks), so one ``[chunk, n]`` pair of similarity blocks is alive."""
+    Unlike :func:`info_nce` the other rows of ``z1`` are negatives too. The anchors are all rows, or the row
+    indices ``anchors`` (each still against all rows: a uniform sample gives an unbiased estimate of the full
+    loss at ``len(anchors)/n`` of its cost). Computed ``chunk`` anchors at a time (checkpointed when there are
+    several chunks), so one ``[chunk, 2n]`` similarity block is alive."""
     a = F.normalize(z1.float(), dim=1)
     b = F.normalize(z2.float(), dim=1)
-    n = a.shape[0]
+    rows = torch.arange(a.shape[0], device=a.device) if anchors is None else anchors
     total = torch.zeros((), device=a.device)
-    for start in range(0, n, chunk):
-        rows = a[start : start + chunk]
-        if n > chunk and torch.is_grad_enabled():
-            total = total + checkpoint(_grace_rows, rows, a, b, start, tau, use_reentrant=False)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        if len(rows) > chunk and torch.is_grad_enabled():
+            total = total + checkpoint(_grace_rows, part, a, b, tau, use_reentrant=False)
         else:
-            total = total + _grace_rows(rows, a, b, start, tau)
-    return total / n
+            total = total + _grace_rows(part, a, b, tau)
+    return total / len(rows)
 
 
 REG_STYLES = ("emb", "l2")

@@ -53,6 +53,8 @@ def test_grace_loss_by_hand():
     assert grace_loss(z1, z2, tau=0.5).item() == pytest.approx(expected, rel=1e-6)  # float32
     assert numpy_grace(z1.numpy(), z2.numpy(), 0.5) == pytest.approx(expected, rel=1e-12)
     assert grace_loss(z2, z1, tau=0.5).item() != pytest.approx(expected)  # one direction only
+    sample = grace_loss(z1, z2, tau=0.5, anchors=torch.tensor([2, 0]))  # anchors 2 and 0, against all rows
+    assert sample.item() == pytest.approx((row0 + row2) / 2, rel=1e-6)
 
 
 def test_chunked_grace_equals_unchunked_with_gradients():
@@ -61,6 +63,9 @@ def test_chunked_grace_equals_unchunked_with_gradients():
     z2 = torch.randn(23, 8, generator=gen, dtype=torch.float64).requires_grad_()
     whole = grace_loss(z1, z2, tau=0.5)
     chunked = grace_loss(z1, z2, tau=0.5, chunk=5)
+    assert grace_loss(z1, z2, tau=0.5, anchors=torch.arange(23), chunk=5).item() == pytest.approx(
+        whole.item()
+    )
     assert whole.item() == pytest.approx(numpy_grace(z1.detach().numpy(), z2.detach().numpy(), 0.5), rel=1e-6)
     torch.testing.assert_close(whole, chunked)
     for g1, g2 in zip(
@@ -107,11 +112,20 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     rich = load_data(random_dataset(tmp_path / "rich", n_users=20, n_items=15, features=True))
     with pytest.raises(TrainError, match=r"needs 'text' features; the dataset has: audio, image$"):
         build_model(rich, make_config("micro", sets=[("device", "cpu"), ("modalities", "image,text")]))
+    with pytest.raises(TrainError, match=r"^cl_anchors=-5: must be >= 0 \(0 = every item, the reference\)$"):
+        build_model(rich, make_config("micro", sets=[("device", "cpu"), ("cl_anchors", -5)]))
 
 
-def test_trains_on_real_tiktok_subset_with_decreasing_loss(tmp_path):
+@pytest.mark.parametrize("anchors", [0, 256])
+def test_trains_on_real_tiktok_subset_with_decreasing_loss(tmp_path, anchors):
     root = tiktok_subset(tmp_path / "tiktok800")
-    model, data, config = model_for(root, "micro", ("threads", 1))
+    model, data, config = model_for(root, "micro", ("threads", 1), ("cl_anchors", anchors))
+    if anchors:
+        drawn = model.contrast_anchors()
+        assert drawn.shape == (anchors,) and drawn.unique().numel() == anchors
+        assert 0 <= int(drawn.min()) and int(drawn.max()) < SUBSET_ITEMS
+    else:
+        assert model.contrast_anchors() is None
     trainer = Trainer(model, data, config, progress=False)
     parts = [trainer.train_epoch(e) for e in range(1, 5)]
     values = [p["loss"] for p in parts]
