@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -32,7 +30,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, machine_info, sgemm_gflops  # noqa: E402
+
 WORDS = (
     "soft baby blanket cotton stroller bottle warm kitchen knife steel toy wooden red blue organic travel "
     "portable safety seat car monitor wireless pack set of two large small premium natural bamboo"
@@ -251,31 +252,17 @@ def bench_amazon_b(work: Path, n_records: int, n_items: int) -> dict:
     }
 
 
-def sgemm_gflops(size: int = 2048, repeat: int = 3) -> float:
-    """float32 matrix-product speed of this process right now (a calibration for shared, busy machines)."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return round(2 * size**3 / best / 1e9, 1)
-
-
 def machine(device: str) -> dict:
+    """What the numbers were measured on, with torch (build, threads, GPU) and an sgemm calibration."""
     import torch
 
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
-        "numpy_sgemm_gflops": sgemm_gflops(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "device": device,
-    }
+    return machine_info(
+        numpy_sgemm_gflops=sgemm_gflops(),
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        device=device,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, machine_info, sgemm_gflops  # noqa: E402
 
 
 def synthetic(n: int, d: int, seed: int = 0, chunk: int = 65536) -> np.ndarray:
@@ -88,26 +88,9 @@ def run_one(n: int, d: int, index: str, k: int, device: str, recall_sample: int,
     return row
 
 
-def sgemm_gflops(size: int = 2048, repeat: int = 3) -> float:
-    """float32 matrix-product speed of this process right now (a calibration for shared, busy machines)."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return round(2 * size**3 / best / 1e9, 1)
-
-
 def machine() -> dict:
-    """What the numbers were measured on."""
-    info = {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
-        "numpy_sgemm_gflops": sgemm_gflops(),
-    }
+    """What the numbers were measured on, with an sgemm calibration and the faiss and torch builds."""
+    info: dict = {"numpy_sgemm_gflops": sgemm_gflops()}
     try:
         import faiss
 
@@ -123,7 +106,7 @@ def machine() -> dict:
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         pass
-    return info
+    return machine_info(**info)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -35,10 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import REPO, RESULTS, machine_info  # noqa: E402
 from _generate import DumpInfo, ensure_dump  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "prep.json"
+DEFAULT_JSON = RESULTS / "prep.json"
 K_CORE = 5
 SEED = 123
 READ_CHUNK_ROWS = 100_000
@@ -60,40 +59,13 @@ class RunResult:
     runs: list[dict[str, float]] = field(default_factory=list)
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, logical cores, total RAM and the software versions that matter here."""
+def package_versions() -> dict[str, str]:
+    """Versions of the libraries the pandas path and ``mmprep build`` lean on."""
     import duckdb
     import pandas as pd
     import pyarrow as pa
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "ram_gib": ram_gib,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "pandas": pd.__version__,
-        "pyarrow": pa.__version__,
-        "duckdb": duckdb.__version__,
-        "load_avg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
+    return {"pandas": pd.__version__, "pyarrow": pa.__version__, "duckdb": duckdb.__version__}
 
 
 def run_measured(cmd: list[str], log_path: Path) -> tuple[int, float, float]:
@@ -332,7 +304,7 @@ def benchmark(
         "benchmark": "prep",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
+        "machine": machine_info(**package_versions()),
         "params": {
             "k_user": K_CORE,
             "k_item": K_CORE,

@@ -8,9 +8,10 @@ and next to LightGCN on the same split, and gives each run's epochs, seconds per
 allocated, process RSS) from its ``final.json``. Rows are printed as models finish; the JSON is rewritten after
 each, so a sweep that is stopped keeps what finished.
 
-Datasets are imported from ``../shared/data`` into ``--cache`` once with mmprep: ``tiktok`` (DiffMM pickles,
-image + audio features) and ``baby`` (DiffMM pickles, interactions only: ID models such as mf and lightgcn).
-``--split cold`` first adds mmprep's MICRO cold-start split to a copy of the dataset.
+Datasets are imported from ``../shared/data`` into ``--cache``/NAME once with mmprep (the same directory
+``train.py`` uses): ``tiktok`` (DiffMM pickles, image + audio features) and ``baby`` (DiffMM pickles,
+interactions only: ID models such as mf and lightgcn). ``--split cold`` first adds mmprep's MICRO cold-start
+split to a copy of the dataset.
 
     python benchmarks/reproduce.py --device cuda --minutes 20                 # every model on TikTok
     python benchmarks/reproduce.py --device cuda --minutes 2 --models lightgcn,micro,mmgcn,mmssl,mdmns
@@ -22,17 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOURCES = {"tiktok": SHARED / "tiktok-mmssl", "baby": SHARED / "amazon-baby" / "mmssl-diffmm"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DIFFMM_SOURCES, RESULTS, diffmm_dataset, machine_info  # noqa: E402
+
 ALL_MODELS = "lightgcn,mf,vbpr,mmgcn,lattice,micro,freedom,mgcn,bm3,slmrec,mmssl,soil,mdmns"
 
 # reference/evaluation.md 4b: Recall@20, NDCG@20 on the LATTICE-style split (selected on test by the papers)
@@ -64,11 +64,7 @@ PUBLISHED = {
 
 def dataset_dir(cache: Path, name: str, split: str) -> Path:
     """The mmprep dataset directory of ``name`` (imported on first use; with the cold split for ``cold``)."""
-    from mmprep.interop import import_diffmm
-
-    warm = cache / name
-    if not (warm / "manifest.json").is_file():
-        import_diffmm(SOURCES[name], warm, name=name, overwrite=True)
+    warm = diffmm_dataset(cache, name)
     if split == "warm":
         return warm
     cold = cache / f"{name}-cold"
@@ -135,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", default="tiktok", choices=sorted(SOURCES))
+    parser.add_argument("--dataset", default="tiktok", choices=sorted(DIFFMM_SOURCES))
     parser.add_argument("--split", default="warm", choices=["warm", "cold"])
     parser.add_argument("--models", default=ALL_MODELS, help="comma-separated registered model names")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -147,7 +143,7 @@ def main() -> None:
     out = args.out or RESULTS / f"reproduce-{args.dataset}-{args.split}.json"
     dataset = dataset_dir(args.cache, args.dataset, args.split)
     runs = args.cache / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    info = machine_info()
     published = PUBLISHED[args.dataset] if args.split == "warm" else {}
     print(
         "| model | best / run (stop) | s/epoch | val R@20 | test R@20 | test N@20 | published R@20 / N@20 | "

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import pickle
-import platform
 import subprocess
 import sys
 import time
@@ -29,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, machine_info  # noqa: E402
+
 GRAPH_MODELS = "lattice,micro,freedom,mgcn,soil,bm3"
 
 
@@ -180,7 +181,7 @@ def main() -> None:
         )
         return
     dataset = synthetic_dataset(args.cache, args.users, args.items, args.per_user, 0, args.graph_index)
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    info = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(
         "| model | device | items | train pairs | batches | build s | train s | eval s | peak RSS MiB | "

@@ -1,10 +1,11 @@
 """mmtrain speed: seconds per training epoch and per full-ranking evaluation (LightGCN by default).
 
 The dataset is a directory written by mmprep; by default the Baby DiffMM split from ``../shared/data`` is
-imported once into ``--cache`` (``mmprep`` import of the pickles). One warm-up epoch and one warm-up evaluation
-are run first (allocator, lazy init), then ``--epochs`` timed epochs and ``--evals`` timed evaluations of the
-val split (every val user, all items ranked, train items masked, top-50). Times are medians; on CUDA every
-measurement is synchronised. Prints a table and writes JSON to ``benchmarks/results/train.json``.
+imported once into ``--cache``/baby (``mmprep`` import of the pickles; the same directory ``reproduce.py``
+uses). One warm-up epoch and one warm-up evaluation are run first (allocator, lazy init), then ``--epochs``
+timed epochs and ``--evals`` timed evaluations of the val split (every val user, all items ranked, train items
+masked, top-50). Times are medians; on CUDA every measurement is synchronised. Prints a table and writes JSON
+to ``benchmarks/results/train.json``.
 
     python benchmarks/train.py                                   # LightGCN on Baby, default device
     python benchmarks/train.py --device cpu --threads 1 --models lightgcn,mf
@@ -15,26 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def baby_dataset(cache: Path) -> Path:
-    """The Baby DiffMM split as an mmprep dataset directory (imported on first use)."""
-    out = cache / "baby-mmssl"
-    if not (out / "manifest.json").is_file():
-        from mmprep.interop import import_diffmm
-
-        import_diffmm(SHARED / "amazon-baby" / "mmssl-diffmm", out, name="baby", overwrite=True)
-    return out
+from _common import RESULTS, diffmm_dataset, machine_info  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -91,7 +82,7 @@ def main() -> None:
         "--dataset", type=Path, default=None, help="mmprep dataset dir (default: Baby DiffMM)"
     )
     parser.add_argument(
-        "--cache", type=Path, default=Path("/tmp/modalrec-bench"), help="where Baby is imported"
+        "--cache", type=Path, default=Path("/tmp/modalrec-bench"), help="Baby is imported into CACHE/baby"
     )
     parser.add_argument("--models", default="lightgcn", help="comma-separated registered model names")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -100,7 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--out", type=Path, default=RESULTS / "train.json")
     args = parser.parse_args()
-    dataset = args.dataset or baby_dataset(args.cache)
+    dataset = args.dataset or diffmm_dataset(args.cache, "baby")
     rows = [
         bench_model(dataset, m.strip(), args.device, args.epochs, args.evals, args.threads)
         for m in args.models.split(",")
@@ -117,12 +108,7 @@ def main() -> None:
             f"{r['eval_users']} | {r['seconds_per_eval']:.3f} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    info = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
+    info = machine_info(torch=torch.__version__)
     args.out.write_text(json.dumps({"machine": info, "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
