@@ -134,6 +134,7 @@ def run(
       mmtrain run --model vbpr --dataset out/tiktok --device cuda --legacy-ndcg lattice
       mmtrain run --model lightgcn --dataset out/baby --split cold --set cold_candidates=cold
       mmtrain run --model micro --dataset out/tiktok --set max_minutes=60   # stop after an hour of training
+      mmtrain run --model lattice --dataset out/tiktok --set sampler=users --set neg_items=all  # LATTICE batches
     """
     from mmtrain.experiment import make_config, run_experiment
 

@@ -30,6 +30,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "lr_decay": 1.0,  # MMRec scheduler: lr * lr_decay ** (epoch / lr_decay_step)
     "lr_decay_step": 50,
     "neg_items": "train",  # negatives drawn from the items seen in train (MMRec) or from all items
+    "sampler": "pairs",  # every training pair once per epoch (MMRec) or uniform users per batch (LATTICE family)
     "eval_every": 1,  # evaluate on val every this many epochs
     "patience": 20,  # stop after more than this many evaluations without a strict improvement (MMRec)
     "valid_metric": "recall@20",
@@ -48,6 +49,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "split": ("warm", "cold"),
     "optimizer": ("adam", "adamw"),
     "neg_items": ("train", "all"),
+    "sampler": ("pairs", "users"),
     "legacy_ndcg": ("none", "lattice"),
     "cold_candidates": ("all", "cold"),
 }

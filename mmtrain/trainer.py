@@ -84,7 +84,9 @@ class Trainer:
         decay, step = config["lr_decay"], config["lr_decay_step"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
-        self.sampler = BPRSampler(data.train, config["batch_size"], self.generator, pool=config["neg_items"])
+        self.sampler = BPRSampler(
+            data.train, config["batch_size"], self.generator, pool=config["neg_items"], mode=config["sampler"]
+        )
         self.evaluator = Evaluator.from_config(data, config)
         self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(

@@ -92,6 +92,38 @@ def test_sampler_never_returns_a_positive_and_is_seeded():
         BPRSampler(Interactions(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2, 2), 2, torch.Generator())
 
 
+def test_user_sampler_draws_distinct_users_uniformly_with_one_positive_each():
+    # user 0: 6 positives, users 1 and 3: one each, user 2: none (never drawn); 8 pairs, batch 2 -> 8//2+1 = 5
+    users = torch.tensor([0, 0, 0, 0, 0, 0, 1, 3])
+    items = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    train = Interactions(users, items, 4, 9)
+    sampler = BPRSampler(train, 2, torch.Generator().manual_seed(3), pool="all", mode="users")
+    assert len(sampler) == 5
+    drawn = {0: 0, 1: 0, 3: 0}
+    firsts = torch.zeros(6)
+    for _ in range(400):
+        batches = list(sampler.epoch())
+        assert len(batches) == 5
+        for batch in batches:
+            assert batch.users.shape == (2,) and batch.users[0] != batch.users[1]  # distinct within a batch
+            assert train.contains(batch.users, batch.pos_items).all()
+            assert not train.contains(batch.users, batch.neg_items).any()
+            for user, pos in zip(batch.users.tolist(), batch.pos_items.tolist(), strict=True):
+                drawn[user] += 1
+                if user == 0:
+                    firsts[pos] += 1
+    # users are uniform (1/3 each of 4000 draws), not weighted by their 6:1:1 pair counts as in "pairs" mode
+    assert all(abs(count / 4000 - 1 / 3) < 0.03 for count in drawn.values()), drawn
+    # user 0's positive is uniform over its 6 items
+    assert ((firsts / firsts.sum() - 1 / 6).abs() < 0.03).all(), firsts
+    many = BPRSampler(
+        train, 5, torch.Generator().manual_seed(3), mode="users"
+    )  # B > 3 users: with replacement
+    assert all(len(b.users) == 5 for b in many.epoch())
+    with pytest.raises(TrainError, match=r"^unknown sampler 'items' \(choose pairs or users\)$"):
+        BPRSampler(train, 2, torch.Generator(), mode="items")
+
+
 def test_sampler_pools_on_real_tiktok(tmp_path):
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not available")

@@ -14,11 +14,17 @@ from mmtrain.experiment import build_model, make_config, prepare, run_experiment
 from mmtrain.trainer import Trainer
 
 
-@pytest.mark.parametrize(("model", "epochs"), [("mf", 4), ("lightgcn", 3), ("vbpr", 3)])
-def test_loss_decreases_on_real_tiktok(tiktok, model, epochs):
-    config = make_config(model, sets=[("device", "cpu"), ("seed", 1), ("threads", 1)])
+@pytest.mark.parametrize(
+    ("model", "epochs", "sampler"),
+    [("mf", 4, "pairs"), ("lightgcn", 3, "pairs"), ("lightgcn", 3, "users"), ("vbpr", 3, "pairs")],
+)
+def test_loss_decreases_on_real_tiktok(tiktok, model, epochs, sampler):
+    config = make_config(model, sets=[("device", "cpu"), ("seed", 1), ("threads", 1), ("sampler", sampler)])
     data = prepare(tiktok, config)
     trainer = Trainer(build_model(data, config), data, config, progress=False)
+    assert (
+        len(trainer.sampler) == 30 and trainer.sampler.mode == sampler
+    )  # 59,541 pairs: 30 batches either way
     parts = [trainer.train_epoch(e) for e in range(1, epochs + 1)]
     assert parts[0]["bpr"] < 0.6932  # BPR starts at log 2 for near-zero scores
     for name in ("loss", "bpr"):

@@ -1,4 +1,5 @@
-"""Vectorised, seeded BPR sampler: every training pair once per epoch, one uniform negative per pair."""
+"""Vectorised, seeded BPR sampler: every training pair once per epoch (MMRec), or batches of uniformly drawn
+users with one uniform positive each (LATTICE / MICRO / MMSSL); one uniform negative per triple."""
 
 from __future__ import annotations
 
@@ -19,10 +20,17 @@ class Batch(NamedTuple):
     neg_items: torch.Tensor
 
 
-class BPRSampler:
-    """Shuffles the training pairs each epoch and draws negatives from ``pool`` that are not positives.
+SAMPLERS = ("pairs", "users")
 
-    Negatives are drawn for the whole epoch at once; collisions with the user's training positives are
+
+class BPRSampler:
+    """(user, positive, negative) batches; negatives are drawn from ``pool`` and are never positives.
+
+    ``mode="pairs"`` (MMRec): each epoch shuffles the training pairs, so every pair is used once and a user
+    appears as often as they have positives. ``mode="users"`` (LATTICE-family ``sample()``): each of the
+    ``n_train // B + 1`` batches draws ``B`` distinct users uniformly from the users with training pairs (with
+    replacement when ``B`` exceeds them), then one uniform positive of each, so light users weigh as much as
+    heavy ones. Negatives are drawn for the whole epoch at once; collisions with the user's training positives are
     redrawn in vectorised rounds (``Interactions.contains``: a ``searchsorted`` on sorted keys), so there is
     no Python loop per interaction. ``pool`` is the set of items seen in train (MMRec ``_sample_neg_ids``) or
     all items. All randomness comes from ``generator``, so a seed fixes the sequence.
@@ -35,9 +43,14 @@ class BPRSampler:
         generator: torch.Generator,
         pool: str = "train",
         max_rounds: int = 1000,
+        mode: str = "pairs",
     ):
         if len(train) == 0:
             raise TrainError("the training split is empty")
+        if mode not in SAMPLERS:
+            raise TrainError(f"unknown sampler {mode!r} (choose {' or '.join(SAMPLERS)})")
+        self.mode = mode
+        self.active_users = train.users_with_items()
         self.train = train
         self.batch_size = int(batch_size)
         self.generator = generator
@@ -56,6 +69,8 @@ class BPRSampler:
             raise TrainError(f"user {user} has every candidate item as a positive; no negative can be drawn")
 
     def __len__(self) -> int:
+        if self.mode == "users":
+            return len(self.train) // self.batch_size + 1
         return -(-len(self.train) // self.batch_size)
 
     def negatives(self, users: torch.Tensor) -> torch.Tensor:
@@ -74,9 +89,26 @@ class BPRSampler:
 
     def epoch(self) -> Iterator[Batch]:
         """The batches of one epoch (a fresh permutation and fresh negatives)."""
+        if self.mode == "users":
+            yield from self._user_batches()
+            return
         order = torch.randperm(len(self.train), generator=self.generator, device=self.train.device)
         users, pos = self.train.users[order], self.train.items[order]
         neg = self.negatives(users)
         for start in range(0, len(order), self.batch_size):
             end = start + self.batch_size
             yield Batch(users[start:end], pos[start:end], neg[start:end])
+
+    def _user_batches(self) -> Iterator[Batch]:
+        """``len(self)`` batches of uniformly drawn users, each with one uniform positive and one negative."""
+        active, device = self.active_users, self.train.device
+        for _ in range(len(self)):
+            if self.batch_size <= len(active):
+                pick = torch.randperm(len(active), generator=self.generator, device=device)[: self.batch_size]
+            else:
+                pick = torch.randint(len(active), (self.batch_size,), generator=self.generator, device=device)
+            users = active[pick]
+            start, count = self.train.indptr[users], self.train.counts[users]
+            offset = (torch.rand(users.shape, generator=self.generator, device=device) * count).long()
+            pos = self.train.items[start + torch.minimum(offset, count - 1)]
+            yield Batch(users, pos, self.negatives(users))

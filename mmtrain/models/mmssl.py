@@ -52,8 +52,9 @@ Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Mode
 - GRACE is taken against the final ``z_u`` (the reference's ``G_user_emb`` is the returned ``u_g_embeddings``,
   i.e. after the feature terms), over the distinct batch users; the reference's ``+1e-8`` inside the log is
   dropped. The reference computes and discards per-modality BPR terms; they are not computed here.
-- Sampling: mmtrain's BPR sampler draws training pairs; the reference draws distinct users uniformly. The
-  per-user terms (D rows, GRACE, regeneration) use the batch's distinct users.
+- Sampling: mmtrain's BPR sampler draws training pairs; the reference draws distinct users uniformly
+  (``sampler=users``, ``neg_items=all``). The per-user terms (D rows, GRACE, regeneration) use the batch's
+  distinct users.
 - Optimiser: the reference's ``AdamW(lr)`` has torch's default weight decay 0.01 (set in the recipe).
 
 Memory: ``(M+N)·d`` ID embeddings, ``Σ_m d_m·d`` projections, ``(2 + head_num)·d²`` attention weights; the
