@@ -11,11 +11,12 @@ Equations (reference/models.md "MICRO", graphs.md §2 MICRO)::
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
-used detached in between (reference schedule). ``L_cl`` averages over every item in every batch, as the reference
-does: ~35 GFLOP per modality per batch on TikTok (6.7k items), ~1.3 s on two CPU cores; ``cl_anchors=S`` averages
-over S items drawn uniformly per batch instead (each still contrasted with all N items), an unbiased estimate of
-the same loss at S/N of its cost. Cold start (``--split cold``): cold items have no training
-edges, so their scores come from ``normalize(h)``, i.e. from their feature neighbours' ID embeddings.
+used detached in between (reference schedule). ``L_cl`` averages over every item in every batch, as the
+reference does: ~35 GFLOP per modality per batch on TikTok (6.7k items), ~1.3 s on two CPU cores;
+``cl_anchors=S`` averages over S items drawn uniformly per batch instead (each still contrasted with all N
+items), an unbiased estimate of the same loss at S/N of its cost. Cold start (``--split cold``): cold items
+have no training edges, so their scores come from ``normalize(h)``, i.e. from their feature neighbours' ID
+embeddings.
 
 Memory: per modality the learned and the frozen graphs are sparse top-k, never N x N: ``2·n_mods·N·k`` indices
 and values; building holds one ``[block, N]`` similarity block at a time (``knn_block`` rows; 0 = 2^24
