@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -162,6 +164,23 @@ def test_leaving_early_stops_the_thread_and_removes_the_blocks(dump, tmp_path, m
         first = next(blocks)
         assert first.is_file() and first.parent.parent == tmp_path
     assert list(tmp_path.iterdir()) == []
+
+
+def test_block_folders_of_killed_runs_are_removed_by_the_next_run(dump, tmp_path, monkeypatch, small_blocks):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    orphan = tmp_path / f"mmprep-inflate-{dead.pid}-abc"
+    live = tmp_path / f"mmprep-inflate-{os.getpid()}-def"  # a concurrent run of a live process
+    other = tmp_path / "mmprep-inflate-x-ghi"  # not a pid: not ours to judge
+    for folder in (orphan, live, other):
+        folder.mkdir()
+        (folder / "block000000.json").write_bytes(b"{}\n")
+    monkeypatch.setattr(fj, "_scratch_dir", lambda block_bytes: str(tmp_path))
+    with fj.inflated_blocks(dump) as blocks:
+        own = next(blocks).parent
+        assert own.name.startswith(f"mmprep-inflate-{os.getpid()}-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, own.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
 
 
 def _reference_dedupe(users, items):

@@ -37,6 +37,7 @@ BLOCK_BYTES = 16 * 1024 * 1024
 _READ_BYTES = 4 * 1024 * 1024
 _QUEUE_BLOCKS = 2
 _SHM = Path("/dev/shm")
+_PREFIX = "mmprep-inflate-"
 
 
 class InflateError(Exception):
@@ -50,6 +51,29 @@ def _scratch_dir(block_bytes: int) -> str | None:
     except OSError:
         return None
     return str(_SHM) if os.access(_SHM, os.W_OK) and free > 8 * block_bytes else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive: it is not ours to clean)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(scratch: Path) -> list[Path]:
+    """Delete the block folders in ``scratch`` whose process is gone (killed with SIGKILL, so its ``finally``
+    never ran); their names carry the pid. ``/dev/shm`` is RAM, so an orphan would hold memory until reboot."""
+    removed = []
+    for folder in scratch.glob(f"{_PREFIX}*-*"):
+        pid = folder.name[len(_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 Opener = Callable[[Path], BinaryIO]
@@ -117,10 +141,12 @@ def inflated_blocks(
     ``block_bytes`` defaults to :data:`BLOCK_BYTES` and ``opener`` to ``isal.igzip.open`` (else ``gzip.open``).
 
     Each block file is deleted once the consumer asks for the next one. Leaving the context early stops the
-    thread and removes what it wrote. Iterating raises :class:`InflateError` for a damaged stream.
+    thread and removes what it wrote; folders of killed runs are removed by the next run (:func:`remove_orphans`). Iterating raises :class:`InflateError` for a damaged stream.
     """
     block_bytes = block_bytes or BLOCK_BYTES
-    folder = Path(tempfile.mkdtemp(prefix="mmprep-inflate-", dir=_scratch_dir(block_bytes)))
+    scratch = Path(_scratch_dir(block_bytes) or tempfile.gettempdir())
+    remove_orphans(scratch)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=scratch))
     producer = _Producer(path, folder, opener or _open_gzip, block_bytes)
 
     def blocks() -> Iterator[Path]:
