@@ -69,6 +69,19 @@ def machine_info(**extra: Any) -> dict[str, Any]:
     }
 
 
+def sets_for(items: list[str], model: str) -> list[str]:
+    """The ``--set`` items that apply to ``model``: ``KEY=VALUE`` for every model, ``MODEL:KEY=VALUE`` for
+    that model only (returned without the prefix)."""
+    out = []
+    for item in items:
+        target, sep, rest = item.partition(":")
+        if not sep or "=" in target:
+            out.append(item)
+        elif target == model:
+            out.append(rest)
+    return out
+
+
 def sgemm_gflops(size: int = 2048, repeat: int = 3) -> float:
     """float32 matrix-product speed of this process right now (a calibration for shared, busy machines)."""
     import numpy as np

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_info  # noqa: E402
+from _common import RESULTS, machine_info, sets_for  # noqa: E402
 
 GRAPH_MODELS = "lattice,micro,freedom,mgcn,soil,bm3"
 
@@ -87,17 +87,10 @@ def synthetic_dataset(
 
 
 def model_sets(items: list[str], model: str) -> list[tuple[str, object]]:
-    """The ``--set`` pairs that apply to ``model``: ``KEY=VALUE`` for every model, ``MODEL:KEY=VALUE`` for one."""
+    """The ``--set`` pairs that apply to ``model`` (:func:`_common.sets_for`), parsed."""
     from mmtrain.config import parse_set
 
-    pairs = []
-    for item in items:
-        target, sep, rest = item.partition(":")
-        if not sep or "=" in target:
-            pairs.append(parse_set(item))
-        elif target == model:
-            pairs.append(parse_set(rest))
-    return pairs
+    return [parse_set(item) for item in sets_for(items, model)]
 
 
 def run_one(dataset: Path, model: str, device: str, threads: int, sets: list[str], max_batches: int) -> dict:
