@@ -7,11 +7,14 @@ epoch (or its first ``--max-batches`` batches: every batch of these models touch
 batches show the memory an epoch needs) and ranks all items for every val user once. On CUDA the peak GPU
 memory is recorded too. The dataset has clustered random features (``image`` 128-d, ``text`` 384-d), a
 heavy-tailed item popularity and one val and one test item per user; it is written once through mmprep's
-DiffMM importer into ``--cache``. Prints a table and writes JSON.
+DiffMM importer into ``--cache``. ``--baby`` measures on Baby instead: its real interactions (the DiffMM split)
+with placeholder features of Baby's sizes (image 4096-d, text 384-d; no Baby feature file exists offline), i.e.
+the memory each model needs on Baby. Prints a table and writes JSON.
 
     python benchmarks/scale.py                                        # 100k items, graph models, default device
     python benchmarks/scale.py --items 20000 --users 10000 --models lattice,freedom --device cpu --threads 1
     python benchmarks/scale.py --models micro,mmssl,mdmns --max-batches 2 --set mmssl:D_max_hidden=128
+    python benchmarks/scale.py --baby --device cuda --models lattice,micro,mmssl --out benchmarks/results/scale-baby.json
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import itertools
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_info, sets_for  # noqa: E402
+from _common import DIFFMM_SOURCES, RESULTS, machine_info, sets_for  # noqa: E402
 
 GRAPH_MODELS = "lattice,micro,freedom,mgcn,soil,bm3"
 
@@ -63,18 +67,50 @@ def synthetic_dataset(
         matrix = sp.coo_matrix((np.ones(u.size, dtype=np.float32), (u, i)), shape=(n_users, n_items))
         with open(src / name, "wb") as f:
             pickle.dump(matrix, f)
+    write_features(rng, n_items, {"image": 128, "text": 384}, src)
+    import_diffmm(src, out, name=out.name, overwrite=True)
+    build_graphs(out, graph_index)
+    return out
+
+
+def baby_shaped_dataset(cache: Path, graph_index: str) -> Path:
+    """Baby's real DiffMM split with clustered random features of Baby's published sizes (image 4096-d, text
+    384-d), for the memory a model needs on Baby: no Baby feature file exists offline (shared/data PROVENANCE)."""
+    import scipy.sparse as sp
+
+    from mmprep.interop import import_diffmm
+
+    out = cache / "baby-shaped"
+    if (out / "graphs").is_dir():
+        return out
+    src = cache / f"{out.name}-src"
+    src.mkdir(parents=True, exist_ok=True)
+    for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
+        shutil.copyfile(DIFFMM_SOURCES["baby"] / name, src / name)
+    with open(src / "trnMat.pkl", "rb") as f:
+        n_items = sp.coo_matrix(pickle.load(f)).shape[1]
+    write_features(np.random.default_rng(0), n_items, {"image": 4096, "text": 384}, src)
+    import_diffmm(src, out, name=out.name, overwrite=True)
+    build_graphs(out, graph_index)
+    return out
+
+
+def write_features(rng: np.random.Generator, n_items: int, dims: dict[str, int], src: Path) -> None:
+    """``{modality}_feat.npy`` per modality: 64 random cluster centres plus noise (kNN graphs with structure)."""
     cluster = rng.integers(0, 64, n_items)
-    for modality, dim in (("image", 128), ("text", 384)):
+    for modality, dim in dims.items():
         base = rng.normal(size=(64, dim)).astype(np.float32)
         feat = base[cluster] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
         np.save(src / f"{modality}_feat.npy", feat.astype(np.float32))
-    import_diffmm(src, out, name=out.name, overwrite=True)
-    # the stored kNN graphs (HNSW, as a user with a large catalogue would build them) are what mmtrain reads
+
+
+def build_graphs(dataset: Path, graph_index: str) -> None:
+    """The stored image and text kNN graphs mmtrain reads, built by ``mmprep graph``."""
     mmprep = Path(sys.executable).with_name("mmprep")
     cmd = [
         str(mmprep),
         "graph",
-        str(out),
+        str(dataset),
         "--modality",
         "image",
         "--modality",
@@ -83,7 +119,6 @@ def synthetic_dataset(
         graph_index,
     ]
     subprocess.run(cmd, check=True)
-    return out
 
 
 def model_sets(items: list[str], model: str) -> list[tuple[str, object]]:
@@ -144,6 +179,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--baby",
+        action="store_true",
+        help="Baby's real interactions with placeholder features of its sizes instead of the synthetic catalogue",
+    )
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=30_000)
     parser.add_argument("--per-user", type=int, default=12, help="interactions per user (2 held out)")
@@ -173,7 +213,10 @@ def main() -> None:
             json.dumps(run_one(Path(dataset), model, args.device, args.threads, args.sets, args.max_batches))
         )
         return
-    dataset = synthetic_dataset(args.cache, args.users, args.items, args.per_user, 0, args.graph_index)
+    if args.baby:
+        dataset = baby_shaped_dataset(args.cache, args.graph_index)
+    else:
+        dataset = synthetic_dataset(args.cache, args.users, args.items, args.per_user, 0, args.graph_index)
     info = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(
