@@ -30,10 +30,10 @@ class BPRSampler:
     appears as often as they have positives. ``mode="users"`` (LATTICE-family ``sample()``): each of the
     ``n_train // B + 1`` batches draws ``B`` distinct users uniformly from the users with training pairs (with
     replacement when ``B`` exceeds them), then one uniform positive of each, so light users weigh as much as
-    heavy ones. Negatives are drawn per epoch (pairs) or per batch (users); collisions with the user's training
-    positives are redrawn in vectorised rounds (``Interactions.contains``: a ``searchsorted`` on sorted keys), so there is
-    no Python loop per interaction. ``pool`` is the set of items seen in train (MMRec ``_sample_neg_ids``) or
-    all items. All randomness comes from ``generator``, so a seed fixes the sequence.
+    heavy ones. Negatives are drawn per epoch (pairs) or per batch (users); collisions with the user's
+    training positives are redrawn in vectorised rounds (``Interactions.contains``: a ``searchsorted`` on
+    sorted keys), so there is no Python loop per interaction. ``pool`` is the set of items seen in train (MMRec
+    ``_sample_neg_ids``) or all items. All randomness comes from ``generator``, so a seed fixes the sequence.
     """
 
     def __init__(
