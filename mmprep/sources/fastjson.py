@@ -141,7 +141,8 @@ def inflated_blocks(
     ``block_bytes`` defaults to :data:`BLOCK_BYTES` and ``opener`` to ``isal.igzip.open`` (else ``gzip.open``).
 
     Each block file is deleted once the consumer asks for the next one. Leaving the context early stops the
-    thread and removes what it wrote; folders of killed runs are removed by the next run (:func:`remove_orphans`). Iterating raises :class:`InflateError` for a damaged stream.
+    thread and removes what it wrote; folders of killed runs are removed by the next run
+    (:func:`remove_orphans`). Iterating raises :class:`InflateError` for a damaged stream.
     """
     block_bytes = block_bytes or BLOCK_BYTES
     scratch = Path(_scratch_dir(block_bytes) or tempfile.gettempdir())
