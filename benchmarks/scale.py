@@ -14,7 +14,7 @@ the memory each model needs on Baby. Prints a table and writes JSON.
     python benchmarks/scale.py                                        # 100k items, graph models, default device
     python benchmarks/scale.py --items 20000 --users 10000 --models lattice,freedom --device cpu --threads 1
     python benchmarks/scale.py --models micro,mmssl,mdmns --max-batches 2 --set mmssl:D_max_hidden=128
-    python benchmarks/scale.py --baby --device cuda --models lattice,micro,mmssl --out benchmarks/results/scale-baby.json
+    python benchmarks/scale.py --baby --device cuda --models lattice,micro,mmssl      # -> results/scale-baby.json
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument(
         "--max-batches", type=int, default=0, help="train only this many batches of the epoch (0: all)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument("--out", type=Path, default=None, help="JSON [results/scale.json, scale-baby.json]")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
     if args.one:
@@ -213,6 +213,7 @@ def main() -> None:
             json.dumps(run_one(Path(dataset), model, args.device, args.threads, args.sets, args.max_batches))
         )
         return
+    args.out = args.out or RESULTS / ("scale-baby.json" if args.baby else "scale.json")
     if args.baby:
         dataset = baby_shaped_dataset(args.cache, args.graph_index)
     else:
