@@ -37,12 +37,13 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float = 
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
-def _grace_rows(rows: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
-    """Summed GRACE terms of the anchor rows ``rows`` (unit vectors, indices into ``z1`` and ``z2``)."""
-    anchors = z1[rows]
-    sims = anchors @ torch.cat([z1, z2]).T / tau
+def _grace_rows(rows: torch.Tensor, both: torch.Tensor, tau: float) -> torch.Tensor:
+    """Summed GRACE terms of the anchor rows ``rows``; ``both = [z1; z2]`` (unit rows), so the anchors are
+    ``both[rows]`` and their positives ``both[rows + n]``."""
+    anchors = both[rows]
+    sims = anchors @ both.T / tau
     own = (anchors * anchors).sum(1) / tau
-    positive = (anchors * z2[rows]).sum(1) / tau
+    positive = (anchors * both[rows + both.shape[0] // 2]).sum(1) / tau
     denominator = sims.exp().sum(1) - own.exp()
     return (denominator.log() - positive).sum()
 
@@ -62,16 +63,15 @@ def grace_loss(
     indices ``anchors`` (each still against all rows: a uniform sample gives an unbiased estimate of the full
     loss at ``len(anchors)/n`` of its cost). Computed ``chunk`` anchors at a time (checkpointed when there are
     several chunks), so one ``[chunk, 2n]`` similarity block is alive."""
-    a = F.normalize(z1.float(), dim=1)
-    b = F.normalize(z2.float(), dim=1)
-    rows = torch.arange(a.shape[0], device=a.device) if anchors is None else anchors
-    total = torch.zeros((), device=a.device)
+    both = torch.cat([F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)])
+    rows = torch.arange(z1.shape[0], device=both.device) if anchors is None else anchors
+    total = torch.zeros((), device=both.device)
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
         if len(rows) > chunk and torch.is_grad_enabled():
-            total = total + checkpoint(_grace_rows, part, a, b, tau, use_reentrant=False)
+            total = total + checkpoint(_grace_rows, part, both, tau, use_reentrant=False)
         else:
-            total = total + _grace_rows(part, a, b, tau)
+            total = total + _grace_rows(part, both, tau)
     return total / len(rows)
 
 
