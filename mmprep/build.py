@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmprep.dataset.hashing import describe_file
+from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError
 from mmprep.filter.encode import encode_first_appearance

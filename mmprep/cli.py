@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 
 import click
 
+from mmformat.cli import UserErrorGroup
 from mmprep import __version__
-from mmprep.errors import PrepError
 
 
-class PrepGroup(click.Group):
-    """A click group that turns user errors into one line on stderr and exit code 2, never a traceback."""
+class PrepGroup(UserErrorGroup):
+    """User errors become one line on stderr and exit code 2, never a traceback."""
 
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except PrepError as e:
-            click.echo(f"mmprep: error: {e}", err=True)
-            sys.exit(2)
-        except OSError as e:
-            # a filesystem problem with a named path (read-only volume, another user's files, a file where a
-            # folder should be, a full disk) is the environment, not a bug: one line, no traceback
-            if e.filename is None and e.errno != errno.ENOSPC:
-                raise
-            where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"mmprep: error: {where}{e.strerror or e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("mmprep: interrupted; no partial output was left behind", err=True)
-            sys.exit(130)
+    prog = "mmprep"
+    interrupted = "interrupted; no partial output was left behind"
 
 
 @click.group(cls=PrepGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mmprep.dataset.hashing import sha256_file
+from mmformat.hashing import sha256_file
 from mmprep.errors import PrepError
 from mmprep.recipes import RawFile, Recipe
 

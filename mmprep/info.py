@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from mmprep.dataset.format import ITEM_TEXT_FIELDS
+from mmformat.layout import ITEM_TEXT_FIELDS
 from mmprep.dataset.reader import load_dataset
 
 PERCENTILES = (0, 25, 50, 75, 90, 99, 100)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import logging
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from mmformat.cli import UserErrorGroup
 from mmtrain import __version__
 from mmtrain.config import find_recipe, parse_grid, parse_set, read_recipe
 from mmtrain.errors import TrainError
@@ -20,26 +20,10 @@ from mmtrain.errors import TrainError
 log = logging.getLogger("mmtrain")
 
 
-class TrainGroup(click.Group):
+class TrainGroup(UserErrorGroup):
     """User errors become one line on stderr and exit code 2, never a traceback (as ``mmprep``)."""
 
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except TrainError as e:
-            click.echo(f"mmtrain: error: {e}", err=True)
-            sys.exit(2)
-        except OSError as e:
-            # a filesystem problem with a named path (read-only volume, another user's files, a file where a
-            # folder should be, a full disk) is the environment, not a bug: one line, no traceback
-            if e.filename is None and e.errno != errno.ENOSPC:
-                raise
-            where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"mmtrain: error: {where}{e.strerror or e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("mmtrain: interrupted", err=True)
-            sys.exit(130)
+    prog = "mmtrain"
 
 
 @click.group(cls=TrainGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import mmtrain
-from mmtrain.atomic import replace_from_tmp, write_json, write_text
+from mmformat.atomic import replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mmtrain.atomic import write_json, write_text
+from mmformat.atomic import write_json, write_text
 from mmtrain.runs import format_table
 
 

@@ -8,8 +8,8 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import write_parquet
+from mmformat import layout as fmt
+from mmformat.atomic import write_parquet
 from mmprep.dataset.reader import load_dataset
 from mmprep.dataset.writer import interactions_table, update_dataset
 from mmprep.errors import PrepError

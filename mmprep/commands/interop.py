@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mmprep.dataset.format import SPLIT_SETS
+from mmformat.layout import SPLIT_SETS
 from mmprep.dataset.reader import load_dataset
 from mmprep.errors import PrepError
 from mmprep.interop import EXPORTERS, FORMATS, IMPORTERS

@@ -1,6 +1,6 @@
 """The on-disk dataset format shared by mmprep and mmtrain (docs/FORMAT.md)."""
 
-from mmprep.dataset.format import FORMAT_VERSION
+from mmformat.layout import FORMAT_VERSION
 from mmprep.dataset.reader import Dataset, load_dataset, verify_dataset
 from mmprep.dataset.writer import DatasetWriter
 

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mmprep.dataset.atomic import write_json
-from mmprep.dataset.format import FORMAT_VERSION, MANIFEST
-from mmprep.dataset.hashing import describe_file
+from mmformat.atomic import write_json
+from mmformat.hashing import describe_file
+from mmformat.layout import FORMAT_VERSION, MANIFEST
 from mmprep.errors import PrepError
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.hashing import sha256_file
+from mmformat import layout as fmt
+from mmformat.hashing import sha256_file
 from mmprep.dataset.manifest import read_manifest
 from mmprep.errors import PrepError
 

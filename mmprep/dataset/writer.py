@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import atomic_dir, temp_dir, write_npy, write_parquet
+from mmformat import layout as fmt
+from mmformat.atomic import atomic_dir, remove_stale_temps, replace_dir, temp_dir, write_npy, write_parquet
 from mmprep.dataset.manifest import created_by, read_manifest, write_manifest
 
 
@@ -129,19 +128,13 @@ def update_dataset(root: Path, subdir: str, write, manifest_update: dict[str, An
     """
     root = Path(root)
     manifest = read_manifest(root)
-    tmp = temp_dir(root, f".{subdir}.tmp-")
+    remove_stale_temps(root, subdir)
+    tmp = temp_dir(root, subdir)
     try:
         write(tmp)
+        replace_dir(tmp, root / subdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    target = root / subdir
-    if target.exists():
-        old = root / f".{subdir}.old-{os.getpid()}"
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
     manifest.update(manifest_update)
     write_manifest(root, manifest)

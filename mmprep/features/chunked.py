@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import write_json, write_npy
+from mmformat import layout as fmt
+from mmformat.atomic import write_json, write_npy
 
 log = logging.getLogger("mmprep.features")
 

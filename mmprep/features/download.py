@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 from tqdm import tqdm
 
+from mmformat.atomic import temp_file
 from mmprep import __version__
-from mmprep.dataset.atomic import temp_file
 from mmprep.errors import PrepError
 from mmprep.features.folder import IMAGE_EXTENSIONS
 
@@ -89,7 +89,7 @@ def fetch(url: str, dest: Path, retries: int, timeout: float, backoff: float) ->
             if not body:
                 raise http.client.HTTPException("empty response body")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = temp_file(dest.parent, f".{dest.name}.tmp-")
+            fd, tmp = temp_file(dest.parent, dest.name)
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
             os.replace(tmp, dest)
@@ -149,7 +149,7 @@ def download_images(
 
 def _write_failures(path: Path, urls: list, ids: list, failed: dict[str, tuple[int, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path.parent, f".{path.name}.tmp-")
+    fd, tmp = temp_file(path.parent, path.name)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write("item_idx\titem_id\turl\tattempts\terror\n")
         for i, (url, item_id) in enumerate(zip(urls, ids, strict=True)):

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from mmprep.dataset.hashing import sha256_file
+from mmformat.hashing import sha256_file
 from mmprep.errors import PrepError
 
 log = logging.getLogger("mmprep.features")

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import write_parquet
+from mmformat import layout as fmt
+from mmformat.atomic import write_parquet
 from mmprep.dataset.manifest import read_manifest, write_manifest
 from mmprep.dataset.reader import load_dataset
 from mmprep.errors import PrepError

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pv
 
-from mmprep.dataset import format as fmt
-from mmprep.dataset.atomic import atomic_dir
-from mmprep.dataset.hashing import describe_file
+from mmformat import layout as fmt
+from mmformat.atomic import atomic_dir
+from mmformat.hashing import describe_file
 from mmprep.dataset.reader import Split, load_dataset
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from mmprep.dataset.format import SPLIT_NAMES
+from mmformat.layout import SPLIT_NAMES
 from mmprep.dataset.reader import Split
 from mmprep.errors import PrepError
 from mmprep.interop.common import (

@@ -8,7 +8,6 @@ dataset fails with one line naming the file instead of a traceback deep inside t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmformat.hashing import sha256_file
 from mmtrain.errors import TrainError
 
 FORMAT_VERSION = 1
@@ -41,15 +41,6 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.users)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file (identifies the exact dataset a run was trained on)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class DatasetDir:

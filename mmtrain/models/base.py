@@ -6,7 +6,7 @@ A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :
   ``choices``: allowed values of string hyperparameters.
 - ``requirements(config)``: the features (by modality), item kNN graphs and U-I adjacency it needs; checked
   against the dataset before the model is built, so a missing feature fails with one clear line. Models over
-  feature matrices subclass :class:`mmtrain.modalities.MultimodalModel` instead: it reads the ``modalities``
+  feature matrices subclass :class:`mmtrain.models.multimodal.MultimodalModel` instead: it reads the ``modalities``
   hyperparameter, sets ``self.modalities`` and requires them plus the U-I normalisation ``ui_norm``.
 - ``__init__(data, config)``: build parameters from :class:`~mmtrain.data.TrainData` (``data.feature(m)``,
   ``data.ui_adjacency(norm)``, ``data.item_knn(m, k)``).

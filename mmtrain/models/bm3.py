@@ -24,9 +24,9 @@ from torch import nn
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
-from mmtrain.losses import emb_loss
-from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import emb_loss
+from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
 

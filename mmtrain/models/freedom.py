@@ -30,9 +30,9 @@ from mmtrain.graph.combine import weighted_sum
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.graph.prune import prune_edges
-from mmtrain.losses import bpr_loss
-from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import bpr_loss
+from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
 

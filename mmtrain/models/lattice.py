@@ -34,9 +34,9 @@ from mmtrain.data.sampler import Batch
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
-from mmtrain.losses import bpr_loss, l2_squared
-from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import bpr_loss, l2_squared
+from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
 ItemGraph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

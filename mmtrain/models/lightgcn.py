@@ -9,8 +9,8 @@ import torch
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph import NORMS, lightgcn_propagate
-from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.registry import register
 
 

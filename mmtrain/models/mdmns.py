@@ -4,7 +4,7 @@ are trained with BPR per modality view and a contrastive loss.
 
 Equations (reference/models.md "MDMNS", graphs.md §3; Â = D^-1/2 (A + I) D^-1/2 of the training graph)::
 
-    diffusion (per modality m, on a user's train row x₀ ∈ {0,1}^N; mmtrain.diffusion):
+    diffusion (per modality m, on a user's train row x₀ ∈ {0,1}^N; mmtrain.models.diffusion):
       L_m  = mean_u w_t·mean((x₀ − x̂₀)²) + e_loss·mean_u mean((x̂₀ f_m − x₀ e_I)²)       (f_m, e_I detached)
       G_m  = D^-1/2 (B_m + I) D^-1/2,  B_m = bipartite(top-rebuild_k of p_sample(x₀) per user),
              then edge dropout: every stored entry kept with probability keepRate and divided by keepRate
@@ -69,13 +69,13 @@ from torch.utils.checkpoint import checkpoint
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
-from mmtrain.diffusion import Denoiser, GaussianDiffusion
 from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
 from mmtrain.graph.propagate import spmm
-from mmtrain.losses import bpr_loss
-from mmtrain.modalities import MultimodalModel, feature_projections
 from mmtrain.models.base import id_embedding
+from mmtrain.models.diffusion import Denoiser, GaussianDiffusion
+from mmtrain.models.losses import bpr_loss
+from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
 
 

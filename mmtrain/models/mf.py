@@ -8,8 +8,8 @@ import torch
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
-from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.base import Model, id_embedding
+from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.registry import register
 
 

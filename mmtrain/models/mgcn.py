@@ -40,9 +40,9 @@ from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator, bipartite_block
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
-from mmtrain.losses import bpr_loss, info_nce, l2_squared
-from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import bpr_loss, info_nce, l2_squared
+from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
 TEMPERATURE = 0.2

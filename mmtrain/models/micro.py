@@ -7,7 +7,7 @@ Equations (reference/models.md "MICRO", graphs.md §2 MICRO)::
     h_m   = A_m^L e_I
     α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
     [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`mmtrain.losses.grace_loss`)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`mmtrain.models.losses.grace_loss`)
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
@@ -39,9 +39,9 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
-from mmtrain.losses import bpr_loss, grace_loss, l2_squared
-from mmtrain.modalities import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import bpr_loss, grace_loss, l2_squared
+from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
 ModalGraph = tuple[torch.Tensor, torch.Tensor]

@@ -50,8 +50,8 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
 from mmtrain.graph.propagate import spmm
-from mmtrain.losses import bpr_loss
-from mmtrain.modalities import MultimodalModel, listed
+from mmtrain.models.losses import bpr_loss
+from mmtrain.models.multimodal import MultimodalModel, listed
 from mmtrain.models.registry import register
 
 

@@ -88,9 +88,9 @@ from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
 from mmtrain.graph.propagate import spmm
-from mmtrain.losses import bpr_loss, grace_loss, l2_squared
-from mmtrain.modalities import MultimodalModel, feature_projections
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import bpr_loss, grace_loss, l2_squared
+from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
 
 REGEN_BLOCK = 2**24  # similarity entries per user block when regenerating the modality graphs

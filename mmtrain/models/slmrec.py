@@ -45,13 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtrain.augment import distinct_choices, dropout_propagate, mask_modalities
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
-from mmtrain.losses import info_nce
-from mmtrain.modalities import MultimodalModel
+from mmtrain.models.augment import distinct_choices, dropout_propagate, mask_modalities
 from mmtrain.models.base import id_embedding
+from mmtrain.models.losses import info_nce
+from mmtrain.models.multimodal import MultimodalModel
 from mmtrain.models.registry import register
 
 FAC_ORDER = ("image", "audio", "text")

@@ -49,7 +49,7 @@ from mmtrain.graph.interest import (
     unit_rows,
 )
 from mmtrain.graph.knn import knn_adjacency
-from mmtrain.losses import bpr_loss, info_nce
+from mmtrain.models.losses import bpr_loss, info_nce
 from mmtrain.models.mgcn import MGCN, TEMPERATURE
 from mmtrain.models.registry import register
 

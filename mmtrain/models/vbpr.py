@@ -10,8 +10,8 @@ from torch import nn
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
-from mmtrain.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.base import Model, Requirements, id_embedding
+from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
 from mmtrain.models.registry import register
 
 

@@ -1,0 +1,176 @@
+"""Atomic file and directory writes: build under a temporary name, then rename into place.
+
+Temporary names carry the writer's pid (``.<name>.tmp-<pid>-<random>``), so a later run can tell the leftovers
+of a killed writer (kill -9, power loss) from the work of a live one and remove them (``remove_stale_temps``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmformat.errors import UserError
+
+_STALE = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?")
+
+
+def _read_umask() -> int:
+    """The process umask without changing it (Linux ``/proc``); elsewhere read once at import, when a flip
+    cannot race another thread's file creation."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _read_umask()
+
+
+def umask() -> int:
+    """The current umask, read without the set-and-restore dance that would race other threads' writes."""
+    if os.path.exists("/proc/self/status"):
+        return _read_umask()
+    return _UMASK_AT_IMPORT
+
+
+def _prefix(name: str, kind: str = "tmp") -> str:
+    return f".{name}.{kind}-{os.getpid()}-"
+
+
+def temp_dir(parent: Path, name: str) -> Path:
+    """A new temporary directory for ``name`` in ``parent`` with the umask's permissions (mkdtemp alone gives
+    0700, which would hide a dataset from other users and container uids sharing a volume)."""
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(name), dir=parent))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
+
+
+def temp_file(parent: Path, name: str) -> tuple[int, str]:
+    """``(fd, path)`` of a new temporary file for ``name`` in ``parent`` with the umask's permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(name), dir=parent)
+    os.chmod(tmp, 0o666 & ~umask())
+    return fd, tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(parent: Path, name: str | None = None) -> list[Path]:
+    """Remove the ``.<name>.tmp-<pid>-*`` / ``.old-<pid>`` leftovers in ``parent`` whose writer is dead.
+
+    ``name`` limits the sweep to one target; returns what was removed. A live writer's files are kept.
+    """
+    parent = Path(parent)
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for entry in parent.iterdir():
+        match = _STALE.fullmatch(entry.name)
+        if not match or (name is not None and match.group("name") != name):
+            continue
+        pid = int(match.group("pid"))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished directory ``tmp`` to ``target``, replacing what is there."""
+    if target.exists():
+        old = target.parent / f"{_prefix(target.name, 'old')}{os.urandom(3).hex()}"
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``target``, on any error it is removed."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise UserError("output already exists (use --overwrite to replace it)", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent, target.name)
+    tmp = temp_dir(target.parent, target.name)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_from_tmp(path: Path, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it to ``path``; on any
+    error (a full disk included) the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file(path.parent, path.name)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a UTF-8 text file atomically."""
+    replace_from_tmp(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (indented, sorted keys, trailing newline)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    """Write a Parquet file atomically with zstd compression and no pandas metadata."""
+    table = table.replace_schema_metadata(None)
+    replace_from_tmp(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """Write a ``.npy`` file atomically."""
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    replace_from_tmp(path, _w)

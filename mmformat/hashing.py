@@ -1,0 +1,22 @@
+"""Content hashes: the manifest's per-file sha256 and a run's record of the dataset it trained on."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_file(path: Path, root: Path | None = None) -> dict:
+    """``{"path", "bytes", "sha256"}`` of a file; ``path`` relative to ``root`` (POSIX separators) when given."""
+    path = Path(path)
+    name = path.relative_to(root).as_posix() if root else str(path)
+    return {"path": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}

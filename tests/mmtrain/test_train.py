@@ -1,0 +1,124 @@
+"""mmtrain training: loss goes down on the real data, seeded CPU runs are bit-identical, early stopping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmtrain.errors import TrainError
+from mmtrain.experiment import build_model, make_config, prepare, run_experiment
+from mmtrain.trainer import Trainer
+from tests.mmtrain.helpers import (
+    random_dataset,
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "epochs", "sampler"),
+    [("mf", 4, "pairs"), ("lightgcn", 3, "pairs"), ("lightgcn", 3, "users"), ("vbpr", 3, "pairs")],
+)
+def test_loss_decreases_on_real_tiktok(tiktok, model, epochs, sampler):
+    config = make_config(model, sets=[("device", "cpu"), ("seed", 1), ("threads", 1), ("sampler", sampler)])
+    data = prepare(tiktok, config)
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    assert (
+        len(trainer.sampler) == 30 and trainer.sampler.mode == sampler
+    )  # 59,541 pairs: 30 batches either way
+    parts = [trainer.train_epoch(e) for e in range(1, epochs + 1)]
+    assert parts[0]["bpr"] < 0.6932  # BPR starts at log 2 for near-zero scores
+    for name in ("loss", "bpr"):
+        values = [p[name] for p in parts]
+        assert all(b < a for a, b in zip(values, values[1:], strict=False)), (name, values)
+    if model == "vbpr":  # VBPR uses every modality the dataset has: TikTok's image and audio
+        assert trainer.model.modalities == ["audio", "image"]
+        assert trainer.model.item_linear.in_features == 256
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "vbpr"])
+def test_two_cpu_runs_with_one_seed_are_identical(tmp_path, model):
+    root = random_dataset(tmp_path / "rand", n_users=120, n_items=60, features=True)
+    sets = [
+        ("device", "cpu"),
+        ("threads", 1),
+        ("epochs", 3),
+        ("batch_size", 64),
+        ("seed", 5),
+        ("legacy_ndcg", "lattice"),
+    ]
+    first = run_experiment(root, make_config(model, sets=sets), progress=False).final
+    second = run_experiment(root, make_config(model, sets=sets), progress=False).final
+    assert first["test"] == second["test"] and first["val"] == second["val"]
+    assert first["best_epoch"] == second["best_epoch"]
+    other = run_experiment(root, make_config(model, sets=[*sets, ("seed", 6)]), progress=False).final
+    assert other["test"] != first["test"]
+
+
+def test_early_stopping_and_best_epoch(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
+    # lr = 0: the first evaluation is the best, no later one strictly improves it, so training stops
+    # after patience + 1 = 3 more evaluations (MMRec's cur_step > stopping_step)
+    config = make_config(
+        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 0.0), ("patience", 2), ("epochs", 50)]
+    )
+    final = run_experiment(root, config, progress=False).final
+    assert (final["best_epoch"], final["epochs_run"], final["stopped_early"]) == (1, 4, True)
+    assert final["stop_reason"] == "patience"
+    config = make_config(
+        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 0.0), ("eval_every", 3), ("epochs", 7)]
+    )
+    final = run_experiment(root, config, progress=False).final
+    # evaluated at 3, 6 and the last epoch 7
+    assert (final["best_epoch"], final["epochs_run"], final["stopped_early"]) == (3, 7, False)
+    assert final["stop_reason"] == "epochs"
+
+
+def test_time_budget_stops_and_validates_the_last_epoch(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
+    sets = [("device", "cpu"), ("threads", 1), ("eval_every", 5), ("epochs", 50)]
+    # a budget far below one epoch: the run stops after epoch 1 and validates it although eval_every is 5
+    result = run_experiment(root, make_config("mf", sets=[*sets, ("max_minutes", 1e-9)]), progress=False)
+    final = result.final
+    assert (final["best_epoch"], final["epochs_run"], final["stop_reason"]) == (1, 1, "time")
+    assert final["stopped_early"] is False and final["val"]["recall@20"] >= 0
+    assert final["peak_memory_mib"]["gpu"] is None and final["peak_memory_mib"]["rss"] > 50  # torch alone
+    unlimited = run_experiment(root, make_config("mf", sets=[*sets, ("epochs", 2)]), progress=False).final
+    assert (unlimited["epochs_run"], unlimited["stop_reason"]) == (2, "epochs")
+    with pytest.raises(TrainError, match="max_minutes=-1.0: must be >= 0"):
+        make_config("mf", sets=[("max_minutes", -1)])
+
+
+def test_config_errors_are_one_line_user_errors():
+    with pytest.raises(
+        TrainError, match=r"unknown config key 'n_layer' for model lightgcn \(did you mean 'n_layers'\?\)"
+    ):
+        make_config("lightgcn", sets=[("n_layer", 3)])
+    with pytest.raises(TrainError, match="lr='fast': expected float"):
+        make_config("mf", sets=[("lr", "fast")])
+    with pytest.raises(TrainError, match="valid_metric recall@30 needs K=30"):
+        make_config("mf", sets=[("valid_metric", "recall@30")])
+    with pytest.raises(TrainError, match="unknown model 'nope'"):
+        make_config("nope")
+    config = make_config("lightgcn", sets=[("reg_weight", "1e-3")])
+    assert config["reg_weight"] == 1e-3 and config["n_layers"] == 2  # recipe value
+    assert torch.tensor(config["topk"]).tolist() == [10, 20, 50]
+
+
+def test_mixed_precision_on_cpu_trains(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=60, n_items=40)
+    sets = [("device", "cpu"), ("threads", 1), ("amp", True), ("batch_size", 32), ("epochs", 2)]
+    config = make_config("lightgcn", sets=sets)
+    data = prepare(root, config)
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    losses = [trainer.train_epoch(e)["loss"] for e in (1, 2)]
+    assert losses[1] < losses[0] < 0.6932
+
+
+def test_torch_compile_matches_eager(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=50, n_items=30)
+    losses = {}
+    for compiled in (False, True):
+        config = make_config("lightgcn", sets=[("device", "cpu"), ("threads", 1), ("compile", compiled)])
+        data = prepare(root, config)
+        trainer = Trainer(build_model(data, config), data, config, progress=False)
+        losses[compiled] = [trainer.train_epoch(e)["loss"] for e in (1, 2)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
