@@ -3,7 +3,7 @@
 For each model one ``mmtrain run`` in its own process, with the recipe's hyperparameters, ``--legacy-ndcg
 lattice`` (the NDCG the LATTICE-family papers report) and ``--set max_minutes=M`` (a wall-clock budget: the run
 stops after the epoch that spends it, and the test split is still evaluated once at the best val epoch). The
-table puts test Recall@20 / NDCG@20 next to the published LATTICE-split numbers (reference/evaluation.md 4b)
+table puts test Recall@20 / NDCG@20 next to the published LATTICE-split numbers (docs/evaluation.md "Published numbers")
 and next to LightGCN on the same split, and gives each run's epochs, seconds per epoch and peak memory (GPU
 allocated, process RSS) from its ``final.json``. Rows are printed as models finish; the JSON is rewritten after
 each, so a sweep that is stopped keeps what finished.
@@ -36,7 +36,7 @@ from _common import DIFFMM_SOURCES, RESULTS, diffmm_dataset, machine_info, sets_
 
 ALL_MODELS = "lightgcn,mf,vbpr,mmgcn,lattice,micro,freedom,mgcn,bm3,slmrec,mmssl,soil,mdmns"
 
-# reference/evaluation.md 4b: Recall@20, NDCG@20 on the LATTICE-style split (selected on test by the papers)
+# docs/evaluation.md "Published numbers": Recall@20, NDCG@20 on the LATTICE-style split (selected on test by the papers)
 PUBLISHED = {
     "tiktok": {
         "mf": (0.0346, 0.0130),

@@ -1,6 +1,6 @@
 """Full-ranking evaluation: score every item for a batch of users, mask, ``torch.topk``, then the metrics.
 
-Protocol (reference/evaluation.md; the issue's choices where it differs):
+Protocol (docs/evaluation.md, which also compares it with the original codes' protocols):
 
 - Users evaluated: those with at least one item in the evaluated split (others are skipped); every metric is
   a plain mean over them.
@@ -11,7 +11,7 @@ Protocol (reference/evaluation.md; the issue's choices where it differs):
   test).
 - Ties: the ranked list is deterministic on every device; equal scores are ordered by lower item index
   (``stable_topk``), where ``torch.topk`` leaves the order of ties unspecified.
-- Metrics at each K (formulas of evaluation.md §2, read on the top-max(K) list): Recall, NDCG (standard IDCG
+- Metrics at each K (docs/evaluation.md "Metric definitions", read on the top-max(K) list): Recall, NDCG (standard IDCG
   over ``min(|T_u|, K)``), Precision, Hit, MAP; with ``legacy_ndcg="lattice"`` also ``ndcg_lattice@K``,
   the LATTICE/MICRO/MMSSL NDCG whose IDCG counts the hits ``h`` in the top-max(K) list (``min(h, K)`` ideal
   positions; 0 when h = 0).

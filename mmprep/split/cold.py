@@ -1,4 +1,4 @@
-"""Item cold-start split, the MICRO protocol (reference/data-pipeline.md §5)."""
+"""Item cold-start split, the MICRO protocol (docs/data-pipeline.md, "Item cold-start split")."""
 
 from __future__ import annotations
 

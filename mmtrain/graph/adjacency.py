@@ -1,7 +1,7 @@
 """The normalised user-item adjacency ``A = [[0, R], [Rᵀ, 0]]`` ((M+N) x (M+N), R from train) and the sparse
 operator every graph model propagates with.
 
-Normalisations (reference/graphs.md §3):
+Normalisations (docs/graphs.md "User-item adjacency"):
 
 - ``sym``: ``D^-1/2 A D^-1/2`` (MMRec LightGCN, FREEDOM, BM3, MGCN, SOIL, SLMRec); zero degrees give 0.
 - ``sym_self``: ``D^-1/2 (A + I) D^-1/2`` with D the degree of ``A + I`` (DiffMM, MDMNS).

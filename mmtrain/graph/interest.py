@@ -1,4 +1,4 @@
-"""SOIL's graphs from training interactions and multimodal similarity (reference/graphs.md "SOIL").
+"""SOIL's graphs from training interactions and multimodal similarity (docs/graphs.md "SOIL interest graphs").
 
 ``S_m = X̂_m X̂_mᵀ`` is the cosine similarity of modality m (self included); ``I(u)`` the training items of u.
 
@@ -15,7 +15,7 @@
     items whose features duplicate in every modality). A zero feature row (NaN cosines in the reference) has
     cosine 0 here; its history entry still gets weight 1.
   - ``paper``: the ``knn_a`` items j ∉ I(u) with the largest attractiveness ``S^a_uj = mean_{i∈I(u)} P[i, j]``,
-    weighted by ``S^a_uj``. The paper's Eq. 2 is not in our reference notes: the mean over the history is our
+    weighted by ``S^a_uj``. The paper's Eq. 2 was not available to us: the mean over the history is our
     assumption for S^a; "second-order" items are the unrecorded ones, hence the history is excluded.
 
 Graphs are normalised like the reference's sparse Laplacian (``get_sparse_laplacian``, norm ``sym``):

@@ -1,8 +1,8 @@
 """Item-item kNN graphs from features (cosine), computed blockwise with torch; normalised as sparse matrices.
 
 ``knn_from_features`` never materialises the N x N similarity matrix: it scores ``block`` rows at a time
-against all items and keeps each row's top-k (reference/graphs.md §1). The reference code keeps the item itself
-in its top-k (a self loop, similarity 1); ``include_self`` chooses.
+against all items and keeps each row's top-k (docs/graphs.md "kNN graphs"). The original codes keep the item itself
+in their top-k (a self loop, similarity 1); ``include_self`` chooses.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def spmm(adjacency: SparseOperator, dense: torch.Tensor) -> torch.Tensor:
 
 
 def lightgcn_propagate(adjacency: SparseOperator, embeddings: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """LightGCN layer mean ``mean(E, ÂE, …, Â^L E)`` (layer 0 included; reference/models.md notation)."""
+    """LightGCN layer mean ``mean(E, ÂE, …, Â^L E)`` (layer 0 included; docs/models/README.md notation)."""
     layer = embeddings.float()
     total = layer
     for _ in range(n_layers):

@@ -1,4 +1,4 @@
-"""Degree-sensitive edge pruning of the user-item graph (FREEDOM, reference/graphs.md §3).
+"""Degree-sensitive edge pruning of the user-item graph (FREEDOM, docs/graphs.md "FREEDOM's degree-sensitive edge pruning").
 
 Each training edge ``e = (u, i)`` is kept with a weight ``p_e = 1/sqrt(d_u d_i)`` (degrees of the full train
 graph), so edges between popular nodes are dropped first; ``int(|E| (1 - dropout))`` edges are drawn without

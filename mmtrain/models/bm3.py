@@ -1,17 +1,15 @@
 """BM3 (Zhou et al., WWW 2023): bootstrapped latent contrast of users, items and modalities, no negatives.
 
-Equations (reference/models.md "BM3")::
+Equations (docs/models/bm3.md)::
 
-    [Z_U; Z̄_I] = LGN_L([e_U; e_I]) over D^-1/2 A D^-1/2;   Z_I = Z̄_I + e_I;   F_m = Lin_m(X_m)
+    [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over D^-1/2 A D^-1/2;   Z_I = Z̄_I + e_I;   F_m = Lin_m(X_m)
     targets (no gradient): Ẑ = dropout_p(Z), F̂_m = dropout_p(F_m);  online: p(·) a shared Linear(d, d)
     L_rec   = (1 − cos(p(Z_u), Ẑ_i)) + (1 − cos(p(Z_i), Ẑ_u))                      (batch means over (u, i))
     L_align = Σ_m (1 − cos(p(F_m)_i, Ẑ_i)) + (1 − cos(p(F_m)_i, F̂_m,i))
-    L       = L_rec + reg·EmbLoss(Z_U, Z_I) + cl_weight·L_align                   (EmbLoss over all rows)
+    L       = L_rec + reg_weight·EmbLoss(Z_U, Z_I) + cl_weight·L_align             (EmbLoss over all rows)
     score   = p(Z_u)ᵀ p(Z_i)
 
-The batch's negative items are ignored. Memory: no item-item graph; O(|E|) U-I graph, ``(M+N)·d`` ID
-embeddings and the raw features ``N·Σ d_m`` (trainable, as in MMRec); a step projects every item's features.
-"""
+``p`` is ``dropout``. The batch's negative items are ignored. Memory and measured numbers: docs/models/bm3.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Gaussian diffusion over users' interaction rows (DiffRec/DiffMM family): schedule, forward noising, the MLP
 denoiser with a sinusoidal timestep embedding, the SNR-weighted reconstruction loss and the reverse sampler.
 
-Equations (reference/models.md "MDMNS", DiffMM ``GaussianDiffusion``/``Denoise``), ``T`` = ``steps``::
+Equations (docs/models/mdmns.md, DiffMM ``GaussianDiffusion``/``Denoise``), ``T`` = ``steps``::
 
     v_t   = linspace(s·min, s·max, T)_t            (the *variance*: ᾱ'_t = 1 − v_t)
     β_0   = 1 − ᾱ'_0,  β_t = min(1 − ᾱ'_t/ᾱ'_{t−1}, 0.999);  with beta_fixed β_0 := 1e-4

@@ -1,20 +1,16 @@
 """FREEDOM (Zhou & Shen, MM 2023): a frozen multimodal kNN item graph and a degree-pruned user-item graph.
 
-Equations (reference/models.md "FREEDOM", graphs.md §2-3)::
+Equations (docs/models/freedom.md; the graphs and the pruning: docs/graphs.md)::
 
     A   = Σ_m w_m Â_m           Â_m = binary top-k cosine graph of raw features X_m, sym-normalised (≈ 1/k)
-    h   = A^{L_mm} e_I           (frozen graph, built once; no learned structure)
-    [Z_U; Z̄_I] = LGN_L([e_U; e_I]) over the degree-sensitive pruned graph (train) / full sym graph (eval)
+    h   = A^{item_layers} e_I    (frozen graph, built once; no learned structure)
+    [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over the degree-sensitive pruned graph (train) / full sym graph (eval)
     Z_I = Z̄_I + h
-    L   = L_bpr(Z) + λ Σ_m L_bpr(Z_u, Lin_m(X_m)_p, Lin_m(X_m)_n)
+    L   = L_bpr(Z) + reg_weight Σ_m L_bpr(Z_u, Lin_m(X_m)_p, Lin_m(X_m)_n)
 
 Weights: ``image`` gets ``image_weight`` (MMRec ``mm_image_weight`` 0.1) and the other modalities share the rest
-equally, so image+text is ``0.1·v + 0.9·t`` as published; one modality alone gets weight 1.
-
-Memory: the item graph is sparse, ``n_mods·N·k`` entries (the top-k is computed blockwise, never N x N); the
-U-I graphs O(|E|); parameters ``(M+N)·d`` ID embeddings plus the raw features ``N·Σ d_m`` (trainable, as in
-MMRec, so Adam holds three copies of them).
-"""
+equally, so image+text is ``0.1·v + 0.9·t`` as published; one modality alone gets weight 1. ``dropout`` is the
+share of training edges pruned at every epoch start. Memory and measured numbers: docs/models/freedom.md."""
 
 from __future__ import annotations
 

@@ -1,25 +1,19 @@
 """LATTICE (Zhang et al., MM 2021): a learned item-item graph with a skip connection to the kNN graph of the
 raw features, convolved over item ID embeddings and added to a LightGCN backbone.
 
-Equations (reference/models.md "LATTICE", graphs.md §2 LATTICE)::
+Equations (docs/models/lattice.md; the graphs: docs/graphs.md "LATTICE's learned graph")::
 
     orig    = Σ_m w_m Â_m            Â_m = sym-normalised top-k cosine graph of the raw features (frozen)
     P_m     = Linear_m(X_m)          X_m trainable raw features
     learned = symnorm(Σ_m w_m kNN_k(cos(P_m)))      combined first, then normalised
     A       = (1 − λ)·learned + λ·orig,   w = softmax(modal_weight)
-    h       = A^L e_I
-    [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L       = L_bpr + reg_weight·(½Σ‖u‖²+‖p‖²+‖n‖²)/B    (final embeddings)
+    h       = A^{item_layers} e_I
+    [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
+    L       = L_bpr + reg_weight·(½‖u‖² + ½‖p‖² + ½‖n‖²)/B    (final embeddings)
 
 ``A`` is rebuilt (with gradients) at the first batch of every epoch and at every evaluation; the other batches
-use it detached, as in the reference code.
-
-Memory: the learned graph is sparse top-k, never N x N: ``n_mods·N·k`` neighbour indices and values (12 bytes
-each) plus the frozen graphs (same count); building it holds one ``[block, N]`` similarity block at a time
-(``knn_block`` rows; 0 = 2^24 entries, i.e. one dense N x N product only while N <= 4096); propagating it
-gathers ``[N, n_mods·k, d]`` floats (100k items, 2 modalities, k=10, d=64: 512 MiB). Parameters: ``(M+N)·d``
-IDs plus the trainable raw features ``N·Σ d_m`` (Adam keeps three copies).
-"""
+use it detached, as in the original code. The learned graph is kept as sparse top-k rows, never N x N
+(``knn_block`` rows per similarity block). Memory, cost and measured numbers: docs/models/lattice.md."""
 
 from __future__ import annotations
 

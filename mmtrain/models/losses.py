@@ -1,4 +1,4 @@
-"""Loss building blocks shared by the models (reference/models.md, common notation)."""
+"""Loss building blocks shared by the models (docs/models/README.md, "Shared building blocks")."""
 
 from __future__ import annotations
 

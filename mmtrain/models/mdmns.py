@@ -2,7 +2,7 @@
 DiffMM: per-modality diffusion models generate modality-specific U-I graphs, per-modality and fused GCN views
 are trained with BPR per modality view and a contrastive loss.
 
-Equations (reference/models.md "MDMNS", graphs.md §3; Â = D^-1/2 (A + I) D^-1/2 of the training graph)::
+Equations (docs/models/mdmns.md; Â = D^-1/2 (A + I) D^-1/2 of the training graph, docs/graphs.md)::
 
     diffusion (per modality m, on a user's train row x₀ ∈ {0,1}^N; mmtrain.models.diffusion):
       L_m  = mean_u w_t·mean((x₀ − x̂₀)²) + e_loss·mean_u mean((x̂₀ f_m − x₀ e_I)²)       (f_m, e_I detached)
@@ -11,11 +11,11 @@ Equations (reference/models.md "MDMNS", graphs.md §3; Â = D^-1/2 (A + I) D^-1/
     f_m    = leaky_relu(X_m W_m) (trans 0) or Lin_m(X_m) (trans 1)
     E_m    = Â[e_U; n(f_m)] + Â[(Â[e_U; n(f_m)])_U; e_I] + ris_adj_lambda·G_m[e_U; e_I]        (n = row L2 norm)
     E_f    = Â[e_U; n(Σ_m w_m E_m,I)] + Â[(that)_U; e_I] + ris_adj_lambda·Â[e_U; e_I],  w = softmax(modal_weight)
-    z(V)   = Σ_{l=0..L} Â^l V + ris_lambda·n(V)                for V ∈ {E_f, E_m}
-    L      = Σ_m L_bpr(z(E_m)) + reg·(‖e_U‖² + ‖e_I‖²) + ssl_reg·L_cl
+    z(V)   = Σ_{l=0..L} Â^l V (L = ui_layers) + ris_lambda·n(V)                for V ∈ {E_f, E_m}
+    L      = Σ_m L_bpr(z(E_m)) + reg_weight·(‖e_U‖² + ‖e_I‖²) + cl_weight·L_cl
     cl_method 0 (DiffMM):  C_m = Σ_l Â^l G_m[e_U; n(f_m)];  L_cl = Σ_{m<m'} c(C_m,U, C_m',U; batch users)
                                                                   + c(C_m,I, C_m',I; batch positives)
-        c(a, b; S) = mean_{s∈S} −log e^{cos(a_s,b_s)/τ} / Σ_j e^{cos(a_s,b_j)/τ}   (full-set denominator)
+        c(a, b; S) = mean_{s∈S} −log e^{cos(a_s,b_s)/τ} / Σ_j e^{cos(a_s,b_j)/τ}   (full-set denominator, τ = tau)
     cl_method 1 (multi-level negatives): L_cl = Σ_m [c(z_f,U, z_m,U; all) + c(z_f,I, z_m,I; all)]
                                               + Σ_m Σ_{σ∈levels} c(z_m,I, sg(z_m,I + σ·ε); all)
         levels = [⌊T/10⌋, ⌊T/8⌋, ⌊T/4⌋, ⌊T/2⌋] (T = steps): the noisy copy of item i is its positive and the
@@ -24,37 +24,16 @@ Equations (reference/models.md "MDMNS", graphs.md §3; Â = D^-1/2 (A + I) D^-1/
 
 Training schedule. ``on_epoch_start`` regenerates every G_m from the current denoisers (all users, in blocks of
 ``gen_block`` rows) and draws a new edge-dropout mask (seeded by the run seed and the epoch); evaluation uses
-the graphs of the last epoch, as the reference does. The denoisers are trained by the model's own Adam
+the graphs of the last epoch, as the original does. The denoisers are trained by the model's own Adam
 (same lr, no weight decay) in ``auxiliary_step`` on the rows of the batch's distinct users, on every
-``diff_every``-th batch: the reference trains them for one pass over all users per epoch (batches of
+``diff_every``-th batch: the original trains them for one pass over all users per epoch (batches of
 ``batch`` users), so ``diff_every = 0`` means ``round(|train| / M)`` (6 on TikTok, Baby and Sports), which
 gives about the same number of denoiser updates and rows per epoch. The logged ``diff``/``gc`` are the latest
-values. Here the graphs of epoch e come from denoisers trained up to epoch e − 1 (the reference first trains the
+values. Here the graphs of epoch e come from denoisers trained up to epoch e − 1 (the original first trains the
 denoisers for the epoch, then regenerates); epoch 1 uses untrained denoisers.
 
-Deviations from the published code:
-- The MDMNS "guide" is omitted, so the diffusion is DiffMM's. As published, ``training_losses`` feeds the
-  denoiser the output of a *fresh, untrained* ``GCNRecommender`` of x_t and the other modalities' features
-  (created on every call, in no optimizer; a dense (B+N)² graph) and adds ``mean((x₀ − Lin(guide)ᵀ)²)`` with a
-  fresh Linear to an undefined ``mse`` (so it raises). That term is constant with respect to every trained
-  parameter, and ``p_sample`` (graph generation) never uses the guide, so there is nothing trained to keep.
-- BPR is the mean of ``−log σ`` (the reference divides the sum by the nominal batch size and takes
-  ``log(sigmoid)``); CL uses log-sum-exp (the reference divides exponentials).
-- With ``cl_method 1`` the reference also computes and discards the DiffMM CL terms; they are not computed.
-- The reference selects the epoch on test Recall@20; mmtrain selects on validation.
-
-Memory (M users, N items, d = latdim, h = dims, n = number of modalities):
-- parameters: ID embeddings (M+N)·d, projections Σ d_m·d; raw features N·Σd_m (constant buffers).
-- denoisers: n·((N+10)·h + h·N) ≈ 2·n·N·h weights (TikTok, N = 6,710, h = 1000: 13.4M = 54 MB per modality;
-  ×4 with the gradients and Adam's moments); training holds a few ``[B_u, N]`` rows (B_u = distinct batch
-  users) and ``[B_u, h]`` activations; regeneration one ``[gen_block, N]`` block at a time, never M x N.
-- graphs: per modality 2·M·rebuild_k + M + N entries (the top-k indices and the dropout mask are buffers, so
-  checkpoints and the best-epoch state carry the graphs the model was evaluated with).
-- views: (n+1)·(M+N)·d per layer and term.
-- CL: ``cl_method 0`` [B, M] and [B, N] logits; ``cl_method 1`` full-set logits computed ``cl_chunk`` rows at a
-  time (recomputed in the backward pass when there are several chunks), so one ``[cl_chunk, M]`` block is alive.
-  Its cost is O((M² + N²)·d) per batch (n·(2 + 4) full-set terms): the dominant cost of a step on CPU.
-"""
+The omitted MDMNS "guide" (untrained and constant in the published code, which raises as written), the other
+deviations from the published code, the memory cost and our measured numbers: docs/models/mdmns.md."""
 
 from __future__ import annotations
 

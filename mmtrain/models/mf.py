@@ -1,4 +1,7 @@
-"""MF-BPR: dot product of free user and item embeddings, trained with BPR (Rendle et al., UAI 2009)."""
+"""MF-BPR: dot product of free user and item embeddings, trained with BPR (Rendle et al., UAI 2009).
+
+Equations, config keys and measured numbers: docs/models/mf.md.
+"""
 
 from __future__ import annotations
 

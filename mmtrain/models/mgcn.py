@@ -1,32 +1,24 @@
 """MGCN (Yu et al., MM 2023): behaviour-purified modality views on frozen kNN item graphs, fused by attention into
 a common part plus user-preference-gated specific parts, added to a LightGCN backbone, with a contrastive loss.
 
-Equations (reference/models.md "MGCN", graphs.md §2-3), per modality m::
+Equations (docs/models/mgcn.md; the graphs: docs/graphs.md), per modality m::
 
     Ẽ_m  = e_I ⊙ σ(W_m Lin_m(X_m) + b_m)                    behaviour-guided purifier
-    C    = LGN_2([e_U; e_I]) over Â = D^-1/2 A D^-1/2         content (U-I view)
-    H_m  = Â_m^L Ẽ_m   (frozen sym kNN graph of raw X_m, k = 10, L = 1);   M_m = [R̃ H_m; H_m],  R̃ = D_u^-1/2 R D_i^-1/2
+    C    = LGN_{ui_layers}([e_U; e_I]) over Â = D^-1/2 A D^-1/2         content (U-I view)
+    H_m  = Â_m^{item_layers} Ẽ_m   (frozen sym kNN graph of raw X_m);   M_m = [R̃ H_m; H_m],  R̃ = D_u^-1/2 R D_i^-1/2
     α    = softmax_m(q(M_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);    common = Σ_m α_m M_m
     side = (Σ_m σ(W'_m C + b'_m) ⊙ (M_m − common) + common) / (n_mods + 1)
     Z    = C + side
-    L    = L_bpr(Z) + reg_weight·(½‖u‖² + ½‖p‖² + ½‖n‖²)/B + cl_loss·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
+    L    = L_bpr(Z) + reg_weight·(½‖u‖² + ½‖p‖² + ½‖n‖²)/B + cl_weight·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
 
-InfoNCE is in-batch on cosines with τ = 0.2 (hard-coded in the reference; its ``self.tau = 0.5`` is unused). As in
-the reference, the raw features are trainable (``from_pretrained(freeze=False)``) and B in the L2 term is the
-configured batch size (a smaller last batch is still divided by it). The image+text ``/3`` becomes
-``/(n_mods + 1)``: the mean of the specific parts and the common part for any number of modalities.
-Followed: the softmax over the modalities (MMRec ``nn.Softmax(dim=-1)``, reference/models.md); the original
-``demonph10/MGCN`` file has ``nn.Softmax(dim=0)``, a softmax over all users and items per modality, which we
-take to be a bug that MMRec fixed.
+InfoNCE is in-batch on cosines with τ = 0.2 (hard-coded in the original code). The raw features are trainable
+and B in the L2 term is the configured batch size, as in the original; the image+text ``/3`` becomes
+``/(n_mods + 1)``; the softmax runs over the modalities (MMRec), not over the nodes (the authors' file). Why, the
+memory cost and measured numbers: docs/models/mgcn.md.
 
 :class:`~mmtrain.models.soil.SOIL` reuses this forward: it overrides the U-I operators (:meth:`ui_operators`),
 the item graphs (:meth:`item_graphs_of`), the side combination (:meth:`combine`), the frozen features and the
-loss.
-
-Memory: U-I operators O(|E|); per modality a sparse kNN graph of ``N·k`` entries (built blockwise, never N x N);
-raw features ``N·Σ d_m`` (trainable: Adam keeps two more copies); activations per modality a few
-``[(M+N), d]`` matrices (the views, their gates and the stacked fusion input), and the ``[B, B]`` InfoNCE logits.
-"""
+loss."""
 
 from __future__ import annotations
 

@@ -1,29 +1,22 @@
 """MICRO (Zhang et al., TKDE 2022): per-modality learned item-item graphs on top of kNN graphs, attention
 fusion with a contrastive loss tying each modality view to the fused one, on a LightGCN backbone.
 
-Equations (reference/models.md "MICRO", graphs.md §2 MICRO)::
+Equations (docs/models/micro.md; the graphs: docs/graphs.md "MICRO")::
 
     A_m   = (1 − λ)·symnorm(kNN_k(cos(W_m X_m))) + λ·symnorm(kNN_k(cos(X_m)))      per modality
-    h_m   = A_m^L e_I
+    h_m   = A_m^{item_layers} e_I
     α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
-    [Z_U; Z̄_I] = LGN_{L_ui}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = 0.5, one direction (see :func:`mmtrain.models.losses.grace_loss`)
+    [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = tau, one direction (see :func:`mmtrain.models.losses.grace_loss`)
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
-used detached in between (reference schedule). ``L_cl`` averages over every item in every batch, as the
-reference does: ~35 GFLOP per modality per batch on TikTok (6.7k items), ~1.3 s on two CPU cores;
-``cl_anchors=S`` averages over S items drawn uniformly per batch instead (each still contrasted with all N
-items), an unbiased estimate of the same loss at S/N of its cost. Cold start (``--split cold``): cold items
-have no training edges, so their scores come from ``normalize(h)``, i.e. from their feature neighbours' ID
-embeddings.
-
-Memory: per modality the learned and the frozen graphs are sparse top-k, never N x N: ``2·n_mods·N·k`` indices
-and values; building holds one ``[block, N]`` similarity block at a time (``knn_block`` rows; 0 = 2^24
-entries); propagation gathers ``[N, k, d]`` per modality. ``L_cl`` is computed ``cl_chunk`` rows at a time
-against all N items; with more than one chunk each chunk is recomputed in the backward pass (checkpointing), so
-only one ``[cl_chunk, 2N]`` similarity block is alive (4096 x 200k floats: 3.2 GiB).
-"""
+used detached in between (the original schedule). ``L_cl`` averages over every item in every batch, as the
+original does; ``cl_anchors=S`` averages over S items drawn uniformly per batch instead (each still contrasted
+with all N items), an unbiased estimate of the same loss at S/N of its cost; it is computed ``cl_chunk`` rows at
+a time with checkpointing. Cold start (``--split cold``): cold items have no training edges, so their scores
+come from ``normalize(h)``, i.e. from their feature neighbours' ID embeddings. Memory, cost and measured
+numbers (warm and cold): docs/models/micro.md."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """MMGCN (Wei et al., MM 2019) as in MMRec ``mmgcn.py``: one GCN per modality over the user-item graph.
 
-Equations (reference/models.md "MMGCN", graphs.md §3), per modality m over nodes ``[users; items]``::
+Equations (docs/models/mmgcn.md), per modality m over nodes ``[users; items]``::
 
     x⁰  = normalize([P_m ; MLP_m(X_m)])     P_m: user preference, M x d_in; MLP_m only for ``mlp_modalities``
-    for l = 1..L:
+    for l = 1..ui_layers:
         h   = leaky_relu(Ā (x W_l))          Ā = D^-1 A: mean over the U-I neighbours (both edge directions)
         x̂  = leaky_relu(Lin_l(x)) + e_id     e_id: (M+N) x d ID embeddings, shared by all modalities
         x   = leaky_relu(G_l([h ; x̂]))       concatenation gate
@@ -11,32 +11,9 @@ Equations (reference/models.md "MMGCN", graphs.md §3), per modality m over node
     L   = L_bpr(z) + reg_weight · ( mean(e_id[u]² + e_id[i]²) + Σ_{m with MLP} mean(P_m²) )
 
 ``d_in`` is ``dim_latent`` (256) for a modality in ``mlp_modalities`` and the raw feature size otherwise; from
-layer 2 on everything is ``embedding_size`` (64).
-
-Reference-code behaviour, followed or not:
-
-- Which modalities get the MLP: both reference codes decide by modality, not by size: the visual one is
-  projected to 256 (original: 2048-d, TikTok 128-d; MMRec: 4096-d), the acoustic and textual ones (128-d,
-  384-d) enter raw. ``mlp_modalities`` (default ``image``; ``all``, ``none`` or a comma list; names the
-  dataset lacks are ignored) keeps that rule and lets it be changed. The preference regulariser covers the
-  preferences of these modalities, as the reference regularises only the visual one.
-- The gates: the reference sets ``concate = 'False'``, a non-empty string, hence truthy: the concatenation
-  gates ``G_l([h ; x̂])`` run (the summing variant is dead code). Followed; there is no switch.
-- ``id_embedding`` and ``preference`` are plain tensors in the reference, never registered with the
-  optimizer, so they stay at their random init and their regulariser has no gradient. ``train_id_embedding``
-  (default True, the paper) trains them; False reproduces MMRec (they become fixed buffers, saved with the
-  model so checkpoints stay consistent).
-- ``n_layers``: the reference reads it but hard-codes 3 layers; here it is honoured, default 3.
-- The reference scores with the representation of the last training batch (one optimizer step stale); here
-  evaluation recomputes it from the current weights.
-- Initialisation as the reference: ID embeddings, preferences, ``W_l``, ``Lin_l`` and ``G_1`` weights Xavier
-  normal; ``MLP_m`` and ``G_2..G_L`` torch's default ``nn.Linear`` init.
-
-Memory: parameters ``(M+N)·d`` IDs plus per modality ``M·d_in`` preferences and ``O(d_in² + d_feat·d_lat)``
-weights; the mean operator O(|E|) (CSR and its transpose). Every training step runs the full-graph forward, so
-autograd keeps ``O(L·(M+N)·d_in)`` activations per modality (TikTok, 2 modalities: about 16k x 256 floats per
-tensor, a few tens of MB in all). No item-item graph.
-"""
+layer 2 on everything is ``embedding_size`` (64). ``train_id_embedding`` False keeps ``e_id`` and ``P_m`` as
+fixed buffers (MMRec never registers them). The original code's quirks (truthy ``'False'`` gates, hard-coded
+depth, stale scores), what we follow, the memory cost and our measured numbers: docs/models/mmgcn.md."""
 
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """MMSSL (Wei et al., WWW 2023): modality-aware user-item graphs, a WGAN-GP discriminator on user rows, and
 cross-modal contrastive learning, on a two-layer bipartite GCN.
 
-Equations (reference/models.md "MMSSL", graphs.md §3; ``ui = D_u^-1/2 R`` (M x N), ``iu = D_i^-1/2 Rᵀ``)::
+Equations (docs/models/mmssl.md; ``ui = D_u^-1/2 R`` (M x N), ``iu = D_i^-1/2 Rᵀ``, docs/graphs.md)::
 
     F_m      = dropout(Lin_m(X_m))                    X_m constant (not trained)
     U_m^f    = ui·F_m,  I_m^f = iu·U_m^f              feature side, one layer
     U_m^id   = G_m^ui·e_I,  I_m^id = G_m^iu·e_U       ID side over the modality graphs G_m (init: ui, iu)
     Z^U      = mean_m MHA({U_m^id})_m,  Z^I likewise   (head_num heads, see :func:`modality_attention`)
     u⁰ = e_U + id_cat_rate·normalize(Z^U),  i⁰ = e_I + id_cat_rate·normalize(Z^I)
-    u^l = ui·i^{l-1},  i^l = iu·u^l                    softmax over the 64 dims on the last layer only
+    u^l = ui·i^{l-1},  i^l = iu·u^l  (l ≤ ui_layers)   softmax over the d dims on the last layer only
     z_u = mean_l u^l + model_cat_rate·Σ_m normalize(U_m^f),  z_i likewise
 
 Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^f[u]·I_m^fᵀ)·(1 − R_u))``):
@@ -19,57 +19,20 @@ Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^
    same masked similarity of the final ``z``; ``L_D = −D(real) + D(fake) + gp_rate·GP`` with
    ``GP = gp_lambda·mean(‖∇D(α·real + (1−α)·fake)‖ − 1)²`` (:func:`gradient_penalty`).
 2. :meth:`MMSSL.loss`, the recommender (trainer's AdamW): ``L = L_bpr + reg_weight·½Σ‖u,p,n‖²/B
-   + feat_reg_decay·½Σ_m(‖U_m^f‖² + ‖I_m^f‖²)/N + cl_rate·Σ_m GRACE(U_m^id[B_u], z_u[B_u])
+   + feat_reg_decay·½Σ_m(‖U_m^f‖² + ‖I_m^f‖²)/N + cl_weight·Σ_m GRACE(U_m^id[B_u], z_u[B_u]; tau)
    + G_rate·(−D(fake))`` with D frozen for the last term (its parameters get no gradient).
-3. Optionally the modality graphs ``G_m`` are regenerated from the feature-side similarities (``graph_regen``,
-   below).
+3. Optionally the modality graphs ``G_m`` are regenerated from the feature-side similarities (``graph_regen``):
+   ``none`` (default) keeps ``G_m = R``; ``epoch`` rebuilds them at every epoch start after the first from all
+   users (top ``max(int(N·m_topk_rate), m_topk_min)`` items of ``s_m(u)``, binary, ``D^-1/2`` row-normalised,
+   user blocks of ``2^24 / N`` rows); ``reference`` reproduces the original schedule (``T`` batches, no
+   minimum k), which empties the graphs from the second batch on when N < 10 000. The graphs are buffers, so
+   the best epoch's checkpoint carries the graph it was evaluated with.
 
-Reference-code quirks and what this module does (HKUDS/MMSSL ``main.py``, ``Models.py``):
-
-- Graph regeneration. The reference keeps the top ``int(N·m_topk_rate)`` items of ``s_m(u)`` per batch user
-  and, with ``T = 1``, rebuilds ``G_m`` at batch 1 from batch 0's users only and from empty lists at every
-  later batch. ``int(N·1e-4)`` is 0 for N < 10 000 (TikTok, Baby), so the graphs are empty from the second
-  batch on and the whole ID-modality branch (``U_m^id``, the attention, GRACE) is zero; for larger N the
-  graphs hold one batch of users for one batch per epoch and are empty at evaluation. Three schedules:
-  ``graph_regen: none`` (default) never regenerates: ``G_m`` stays ``R``, the reference's graphs at its first
-  batch. ``graph_regen: epoch`` rebuilds ``G_m`` at the start of every epoch after the first from all users:
-  the top ``k = max(int(N·m_topk_rate), m_topk_min)`` items of ``s_m(u)`` per user (train items masked to 0 as
-  in the reference, so they rank below any positive similarity), binary, row-normalised as ``D^-1/2`` like
-  ``ui``/``iu``; computed without dropout (eval mode) in user blocks of ``2^24 / N`` rows. ``graph_regen:
-  reference`` reproduces the reference schedule exactly (``T`` batches, no minimum k). On TikTok (BENCHMARKS.md)
-  both regenerating schedules wreck the ID-modality branch: with ``R`` the model reaches val Recall@20 .08
-  within 15 batches; ``epoch`` drops to .01-.04 right after the first rebuild (k = 1 and k = 10 alike), and
-  ``reference`` stays at chance (.003) once its graphs are empty. The graphs are buffers, so the best
-  epoch's checkpoint carries the graph it was evaluated with.
-- Attention. The reference builds ``K`` from ``Q`` and broadcasts ``V`` over the *query* modality, so the
-  softmax weights sum out and its MHA is exactly ``Z_m = U_m^id·Σ_h W_cat[h]`` (``W_q``, ``W_k`` get no
-  gradient). ``attention: paper`` (default) is real multi-head attention over modalities
-  (``softmax_m'(Q_m^h·K_m'^h/√d_h)``, values ``U_m'^id`` as in the reference ``V = v``);
-  ``attention: reference`` is the reference's linear map.
-- Discriminator. ``nn.LeakyReLU(True)`` passes ``True`` as the negative slope, i.e. the identity; the intent
-  (``inplace=True``) is torch's 0.01, the default of ``D_negative_slope`` (1.0 reproduces the reference).
-  The output is ``100·sigmoid(·)``; weights Kaiming-normal, biases 0; BatchNorm in training mode throughout.
-- GRACE is taken against the final ``z_u`` (the reference's ``G_user_emb`` is the returned ``u_g_embeddings``,
-  i.e. after the feature terms), over the distinct batch users; the reference's ``+1e-8`` inside the log is
-  dropped. The reference computes and discards per-modality BPR terms; they are not computed here.
-- Sampling: mmtrain's BPR sampler draws training pairs; the reference draws distinct users uniformly
-  (``sampler=users``, ``neg_items=all``). The per-user terms (D rows, GRACE, regeneration) use the batch's
-  distinct users.
-- Optimiser: the reference's ``AdamW(lr)`` has torch's default weight decay 0.01 (set in the recipe).
-
-Memory: ``(M+N)·d`` ID embeddings, ``Σ_m d_m·d`` projections, ``(2 + head_num)·d²`` attention weights; the
-U-I operators O(|E|) and the modality graphs ``|E|`` edges each (``none``) or ``M·k`` (``epoch``). The
-discriminator has ``N·h1 + h1·h2 + h2`` weights with ``h1 = N/4``, ``h2 = N/8`` as in the reference
-(``N²/4 + N²/32``: 12.7M on TikTok N = 6710, 2.8G at N = 100k, times three with Adam's moments);
-``D_max_hidden`` > 0 caps ``h1`` at that value and ``h2`` at half of it (``≈ N·D_max_hidden`` weights). Its
-inputs are dense ``[B_u, N]`` rows: per step about ``(4·n_mods + 4)·B_u·N`` floats are alive (masks, real/fake
-rows, the penalty's interpolates and their double backward), e.g. 1 GB for ``B_u = 1024``, N = 20 000, two
-modalities; this is inherent to the method (the rows are D's input). Regeneration holds one ``[2^24 / N, N]``
-similarity block (64 MB) at a time.
-
-Time (TikTok, one CPU thread, 59 batches of 1024 pairs): the discriminator dominates, about 7.5 s CPU per batch
-with the reference widths (≈ 7.5 min per epoch) and 1.5 s with ``D_max_hidden = 128`` (≈ 85 s per epoch).
-"""
+``attention: paper`` is real multi-head attention over the modalities; ``reference`` the original's linear map
+(its K is built from Q). ``D_negative_slope`` 0.01 is the intended LeakyReLU (the original's is the identity,
+1.0); ``D_max_hidden`` > 0 caps the discriminator's ``N/4``, ``N/8`` hidden widths. Why each deviation, the
+memory and time cost and our measured numbers (including the regeneration and ``feat_reg_decay`` diagnosis):
+docs/models/mmssl.md."""
 
 from __future__ import annotations
 

@@ -1,40 +1,29 @@
 """SLMRec (Tao et al., TMM 2022): per-modality LightGCN graphs sharing user embeddings, in-batch InfoNCE, and a
 self-supervised task over the modalities.
 
-Equations (reference/models.md "SLMRec"; K = 1 + number of feature modalities, block 0 is the ID block)::
+Equations (docs/models/slmrec.md; K = 1 + number of feature modalities, block 0 is the ID block)::
 
     x_id = e_I;   x_m = Dense_m(normalize(X_m)) (→ d, X_m constant)
-    [U_m; I_m] = LGN_L([e_U; x_m]) over Â = D^-1/2 A D^-1/2           (e_U shared by every modality graph)
+    [U_m; I_m] = LGN_{ui_layers}([e_U; x_m]) over Â = D^-1/2 A D^-1/2   (e_U shared by every modality graph)
     z_u = W_u [U_id; U_m1; …],  z_i = W_i [I_id; I_m1; …]             (concat fusion, Linear(K·d → d))
-    L_main = InfoNCE(z_u, z_i; temp)   in-batch, on L2-normalised rows: the other positives of the batch are the
-                                       negatives (the sampler's negative items are not used)
-    L      = L_main + ssl_alpha · L_ssl;   score = z_uᵀ z_i
+    L_main = InfoNCE(z_u, z_i; rec_tau)   in-batch, on L2-normalised rows: the other positives of the batch are
+                                          the negatives (the sampler's negative items are not used)
+    L      = L_main + cl_weight · L_ssl;   score = z_uᵀ z_i
 
 ``ssl_task`` (views compared at the batch's users and positive items):
 
-- ``FAC`` (fine and coarse): a chain over the modalities in the reference order image → audio → text (others
-  after, sorted). With ``a_0 = I_id`` and ``a_k = g_k(a_{k-1})``, ``L_ssl = Σ_k CE(a_k g_{m_k}(I_{m_k})ᵀ / ssl_temp,
+- ``FAC`` (fine and coarse): a chain over the modalities in the original order image → audio → text (others
+  after, sorted). With ``a_0 = I_id`` and ``a_k = g_k(a_{k-1})``, ``L_ssl = Σ_k CE(a_k g_{m_k}(I_{m_k})ᵀ / tau,
   diag)`` on raw (not normalised) rows; the text level projects to d/2, every other level to d.
-- ``FD``: two views ``dropout_propagate`` (dropout ``dropout_rate`` after every propagation, inverted scaling as
-  ``nn.Dropout``), ``L_ssl = InfoNCE(z_u¹, z_u²; ssl_temp) + InfoNCE(z_i¹, z_i²; ssl_temp)``.
+- ``FD``: two views ``dropout_propagate`` (``dropout`` after every propagation, inverted scaling as
+  ``nn.Dropout``), ``L_ssl = InfoNCE(z_u¹, z_u²; tau) + InfoNCE(z_i¹, z_i²; tau)``.
 - ``FM``: view v zeroes the item input ``x_m`` of one block (two distinct blocks drawn uniformly among the K,
   the ID block included); same contrast. ``FD+FM``: masking and dropout together.
 
-The reference predicts ``σ(z_uᵀ z_i)``; the sigmoid is monotone, so ranking by ``z_uᵀ z_i`` is identical.
-
-Reference-code choices. ``D = rowsum + 1e-8`` (MMRec) equals our ``sym`` norm on every node with an edge (and
-isolated nodes only touch zero entries). The original code appends view 2's propagated layers to view 1's layer
-list and vice versa; for FD this is a relabelling of two i.i.d. views (no effect), for FM it would mix the two
-masks inside each view, so here each view propagates its own masked input (the paper's description). MMRec's
-port (no audio) keeps an unused ``g_iv_iva`` step before the text level: a composition of two affine maps, here a
-single ``g`` (the same function class). ``mm_fusion_mode='mean'`` and the unused ``reg`` key are not provided;
-weight decay 1e-4 is the trainer's ``weight_decay``. The propagation runs once on the K blocks side by side
-(``[(M+N), K·d]``): LightGCN and elementwise dropout act column-wise, so this equals K separate graphs.
-
-Memory: O(|E|) U-I graph, no item-item graph; parameters ``(M+N)·d + Σ_m d_m·d + 2·K·d²`` (+ FAC heads
-``O(K·d²)``), constant normalised features ``N·Σ d_m``; per step ``(L+1)·(M+N)·K·d`` activations for the main
-pass, three times that for FD/FM (two extra full propagations).
-"""
+The propagation runs once on the K blocks side by side (``[(M+N), K·d]``): LightGCN and elementwise dropout act
+column-wise, so this equals K separate graphs. The original code's choices (sigmoid score, test-set selection,
+mixed FM views, MMRec's extra ``g_iv_iva`` step), what we follow, the memory cost and measured numbers:
+docs/models/slmrec.md."""
 
 from __future__ import annotations
 

@@ -1,35 +1,22 @@
 """SOIL (Su et al., MM 2024): MGCN with second-order interest, i.e. a U-I graph augmented by multimodally
 attractive unrecorded items, interest-aware item graphs, and a second (user-item) contrastive loss.
 
-Forward = :class:`~mmtrain.models.mgcn.MGCN` with these changes (reference/models.md "SOIL", graphs.md "SOIL";
-the graphs are built by :mod:`mmtrain.graph.interest`)::
+Forward = :class:`~mmtrain.models.mgcn.MGCN` with these changes (docs/models/soil.md; the graphs are built by
+:mod:`mmtrain.graph.interest`, docs/graphs.md "SOIL interest graphs")::
 
     U-I operator    Â_aug = Â + c·Â₂,   user side R̃_aug = R̃ + c·R̃₂     (Â₂: second-order edges, sym-normalised)
     item graphs     G_m = symnorm(interest_m) + symnorm(kNN_k(S_m))      (frozen)
     gates           Ẽ_m = e_I ⊙ σ(W_m Lin_m(X_m) + b_m)   (raw features frozen; no user-preference gates)
     side            paper: Σ_m (1 − α_m) M_m        code: (Σ_m M_m − common) / (n_mods + 1)
-    L = L_bpr(Z) + cl_loss·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
-                 + cl_loss2·[InfoNCE(Z_u, C_I[p]) + InfoNCE(Z_u, side_I[p])]          (τ = 0.2, no L2 term)
+    L = L_bpr(Z) + cl_weight·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
+                 + cl_weight2·[InfoNCE(Z_u, C_I[p]) + InfoNCE(Z_u, side_I[p])]          (τ = 0.2, no L2 term)
 
-``variant`` chooses between the paper (default) and the public code (``MrShouxingMa/SOIL``), which differ in:
-``c`` (paper Eq. 5 sums the two separately normalised Laplacians, c = 1; code c = ½); the second-order edges
-(paper: top-``knn_a`` unseen items by attractiveness; code: the ``knn_a + |I(u)|`` largest visual x textual
-products of the history rows, history items included); the interest graph (paper assigns ``S_m[i, j]``, code
-adds it once per user); the side combination (paper Eq. 14 has no 1/3; for two modalities the code's form equals
-the paper's divided by 3). Assumed where the paper's formulas are not in our notes: attractiveness
-``S^a_uj = mean_{i∈I(u)} Π_m S_m[i, j]`` weighting the chosen edge; the interest columns (union over modalities
-of the top-``knn_i`` items by summed history similarity) and the added kNN graph are the code's in both variants.
-
-Not followed: the reference normalises ``R₂`` (users x items) with the *user* degree array indexed by item ids
-(``get_sparse_laplacian`` with ``num_nodes = n_users``), an indexing bug; both variants use the user x item block
-of ``Â₂``, as ``R̃`` is ``Â``'s. Any number of modalities works: "visual x textual" is the product over the
-modalities used (TikTok: image x audio). With a single modality α ≡ 1, so both side formulas would vanish;
-then ``side = M_1`` (no fusion).
-
-Memory: as MGCN, plus the interest graphs (O(|E|·n_mods·knn_i) entries at most) and ``Â₂`` (O(Σ_u K_u)); building
-the graphs holds one ``[block, N]`` similarity block at a time (``graph_block`` entries; 0 = 2^24), never N x N.
-Raw features are frozen (not in the optimizer).
-"""
+``variant`` chooses between the paper (default) and the public code (``MrShouxingMa/SOIL``), which differ in
+``c`` (paper 1, code ½), the second-order edges, the interest graph (assigned vs accumulated) and the side
+combination; docs/models/soil.md lists the differences, our assumptions where the paper's formulas were not
+available, the original's ``R₂`` indexing bug (not followed), the memory cost and measured numbers. Any number
+of modalities works ("visual x textual" is the product over the modalities used); with a single modality
+α ≡ 1, so both side formulas would vanish, and ``side = M_1`` (no fusion)."""
 
 from __future__ import annotations
 

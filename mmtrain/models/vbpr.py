@@ -1,4 +1,7 @@
-"""VBPR as in MMRec (He & McAuley, AAAI 2016, simplified: no biases, no separate visual user factor)."""
+"""VBPR as in MMRec (He & McAuley, AAAI 2016, simplified: no biases, no separate visual user factor).
+
+Equations, config keys, cost and measured numbers: docs/models/vbpr.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""mmtrain loss blocks against hand-computed values (reference/models.md, common notation)."""
+"""mmtrain loss blocks against hand-computed values (docs/models/README.md, "Shared building blocks")."""
 
 from __future__ import annotations
 
