@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmprep.errors import PrepError
-from mmprep.sources import fastjson
+from mmprep.sources import fastjson, scan
 from mmprep.sources.base import INTERACTION_COLUMNS, ITEM_FIELD_TYPES, REVIEW_TEXT_COLUMNS, SkipLog
 from mmprep.sources.fastjson import InflateError, inflated_blocks
 from mmprep.sources.netflix import duckdb_session, is_gzip, load_lines, report_problems, sql_quote
@@ -129,7 +129,8 @@ def _read_json_blocks(
 
     ``None`` when the file is not gzip, when ``isal`` is missing (stdlib inflate is slower than DuckDB's own
     read), or when any block fails or has a record lacking a required field (NULL in the first column): the
-    caller then reads the whole file the exact way. Blocks end at line ends, so the rows are those of
+    caller then reads the whole file the exact way. A damaged gzip stream (bad CRC, truncated) is a located
+    :class:`PrepError`, never a fallback: DuckDB's gzip reader would not notice a bad CRC. Blocks end at line ends, so the rows are those of
     ``read_json`` over the whole file, in file order.
     """
     if not fastjson.FAST_INFLATE or not is_gzip(path):
@@ -145,7 +146,9 @@ def _read_json_blocks(
                 if table.num_rows and table.column(0).null_count:
                     return None
                 tables.append(table)
-    except (duckdb.Error, InflateError, OSError):
+    except InflateError as e:
+        raise scan.corrupt_stream_error(path, e) from None
+    except (duckdb.Error, OSError):
         return None
     finally:
         con.execute("RESET threads")
@@ -166,6 +169,7 @@ def _read_json_checked(
     ``select`` must produce NULL in its first column exactly for records lacking a required field.
     """
     first = select.split(" AS ", 1)[0]
+    scan.verify_compressed(path)
     try:
         table = con.sql(f"SELECT {select} FROM {_json_source(path, columns, False)}").to_arrow_table()
         if table.num_rows == 0 or table.column(0).null_count == 0:
