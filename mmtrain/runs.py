@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -33,6 +34,8 @@ import mmtrain
 from mmformat.atomic import replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
+
+log = logging.getLogger(__name__)
 
 CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
     "config.yaml",
@@ -213,11 +216,19 @@ def load_run(path: Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    return {
-        "path": path,
-        "config": yaml.safe_load((path / CONFIG).read_text(encoding="utf-8")),
-        "final": json.loads((path / FINAL).read_text(encoding="utf-8")),
-    }
+    try:
+        config = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TrainError(f"unreadable run config ({str(e).splitlines()[0]})", path / CONFIG) from None
+    try:
+        final = json.loads((path / FINAL).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrainError(f"unreadable final.json ({str(e).splitlines()[0]})", path / FINAL) from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise TrainError("run config is not a mapping with a model", path / CONFIG)
+    if not isinstance(final, dict) or not all(isinstance(final.get(k, {}), dict) for k in ("val", "test")):
+        raise TrainError("final.json is not an object with val/test metric objects", path / FINAL)
+    return {"path": path, "config": config, "final": final}
 
 
 def run_row(run: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
@@ -242,7 +253,14 @@ def compare_rows(
     paths: list[Path] | tuple[Path, ...], metrics: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Rows for ``mmtrain compare``: one per run found under ``paths``."""
-    runs = [load_run(p) for p in expand_runs(paths)]
+    runs = []
+    for p in expand_runs(paths):
+        try:
+            runs.append(load_run(p))
+        except TrainError as e:  # one damaged run must not hide the others
+            log.warning("skipped run: %s", e)
+    if not runs:
+        raise TrainError("no readable finished runs under the given paths (see the warnings above)")
     if metrics is None:
         metrics = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"]
         if any("ndcg_lattice@20" in r["final"].get("test", {}) for r in runs):

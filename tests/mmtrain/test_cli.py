@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mmprep.commands.cold_start import add_cold_split
+from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.cli import main
 from tests.mmtrain.helpers import (
     random_dataset,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmprep.commands.cold_start import add_cold_split
+from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.data import load_data
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator, ranking_metrics, stable_topk
