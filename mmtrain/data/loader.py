@@ -1,7 +1,7 @@
 """A dataset directory (docs/FORMAT.md) loaded onto a torch device: splits, features, graphs, adjacency.
 
-This is the only place mmtrain reads a dataset (through :class:`mmtrain.data.reader.DatasetDir`), so what it
-reads is exactly what the format document defines, and nothing else.
+This is the only place mmtrain reads a dataset (through :class:`mmtrain.data.reader.DatasetDir`, i.e. the strict
+reader of :mod:`mmformat`), so what it reads is exactly what the format document defines, and nothing else.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def load_data(root: str | Path, split: str = "warm", device: torch.device | str 
     ds = DatasetDir(root)
     parts = ds.splits(split)
     inter = {
-        name: Interactions.from_numpy(p.users, p.items, ds.n_users, ds.n_items, device)
+        name: Interactions.from_numpy(p.user_idx, p.item_idx, ds.n_users, ds.n_items, device)
         for name, p in parts.items()
     }
     cold = None

@@ -11,10 +11,9 @@ import pyarrow as pa
 import pytest
 
 from mmformat.atomic import atomic_dir
-from mmformat.errors import UserError
+from mmformat.errors import FormatError, UserError
 from mmprep.dataset import load_dataset, verify_dataset
 from mmprep.dataset.writer import DatasetWriter, interactions_table
-from mmprep.errors import PrepError
 
 
 def _write_small(out, overwrite=False):
@@ -87,9 +86,9 @@ def test_missing_feature_and_missing_cold_split_are_clear_errors(tmp_path):
     out = tmp_path / "ds"
     _write_small(out)
     ds = load_dataset(out)
-    with pytest.raises(PrepError, match="no 'text' features \\(available: image\\)"):
+    with pytest.raises(FormatError, match="no 'text' features \\(available: image\\)"):
         ds.feature("text")
-    with pytest.raises(PrepError, match="no cold splits .*mmprep cold-start"):
+    with pytest.raises(FormatError, match="no cold splits .*mmprep cold-start"):
         ds.splits("cold")
 
 
@@ -128,7 +127,7 @@ def test_unsupported_format_version(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     m["format_version"] = 99
     (out / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(PrepError, match="format_version 99 is not supported"):
+    with pytest.raises(FormatError, match="format_version 99 is not supported"):
         load_dataset(out)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmformat.errors import FormatError
 from mmtrain.data import BPRSampler, DatasetDir, Interactions, load_data
 from mmtrain.errors import TrainError
 from tests.mmtrain.helpers import (
@@ -33,9 +34,9 @@ def test_load_hand_made_dataset(tmp_path):
     assert data.modalities() == ["image"]
     assert data.feature("image").dtype == torch.float32 and data.feature("image")[4].tolist() == [12, 13, 14]
     assert data.feature_mask("image").all()
-    with pytest.raises(TrainError, match="no 'text' features"):
+    with pytest.raises(FormatError, match="no 'text' features"):
         data.feature("text")
-    with pytest.raises(TrainError, match="no cold splits"):
+    with pytest.raises(FormatError, match="no cold splits"):
         load_data(root, split="cold")
 
 
@@ -53,16 +54,16 @@ def test_reader_rejects_bad_datasets(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=10, n_items=12, per_user=4)
     manifest = json.loads((root / "manifest.json").read_text())
     (root / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
-    with pytest.raises(TrainError, match="format_version 2 is not supported"):
+    with pytest.raises(FormatError, match="format_version 2 is not supported"):
         DatasetDir(root)
     (root / "manifest.json").write_text(
         json.dumps({**manifest, "counts": {**manifest["counts"], "items": 5}})
     )
-    with pytest.raises(TrainError, match=r"splits/train.parquet:\d+: item_idx \d+ out of range \[0, 5\)"):
+    with pytest.raises(FormatError, match=r"splits/train.parquet:\d+: item_idx \d+ out of range \[0, 5\)"):
         load_data(root)
-    with pytest.raises(TrainError, match="not a dataset directory"):
+    with pytest.raises(FormatError, match="not a dataset directory"):
         DatasetDir(tmp_path)
-    with pytest.raises(TrainError, match="dataset directory not found"):
+    with pytest.raises(FormatError, match="dataset directory not found"):
         DatasetDir(tmp_path / "nope")
 
 
