@@ -179,6 +179,14 @@ def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
             raise
 
 
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` with the final path as its filename when it has none (a full disk reported by a writer that does
+    not know the file), so the CLI's one line names the file."""
+    if e.filename is not None or e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
 def replace_from_tmp(path: Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it to ``path``; on any
     error (a full disk included) the temporary file is removed and ``path`` is left as it was."""
@@ -189,6 +197,9 @@ def replace_from_tmp(path: Path, write: Callable[[str], Any]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -208,9 +219,11 @@ def replace_many(writes: dict[Path, Callable[[str], Any]]) -> None:
             write(tmp)
         for path, tmp in temps.items():
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         for tmp in temps.values():
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _named(e, path) from e
         raise
 
 
