@@ -30,10 +30,13 @@ def knn_from_features(
     out_idx, out_val = [], []
     for start in range(0, n, block):
         sim = x[start : start + block] @ x.T
-        if not include_self:
-            rows = torch.arange(sim.shape[0], device=sim.device)
-            sim[rows, rows + start] = float("-inf")
+        rows = torch.arange(sim.shape[0], device=sim.device)
+        own = sim[rows, rows + start].clone()
+        # the item itself is always first (kept) or never there (excluded), whatever its duplicates score
+        sim[rows, rows + start] = float("inf") if include_self else float("-inf")
         val, idx = topk_lower_index_first(sim, k)
+        if include_self:
+            val[:, 0] = own
         out_idx.append(idx)
         out_val.append(val)
     return torch.cat(out_idx), torch.cat(out_val)
