@@ -19,7 +19,7 @@ from mmprep.dataset.reader import Dataset, load_dataset
 from mmprep.errors import PrepError
 from mmprep.graph.fuse import fuse_features, normalize_weights
 from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
-from mmprep.graph.table import graph_name, graph_table
+from mmprep.graph.table import graph_table
 
 log = logging.getLogger("mmprep.graph")
 
@@ -128,9 +128,9 @@ def add_graphs(
         raise PrepError(f"modality given twice: {list(modalities)}")
     if fuse_weights is not None and len(modalities) < 2:
         raise PrepError("--fuse needs at least two --modality options")
-    targets = [graph_name(m, opts.k) for m in modalities] if per_modality else []
+    targets = [fmt.graph_path(m, opts.k) for m in modalities] if per_modality else []
     if fuse_weights is not None:
-        targets.append(graph_name("fused", opts.k))
+        targets.append(fmt.graph_path("fused", opts.k))
     with dataset_update(root, replacing=targets) as update:
         written = _write_graphs(load_dataset(root), modalities, opts, fuse_weights, per_modality)
         graphs = dict(update.manifest.get("graphs") or {})
@@ -157,7 +157,7 @@ def _write_graphs(
             matrix, mask = features[m]
             indices, scores, entry = _build_one(matrix, opts, m, normalize=True)
             entry.update(modality=m, features_sha256=hashes[m], present=int(mask.sum()))
-            path = graph_name(m, opts.k)
+            path = fmt.graph_path(m, opts.k)
             write_parquet(root / path, graph_table(indices, scores))
             written[path] = entry
     if fuse_weights is not None:
@@ -171,7 +171,7 @@ def _write_graphs(
             fusion="top-k of sum_m w_m * cosine_m (weights scaled to sum 1)",
             features_sha256=hashes,
         )
-        path = graph_name("fused", opts.k)
+        path = fmt.graph_path("fused", opts.k)
         write_parquet(root / path, graph_table(indices, scores))
         written[path] = entry
     return written
