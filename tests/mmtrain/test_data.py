@@ -67,6 +67,41 @@ def test_reader_rejects_bad_datasets(tmp_path):
         DatasetDir(tmp_path / "nope")
 
 
+def test_reader_checks_stored_graphs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = random_dataset(tmp_path / "rand", n_users=10, n_items=6, per_user=3, features=True)
+    item = np.repeat(np.arange(6), 2).astype(np.int32)
+    neighbor = ((item + np.tile([1, 2], 6)) % 6).astype(np.int32)
+    score = np.tile(np.array([0.9, 0.5], np.float32), 6)
+    rank = np.tile(np.arange(2, dtype=np.int16), 6)
+    path = root / "graphs" / "knn_image_k2.parquet"
+    path.parent.mkdir()
+
+    def write(**cols):
+        base = {"item_idx": item, "neighbor_idx": neighbor, "score": score, "rank": rank}
+        pq.write_table(pa.table({k: pa.array(v) for k, v in {**base, **cols}.items()}), path)
+
+    write()
+    idx, val = DatasetDir(root).read_graph(path)
+    assert idx.tolist() == neighbor.reshape(6, 2).tolist() and val[:, 0].tolist() == pytest.approx([0.9] * 6)
+    write(rank=np.zeros(12, np.int16))
+    with pytest.raises(
+        FormatError, match=r"knn_image_k2.parquet: items do not each have exactly 2 neighbours"
+    ):
+        DatasetDir(root).read_graph(path)
+    write(score=np.where(np.arange(12) == 7, np.nan, score).astype(np.float32))
+    with pytest.raises(FormatError, match=r"knn_image_k2.parquet:8: score nan is not finite"):
+        DatasetDir(root).read_graph(path)
+    write(neighbor_idx=np.where(np.arange(12) == 3, 6, neighbor).astype(np.int32))
+    with pytest.raises(FormatError, match=r"knn_image_k2.parquet:4: neighbor_idx 6 out of range \[0, 6\)"):
+        load_data(root).item_knn("image", 2, include_self=False)
+    write(score=score.astype(np.float64))
+    with pytest.raises(FormatError, match="column score is double, expected float"):
+        DatasetDir(root).read_graph(path)
+
+
 def test_sampler_never_returns_a_positive_and_is_seeded():
     # user 0 has every item but 4 as a positive: its only possible negative is 4
     users = torch.tensor([0, 0, 0, 0, 1, 2, 2])
