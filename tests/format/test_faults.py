@@ -259,3 +259,29 @@ def test_manifest_of_a_refused_update_is_untouched(small):
     manifest = json.loads((small / "manifest.json").read_text())
     result = _mmprep("graph", small, "--modality", "image", "--k", "2", "--device", "cpu")
     assert result.exit_code == 2 and json.loads((small / "manifest.json").read_text()) == manifest
+
+
+def test_sigterm_inside_any_cli_command_runs_the_ctrl_c_cleanup(tmp_path):
+    import click
+
+    from mmformat.atomic import atomic_dir
+    from mmformat.cli import UserErrorGroup
+
+    class Group(UserErrorGroup):
+        prog = "tool"
+
+    @click.group(cls=Group)
+    def cli() -> None:
+        pass
+
+    @cli.command()
+    def write() -> None:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "half").write_text("x")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # the handler raises before this ends
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(cli, ["write"])
+    assert result.exit_code == 143 and result.output == "tool: interrupted (SIGTERM)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
