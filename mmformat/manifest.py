@@ -114,12 +114,16 @@ def data_files(root: str | Path) -> list[str]:
 
 
 def check_files(
-    root: str | Path, manifest: dict[str, Any], check_hashes: bool = True, skip: Iterable[str] = ()
+    root: str | Path,
+    manifest: dict[str, Any],
+    check_hashes: bool = True,
+    skip: Iterable[str] = (),
+    unlisted: bool = True,
 ) -> list[str]:
     """Problems of the listed files (missing, size or sha256 differs) and of data files the manifest omits.
 
     ``skip``: paths not checked (the files an update is about to replace); an entry ending in ``/`` skips
-    everything under that folder.
+    everything under that folder. ``unlisted=False`` leaves out the data files the manifest omits.
     """
     root = Path(root)
     skip = set(skip)
@@ -138,6 +142,8 @@ def check_files(
             problems.append(f"{rel}: size {path.stat().st_size} differs from manifest ({entry['bytes']})")
         elif check_hashes and sha256_file(path) != entry["sha256"]:
             problems.append(f"{rel}: sha256 differs from manifest")
+    if not unlisted:
+        return problems
     problems += [
         f"{rel}: on disk but not listed in manifest"
         for rel in data_files(root)

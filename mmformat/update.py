@@ -51,12 +51,8 @@ def dataset_update(root: str | Path, replacing: Iterable[str] = ()) -> Iterator[
     read_manifest(root)
     with write_lock(root):
         manifest = read_manifest(root)
-        replacing = set(replacing)
-        problems = [
-            p
-            for p in check_files(root, manifest, skip=replacing)
-            if "not listed in manifest" not in p  # an earlier killed update's leftover is not tampering
-        ]
+        # a file the manifest omits (left by an update killed before its manifest) is not tampering
+        problems = check_files(root, manifest, skip=replacing, unlisted=False)
         if problems:
             raise FormatError(f"{problems[0]}; refusing to update (rebuild or restore the dataset)", root)
         sweep(root)
