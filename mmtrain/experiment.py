@@ -105,6 +105,7 @@ def run_experiment(
             "peak_memory_mib": peak_memory(data.device),
             "val": fit.best_val,
             "test": test,
+            "graph_source": data.graph_sources,
         }
         if run is not None:
             run.write_final(final)

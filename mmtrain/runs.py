@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import mmtrain
-from mmformat.atomic import replace_from_tmp, write_json, write_text
+from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
 
@@ -118,6 +118,8 @@ class RunDir:
     def __init__(self, path: Path, tensorboard: bool = True):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        for folder in (self.path.parent, *(p for p in self.path.parent.iterdir() if p.is_dir())):
+            remove_stale_temps(folder)  # files half-written by killed runs (kill -9) under the same output
         self.rows: list[dict[str, Any]] = []
         self._tb = None
         if tensorboard:
@@ -158,7 +160,12 @@ class RunDir:
             self._tb.flush()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        """Write ``best.pt`` atomically. The state is serialised in memory first and written with plain file
+        I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the opaque
+        ``RuntimeError`` torch's own file writer raises."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
 
     def write_final(self, result: dict[str, Any]) -> None:
         write_json(self.path / FINAL, result)

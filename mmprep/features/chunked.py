@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mmformat import layout as fmt
-from mmformat.atomic import write_json, write_npy
+from mmformat.atomic import remove_stale_temps, write_json, write_npy
 
 log = logging.getLogger("mmprep.features")
 
@@ -58,6 +58,7 @@ class ChunkStore:
         self._load()
 
     def _load(self) -> None:
+        remove_stale_temps(self.dir)  # chunk files half-written by a killed run
         path = self.dir / PROGRESS
         if not path.is_file():
             if self.dir.exists():
