@@ -48,6 +48,8 @@ def test_run_eval_compare(dataset, tmp_path):
         "final.json",
         "metrics.csv",
         "tensorboard",
+        "test_per_user.parquet",
+        "val_per_user.parquet",
         "versions.json",
     ]
     assert json.loads((run / "final.json").read_text()) == final
