@@ -201,6 +201,9 @@ def add_significance(
             if values is None:
                 continue
             r = wilcoxon_paired(*values, *base_values)
+            if r.p is None:
+                log.warning("%s and %s share no evaluated user: no significance test", e["key"], baseline)
+                continue
             e["significance"] = {
                 "metric": metric,
                 "split": "test",

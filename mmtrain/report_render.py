@@ -7,6 +7,7 @@ bars, the validation curves of the selected runs), no script, no external styles
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 PALETTE = (
@@ -181,11 +182,16 @@ def _html_table(rows: list[dict[str, str]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _ticks(top: float, n: int = 5) -> list[float]:
-    return [top * i / n for i in range(n + 1)]
+def _nice_top(value: float, n: int = 5) -> tuple[float, list[float]]:
+    """An axis top >= ``value`` and its ticks at a round step (1, 2 or 5 times a power of ten)."""
+    raw = max(value, 1e-12) / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    count = math.ceil(value / step - 1e-9)
+    return step * count, [step * i for i in range(count + 1)]
 
 
 def bar_chart_svg(board: dict[str, Any]) -> str:
@@ -196,19 +202,19 @@ def bar_chart_svg(board: dict[str, Any]) -> str:
     left, top, bottom, band = 70, 30, 110, 64
     width, height = left + band * max(len(bars), 1) + 30, 380
     plot_h = height - top - bottom
-    ymax = max([s["mean"] + (s.get("std") or 0.0) for _, s in bars] + [1e-9]) * 1.15
+    ymax, ticks = _nice_top(max([s["mean"] + (s.get("std") or 0.0) for _, s in bars] + [1e-9]) * 1.1)
 
     def y(v: float) -> float:
         return top + plot_h * (1 - v / ymax)
 
     out = [f'<svg width="{width}" height="{height}" role="img" aria-label="test {html.escape(metric)}">']
-    for v in _ticks(ymax):
+    for v in ticks:
         out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
     for i, (e, s) in enumerate(bars):
         x = left + i * band + band * 0.15
         cx = x + band * 0.35
-        colour = "#999999" if e["model"] == board["baseline"] else PALETTE[i % len(PALETTE)]
+        colour = PALETTE[board["models"].index(e) % len(PALETTE)]
         out.append(
             f'<rect x="{x:.1f}" y="{y(s["mean"]):.1f}" width="{band * 0.7:.1f}" '
             f'height="{y(0) - y(s["mean"]):.1f}" fill="{colour}"><title>{html.escape(e["model"])}: '
@@ -250,7 +256,7 @@ def curves_svg(board: dict[str, Any], curves: dict[str, list[tuple[Any, list[tup
     xs = [p[0] for s in series for p in s[3]]
     ys = [p[1] for s in series for p in s[3]]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    ymax = max(max(ys), 1e-9) * 1.1
+    ymax, ticks = _nice_top(max(max(ys), 1e-9) * 1.05)
     left, top, bottom, legend = 70, 20, 50, 220
     width, height = 980, 420
     plot_w, plot_h = width - left - legend - 20, height - top - bottom
@@ -264,13 +270,12 @@ def curves_svg(board: dict[str, Any], curves: dict[str, list[tuple[Any, list[tup
     out = [
         f'<svg width="{width}" height="{height}" role="img" aria-label="validation {html.escape(metric)}">'
     ]
-    for v in _ticks(ymax):
+    for v in ticks:
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
-    for v in _ticks(x1 - x0):
-        out.append(
-            f'<text x="{px(x0 + v):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{x0 + v:.0f}</text>'
-        )
+        out.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    step = max(1, math.ceil((x1 - x0) / 10))
+    for epoch in range(math.ceil(x0), math.floor(x1) + 1, step):
+        out.append(f'<text x="{px(epoch):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{epoch}</text>')
     for i, e, seed, pts in series:
         colour = PALETTE[i % len(PALETTE)]
         coords = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts)
@@ -299,6 +304,7 @@ def curves_svg(board: dict[str, Any], curves: dict[str, list[tuple[Any, list[tup
 
 CSS = """
 body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1400px; }
+.wide { overflow-x: auto; }
 table { border-collapse: collapse; margin: 8px 0 24px; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
