@@ -33,6 +33,7 @@ import mmtrain
 from mmformat.atomic import replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
+from mmtrain.stats import mean_std
 
 CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
     "config.yaml",
@@ -264,8 +265,6 @@ def _text(value: Any) -> str | None:
 def group_rows(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
     """One row per (model, dataset, split, hyperparameter values): the seeds, and for each number of
     :func:`run_row` its mean and sample std over the seeds (``<column>_std``)."""
-    from mmtrain.stats import mean_std
-
     hp = hyperparameter_keys(runs)
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in sorted(runs, key=lambda r: str(r["config"].get("seed"))):

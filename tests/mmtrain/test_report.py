@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -172,6 +173,27 @@ def test_markdown_and_html_report(suite):
     curves = re.findall(r'<polyline points="([^"]+)"', page)
     assert len(curves) == 9 and all(len(c.split()) == 3 for c in curves)
     assert "peak RSS MiB" in page and "s/epoch" in page and "reg_weight=0.0" in page
+
+
+def test_unfinished_trials_and_runs_without_per_user_files(suite, tmp_path, caplog):
+    copy = tmp_path / "s"
+    shutil.copytree(suite, copy)
+    selection = json.loads((copy / "selection.json").read_text())["models"]
+    (copy / "trials" / selection["mf"]["trial_ids"][0] / "final.json").unlink()  # a trial still running
+    for trial_id in selection["vbpr"]["trial_ids"]:  # runs written before per-user files existed
+        (copy / "trials" / trial_id / "test_per_user.parquet").unlink()
+    board = write_report(copy)
+    entries = {e["model"]: e for e in board["models"]}
+    assert entries["mf"]["n_seeds"] == 2 and entries["mf"]["trial_ids"] == selection["mf"]["trial_ids"][1:]
+    finals = finals_of(copy, selection["mf"]["trial_ids"][1:])
+    assert entries["mf"]["test"]["recall@20"]["mean"] == pytest.approx(
+        np.mean([f["test"]["recall@20"] for f in finals])
+    )
+    assert entries["vbpr"]["significance"] is None
+    # one test left: Holm leaves its p as it is
+    assert entries["mf"]["significance"]["n_tests"] == 1
+    assert entries["mf"]["significance"]["p_holm"] == entries["mf"]["significance"]["p"]
+    assert "has no final.json" in caplog.text and "per-user metrics missing" in caplog.text
 
 
 def test_report_cli_without_torch_and_user_errors(suite, tmp_path):
