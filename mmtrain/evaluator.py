@@ -210,11 +210,11 @@ class Evaluator:
     def evaluate(self, model: Model, split: str) -> dict[str, float]:
         """Mean metrics over the users with held-out items in ``split`` (``val`` or ``test``).
 
-        The per-user values behind the means are kept in ``last_per_user[split]`` (CPU tensors), so a caller
-        can write them without evaluating again.
+        The per-user values behind the means are kept in ``last_per_user[split]`` (on the data's device), so a
+        caller can write them without evaluating again.
         """
         users, metrics = self.per_user(model, split)
-        self.last_per_user[split] = (users.cpu(), {name: v.cpu() for name, v in metrics.items()})
+        self.last_per_user[split] = (users, metrics)
         n_users = len(users)
         result: dict[str, float] = {
             name: float(values.sum()) / max(n_users, 1) for name, values in metrics.items()

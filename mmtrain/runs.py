@@ -267,7 +267,7 @@ def group_rows(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str,
     :func:`run_row` its mean and sample std over the seeds (``<column>_std``)."""
     hp = hyperparameter_keys(runs)
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in sorted(runs, key=lambda r: str(r["config"].get("seed"))):
+    for r in runs:
         cfg = r["config"]
         point = tuple(json.dumps(cfg.get(k), sort_keys=True, default=str) for k in hp)
         groups.setdefault(
@@ -276,6 +276,7 @@ def group_rows(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str,
     rows = []
     for (model, dataset, split, _), members in groups.items():
         cfg = members[0]["config"]
+        members = sorted(members, key=lambda m: (str(type(m["config"].get("seed"))), m["config"].get("seed")))
         per_run = [run_row(m, metrics) for m in members]
         row: dict[str, Any] = {"model": model, "dataset": dataset, "split": split}
         row.update({k: _text(cfg.get(k)) for k in hp})
