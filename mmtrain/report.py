@@ -10,6 +10,7 @@ Torch-free: ``mmtrain report`` starts without importing torch.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -71,8 +72,6 @@ def published_numbers(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def read_curve(run_dir: Path, metric: str) -> list[tuple[float, float]]:
     """``(epoch, val_<metric>)`` of the evaluated epochs in a run's metrics.csv (empty when absent)."""
-    import csv
-
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return []
@@ -155,13 +154,18 @@ def compare_published(entry: dict[str, Any], published: dict[str, Any] | None) -
     return {"source": published.get("source"), "metrics": rows}
 
 
-def _seed_averaged(entry: dict[str, Any], trials: list[dict[str, Any]], metric: str):
-    """Per-user test ``metric`` averaged over the entry's seeds, or None when a per-user file lacks it."""
+def _seed_averaged(trials: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-user test ``metric`` of the trials averaged over seeds; None (with a warning) when a trial has no
+    per-user file or the file lacks the metric."""
     runs = []
     for t in trials:
-        users, values = read_per_user(t["path"], "test")
+        try:
+            users, values = read_per_user(t["path"], "test")
+        except TrainError as err:
+            log.warning("no significance test: %s", err)
+            return None
         if metric not in values:
-            log.warning("%s has no per-user %s", t["path"], metric)
+            log.warning("no significance test: %s has no per-user %s", t["path"], metric)
             return None
         runs.append((users, values[metric]))
     return seed_average(runs)
@@ -182,22 +186,14 @@ def add_significance(
                 "baseline %s is not in the suite for dataset %s: no significance tests", baseline, dataset
             )
             continue
-        try:
-            base_values = _seed_averaged(base, trials[base["key"]], metric)
-        except TrainError as err:
-            log.warning("no significance tests: %s", err)
-            continue
+        base_values = _seed_averaged(trials[base["key"]], metric)
         if base_values is None:
             continue
         tested = []
         for e in group:
             if e is base:
                 continue
-            try:
-                values = _seed_averaged(e, trials[e["key"]], metric)
-            except TrainError as err:
-                log.warning("no significance test for %s: %s", e["key"], err)
-                continue
+            values = _seed_averaged(trials[e["key"]], metric)
             if values is None:
                 continue
             r = wilcoxon_paired(*values, *base_values)
