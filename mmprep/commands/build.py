@@ -53,15 +53,11 @@ def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool)
     m = load_dataset(out).manifest
     c = m["counts"]
     console.print(
-        f"[bold]{name}[/bold]: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions -> {out}"
+        f"{name}: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions -> {out}"
     )
     diffs = {k: (c.get(k), v) for k, v in recipe.expected.items() if c.get(k) != v}
     if recipe.expected:
-        console.print(
-            "[green]matches the published counts[/green]"
-            if not diffs
-            else f"[yellow]differs[/yellow]: {diffs}"
-        )
+        console.print("matches the published counts" if not diffs else f"differs: {diffs}")
 
 
 @click.command("build")
@@ -176,7 +172,7 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
     c = manifest["counts"]
     s = manifest["splits"]["warm"]["counts"]
     console.print(
-        f"[bold]{name}[/bold]: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions "
+        f"{name}: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions "
         f"(train {s['train']:,} / val {s['val']:,} / test {s['test']:,}) -> {out}"
     )
     if manifest["skipped"]["counts"]:
@@ -186,9 +182,9 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
     if recipe and recipe.expected:
         diffs = {k: (c.get(k), v) for k, v in recipe.expected.items() if c.get(k) != v}
         if diffs:
-            console.print(f"[yellow]differs from the published counts[/yellow] (got, expected): {diffs}")
+            console.print(f"differs from the published counts (got, expected): {diffs}")
         else:
-            console.print("[green]matches the published counts[/green]")
+            console.print("matches the published counts")
 
 
 COMMANDS = [build_cmd]

@@ -33,7 +33,7 @@ from mmprep.features.folder import folder_images
 from mmprep.features.images import encode_image_batches
 from mmprep.features.text import build_texts
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 FILL_POLICIES = ("mean", "zeros")
 
@@ -107,6 +107,11 @@ def finish(
     return entry
 
 
+def _label(modality: str, name: str) -> str:
+    """The progress bar label: the output name, with the modality when the name does not say it."""
+    return name if name == modality else f"{modality} {name}"
+
+
 def _encode_plan(
     root: Path,
     name: str,
@@ -178,7 +183,7 @@ def extract_text(
 
         return _normalized(gen(), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, f"text {name}")
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("text", name))
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok & present, opts.fill, entry)
 
@@ -273,7 +278,7 @@ def extract_images(
     def batches_fn(batches: list[np.ndarray]):
         return _normalized(encode_image_batches(enc, paths, batches, opts.workers), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, f"image {name}")
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("image", name))
     entry["undecodable"] = int((has_file & ~ok).sum())
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok, opts.fill, entry)

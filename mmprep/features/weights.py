@@ -16,7 +16,7 @@ from pathlib import Path
 from mmformat.hashing import sha256_file
 from mmprep.errors import PrepError
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}

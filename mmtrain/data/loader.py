@@ -18,7 +18,7 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, ui_adjacency
 from mmtrain.graph.knn import knn_from_features
 
-log = logging.getLogger("mmtrain")
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
