@@ -10,6 +10,7 @@ from mmprep.build import ITEM_TEXT_CHOICES, BuildParams, build_dataset
 from mmprep.errors import PrepError
 from mmprep.progress import console
 from mmprep.recipes import load_recipe
+from mmprep.reuse import up_to_date
 from mmprep.sources.base import SourceFiles
 from mmprep.split.warm import METHODS
 
@@ -159,10 +160,19 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
         )
     chosen = {k: v for k, v in overrides.items() if v is not None and not (k == "strict" and not v)}
     params = BuildParams(**{**recipe_params, **chosen})
+    source_files = SourceFiles(roles)
+    if not overwrite and out.exists():
+        if up_to_date(out, name, source_format, source_files, params):
+            console.print(f"{out} is up to date (same raw files and parameters); nothing to do")
+            return
+        raise PrepError(
+            "output already exists, built from other raw files or parameters (use --overwrite to replace it)",
+            out,
+        )
     manifest = build_dataset(
         name,
         source_format,
-        SourceFiles(roles),
+        source_files,
         params,
         out,
         overwrite=overwrite,

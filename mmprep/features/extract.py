@@ -32,6 +32,7 @@ from mmprep.features.download import default_cache_dir, download_images, read_ur
 from mmprep.features.folder import folder_images
 from mmprep.features.images import encode_image_batches
 from mmprep.features.text import build_texts
+from mmprep.features.weights import DEFAULT_TEXT_MODEL, resolve_sentence_model
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ def extract_text(
     root = Path(root)
     ds = load_dataset(root)
     texts, present, used = build_texts(ds.items, fields, template)
+    if encoder == "sbert":  # a model that cannot be had offline fails here, before torch is imported
+        resolve_sentence_model(model or DEFAULT_TEXT_MODEL)
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     start = time.perf_counter()
