@@ -19,6 +19,7 @@ trap 'rm -rf "$TOOLS"' EXIT
 "$TOOLS/bin/pip" install --quiet "$PIP_TOOLS"
 
 cd "$REPO"
+export CUSTOM_COMPILE_COMMAND=scripts/lock.sh  # the command the files' header names
 compile() {
     local out=$1
     shift
