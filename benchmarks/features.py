@@ -32,7 +32,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_info, sgemm_gflops  # noqa: E402
+from _common import RESULTS, machine_info, sgemm_gflops
 
 WORDS = (
     "soft baby blanket cotton stroller bottle warm kitchen knife steel toy wooden red blue organic travel "

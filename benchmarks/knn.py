@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_info, sgemm_gflops  # noqa: E402
+from _common import RESULTS, machine_info, sgemm_gflops
 
 
 def synthetic(n: int, d: int, seed: int = 0, chunk: int = 65536) -> np.ndarray:

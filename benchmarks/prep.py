@@ -34,8 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, RESULTS, machine_info  # noqa: E402
-from _generate import DumpInfo, ensure_dump  # noqa: E402
+from _common import REPO, RESULTS, machine_info
+from _generate import DumpInfo, ensure_dump
 
 DEFAULT_JSON = RESULTS / "prep.json"
 K_CORE = 5
@@ -240,7 +240,7 @@ def compare_counts(a: RunResult, b: RunResult) -> list[str]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """The result table on stdout (rich when it is installed)."""
+    """The result table on stdout, columns right-aligned."""
     headers = [
         "rows",
         "impl",
@@ -270,21 +270,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f"{c.get('interactions', 0):,}",
             ]
         )
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-        print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
-        for row in cells:
-            print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
-        return
-    table = Table(title="mmprep build vs pandas (Amazon-2014 synthetic dump, 5-core, random split)")
-    for h in headers:
-        table.add_column(h, justify="right")
+    print("mmprep build vs pandas (Amazon-2014 synthetic dump, 5-core, random split)")
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
     for row in cells:
-        table.add_row(*row)
-    Console(width=160).print(table)
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def benchmark(

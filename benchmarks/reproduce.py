@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DIFFMM_SOURCES, RESULTS, diffmm_dataset, machine_info, sets_for  # noqa: E402
+from _common import DIFFMM_SOURCES, RESULTS, diffmm_dataset, machine_info, sets_for
 
 ALL_MODELS = "lightgcn,mf,vbpr,mmgcn,lattice,micro,freedom,mgcn,bm3,slmrec,mmssl,soil,mdmns"
 

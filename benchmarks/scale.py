@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DIFFMM_SOURCES, RESULTS, machine_info, sets_for  # noqa: E402
+from _common import DIFFMM_SOURCES, RESULTS, machine_info, sets_for
 
 GRAPH_MODELS = "lattice,micro,freedom,mgcn,soil,bm3"
 

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, diffmm_dataset, machine_info  # noqa: E402
+from _common import RESULTS, diffmm_dataset, machine_info
 
 
 def sync(device: torch.device) -> None:

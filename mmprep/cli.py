@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from mmformat.cli import UserErrorGroup
+from mmformat.progress import setup_logging
 from mmprep import __version__
 
 
@@ -31,7 +31,7 @@ def main(verbose: int) -> None:
       mmprep info out/all-beauty
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(level, "%(levelname)s %(name)s: %(message)s")
 
 
 def _register() -> None:

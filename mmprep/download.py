@@ -11,9 +11,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from mmformat.hashing import sha256_file
+from mmformat.progress import bar as progress_bar
 from mmprep.errors import PrepError
 from mmprep.recipes import RawFile, Recipe
 
@@ -77,7 +76,7 @@ def fetch(url: str, dest: Path, sha256: str | None = None, timeout: float = 30.0
             total = (total + have) if (total and resumed) else total
             with (
                 open(part, mode) as f,
-                tqdm(
+                progress_bar(
                     total=total,
                     initial=have if resumed else 0,
                     unit="B",

@@ -21,8 +21,16 @@ def degree_percentiles(idx: np.ndarray, n: int) -> dict[str, float]:
     return {f"p{p}": float(v) for p, v in zip(PERCENTILES, values, strict=True)} | {"mean": float(deg.mean())}
 
 
+def graph_info(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The kNN graphs the manifest lists (``mmprep graph``): file -> modality, k and edge count."""
+    return {
+        path: {"modality": entry.get("modality"), "k": entry.get("k"), "edges": entry.get("rows")}
+        for path, entry in sorted((manifest.get("graphs") or {}).items())
+    }
+
+
 def dataset_info(root: Path) -> dict[str, Any]:
-    """Counts, density, degree percentiles, split sizes, item-field and modality coverage."""
+    """Counts, density, degree percentiles, split sizes, item-field and modality coverage, kNN graphs."""
     ds = load_dataset(root)
     inter = ds.interactions()
     n_u, n_i, n = ds.n_users, ds.n_items, len(inter)
@@ -37,6 +45,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
         "splits": {},
         "item_fields": {},
         "modalities": {},
+        "graphs": graph_info(ds.manifest),
     }
     for split_set in ds.split_sets():
         info["splits"][split_set] = {name: len(s) for name, s in ds.splits(split_set).items()}

@@ -1,4 +1,4 @@
-"""Progress and stage reporting on stderr (rich), so data on stdout and files stays clean."""
+"""Stage reporting and summary lines on stderr (via :mod:`mmformat.progress`), so stdout and files stay data."""
 
 from __future__ import annotations
 
@@ -7,22 +7,27 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
+from mmformat.progress import echo
 
-console = Console(stderr=True)
-log = logging.getLogger("mmprep")
+log = logging.getLogger(__name__)
+
+
+class _Console:
+    """``console.print(message)``: a command's summary line on stderr, printed above any progress bar."""
+
+    def print(self, message: str) -> None:
+        echo(message)
+
+
+console = _Console()
 
 
 @contextmanager
 def stage(title: str, quiet: bool = False) -> Iterator[None]:
-    """Show a spinner while a pipeline stage runs, then one line with its duration."""
+    """Run a pipeline stage, then report one line with its duration (on stderr unless ``quiet``)."""
     start = time.perf_counter()
-    if quiet:
-        yield
-    else:
-        with console.status(f"[bold]{title}[/bold] ..."):
-            yield
+    yield
     elapsed = time.perf_counter() - start
     log.info("%s took %.2fs", title, elapsed)
     if not quiet:
-        console.print(f"[green]✓[/green] {title} [dim]({elapsed:.1f}s)[/dim]")
+        echo(f"✓ {title} ({elapsed:.1f}s)")

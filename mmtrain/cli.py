@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ from typing import Any
 import click
 
 from mmformat.cli import UserErrorGroup
+from mmformat.progress import setup_logging
 from mmtrain import __version__
 from mmtrain.config import find_recipe, parse_grid, parse_set, read_recipe
 from mmtrain.errors import TrainError
 
-log = logging.getLogger("mmtrain")
+log = logging.getLogger(__name__)
 
 
 class TrainGroup(UserErrorGroup):
@@ -42,7 +42,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
       mmtrain eval runs/lightgcn-baby-warm-s999-20250101-120000/best.pt
     """
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging(level, "%(asctime)s %(name)s: %(message)s")
     ctx.obj = {"progress": not quiet}
 
 

@@ -30,7 +30,7 @@ from mmtrain.models import Model, get_model
 from mmtrain.runs import RunDir, peak_memory, reset_peak_memory, versions
 from mmtrain.trainer import Trainer, seed_everything
 
-log = logging.getLogger("mmtrain")
+log = logging.getLogger(__name__)
 
 
 def make_config(

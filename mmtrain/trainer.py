@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from mmformat.progress import bar as progress_bar
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import BPRSampler
 from mmtrain.errors import TrainError
@@ -29,7 +29,7 @@ from mmtrain.evaluator import Evaluator
 from mmtrain.models.base import Model
 from mmtrain.runs import RunDir
 
-log = logging.getLogger("mmtrain")
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -127,7 +127,7 @@ class Trainer:
         result = FitResult(0, {}, 0, False)
         budget = cfg["max_minutes"] * 60 or math.inf
         fit_start = time.perf_counter()
-        bar = tqdm(
+        bar = progress_bar(
             range(1, cfg["epochs"] + 1), desc=cfg["model"], unit="ep", disable=None if self.progress else True
         )
         for epoch in bar:

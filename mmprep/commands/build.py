@@ -11,6 +11,7 @@ from mmprep.commands.checks import at_least, ratio
 from mmprep.errors import PrepError
 from mmprep.progress import console
 from mmprep.recipes import load_recipe
+from mmprep.reuse import up_to_date
 from mmprep.sources.base import SourceFiles
 from mmprep.split.warm import METHODS
 
@@ -54,15 +55,11 @@ def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool)
     m = load_dataset(out).manifest
     c = m["counts"]
     console.print(
-        f"[bold]{name}[/bold]: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions -> {out}"
+        f"{name}: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions -> {out}"
     )
     diffs = {k: (c.get(k), v) for k, v in recipe.expected.items() if c.get(k) != v}
     if recipe.expected:
-        console.print(
-            "[green]matches the published counts[/green]"
-            if not diffs
-            else f"[yellow]differs[/yellow]: {diffs}"
-        )
+        console.print("matches the published counts" if not diffs else f"differs: {diffs}")
 
 
 @click.command("build")
@@ -178,10 +175,19 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
         )
     chosen = {k: v for k, v in overrides.items() if v is not None and not (k == "strict" and not v)}
     params = BuildParams(**{**recipe_params, **chosen})
+    source_files = SourceFiles(roles)
+    if not overwrite and out.exists():
+        if up_to_date(out, name, source_format, source_files, params):
+            console.print(f"{out} is up to date (same raw files and parameters); nothing to do")
+            return
+        raise PrepError(
+            "output already exists, built from other raw files or parameters (use --overwrite to replace it)",
+            out,
+        )
     manifest = build_dataset(
         name,
         source_format,
-        SourceFiles(roles),
+        source_files,
         params,
         out,
         overwrite=overwrite,
@@ -191,7 +197,7 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
     c = manifest["counts"]
     s = manifest["splits"]["warm"]["counts"]
     console.print(
-        f"[bold]{name}[/bold]: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions "
+        f"{name}: {c['users']:,} users, {c['items']:,} items, {c['interactions']:,} interactions "
         f"(train {s['train']:,} / val {s['val']:,} / test {s['test']:,}) -> {out}"
     )
     if manifest["skipped"]["counts"]:
@@ -201,9 +207,9 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
     if recipe and recipe.expected:
         diffs = {k: (c.get(k), v) for k, v in recipe.expected.items() if c.get(k) != v}
         if diffs:
-            console.print(f"[yellow]differs from the published counts[/yellow] (got, expected): {diffs}")
+            console.print(f"differs from the published counts (got, expected): {diffs}")
         else:
-            console.print("[green]matches the published counts[/green]")
+            console.print("matches the published counts")
 
 
 COMMANDS = [build_cmd]

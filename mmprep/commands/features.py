@@ -48,8 +48,8 @@ def _source(modality: str, source: str | None, image_dir: Path | None, b_file: P
 @click.option(
     "--fields",
     default=None,
-    help=f"Text: comma-separated item fields, joined by spaces (default {','.join(DEFAULT_FIELDS)}; "
-    "also all_categories = every category path, and review_text).",
+    help=f"Text: comma-separated item fields, joined by spaces (default: those of {','.join(DEFAULT_FIELDS)} "
+    "that the items have, else review_text; also all_categories = every category path).",
 )
 @click.option("--template", default=None, help='Text: e.g. "{title}. Brand: {brand}. {description}".')
 @click.option(

@@ -6,38 +6,48 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from mmprep.info import PERCENTILES, dataset_info
 
 
-def _table(info: dict) -> Table:
-    t = Table(title=f"{info['name']}", show_header=True, header_style="bold")
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    t.add_row("users", f"{info['users']:,}")
-    t.add_row("items", f"{info['items']:,}")
-    t.add_row("interactions", f"{info['interactions']:,}")
-    t.add_row("density", f"{info['density']:.6f} (sparsity {100 * (1 - info['density']):.4f}%)")
+def _rows(info: dict) -> list[tuple[str, str]]:
+    """The table's ``(what, value)`` rows."""
+    rows = [
+        ("users", f"{info['users']:,}"),
+        ("items", f"{info['items']:,}"),
+        ("interactions", f"{info['interactions']:,}"),
+        ("density", f"{info['density']:.6f} (sparsity {100 * (1 - info['density']):.4f}%)"),
+    ]
     for who in ("user", "item"):
         d = info[f"{who}_degree"]
         pct = " / ".join(f"{d[f'p{p}']:g}" for p in PERCENTILES)
-        t.add_row(f"{who} degree p{'/'.join(map(str, PERCENTILES))}", f"{pct} (mean {d['mean']:.2f})")
+        rows.append((f"{who} degree p{'/'.join(map(str, PERCENTILES))}", f"{pct} (mean {d['mean']:.2f})"))
     for split_set, counts in info["splits"].items():
-        t.add_row(
-            f"{split_set} split train/val/test",
-            " / ".join(f"{counts[k]:,}" for k in ("train", "val", "test")),
+        rows.append(
+            (
+                f"{split_set} split train/val/test",
+                " / ".join(f"{counts[k]:,}" for k in ("train", "val", "test")),
+            )
         )
     n = max(info["items"], 1)
     for field, present in info["item_fields"].items():
         if present:
-            t.add_row(f"item {field}", f"{present:,} ({100 * present / n:.1f}%)")
+            rows.append((f"item {field}", f"{present:,} ({100 * present / n:.1f}%)"))
     for modality, m in info["modalities"].items():
-        t.add_row(
-            f"feature {modality}", f"d={m['dim']}, {m['present']:,} items ({100 * m['present'] / n:.1f}%)"
+        rows.append(
+            (f"feature {modality}", f"d={m['dim']}, {m['present']:,} items ({100 * m['present'] / n:.1f}%)")
         )
-    return t
+    for path, g in info["graphs"].items():
+        edges = "?" if g["edges"] is None else f"{g['edges']:,}"
+        rows.append((f"graph {g['modality']}", f"k={g['k']}, {edges} edges ({path})"))
+    return rows
+
+
+def _table(info: dict) -> str:
+    """A two-column plain-text table: the dataset name, then one aligned row per statistic."""
+    rows = _rows(info)
+    width = max(len(what) for what, _ in rows)
+    return "\n".join([info["name"], *(f"  {what:<{width}}  {value}" for what, value in rows)])
 
 
 @click.command("info")
@@ -46,7 +56,7 @@ def _table(info: dict) -> Table:
     "--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout instead of a table."
 )
 def info_cmd(dataset_dir: Path, as_json: bool) -> None:
-    """Show counts, density, degree percentiles, split sizes and modality coverage of DATASET_DIR.
+    """Show counts, density, degree percentiles, split sizes, modality coverage and kNN graphs of DATASET_DIR.
 
     \b
     Examples:
@@ -57,7 +67,7 @@ def info_cmd(dataset_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
-        Console().print(_table(info))
+        click.echo(_table(info))
 
 
 COMMANDS = [info_cmd]

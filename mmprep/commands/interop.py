@@ -75,9 +75,7 @@ def import_cmd(
     violations = {k: v for k, v in warm["violations"].items() if v}
     if violations:
         found = ", ".join(f"{k} {v:,}" for k, v in violations.items())
-        console.print(
-            f"[yellow]note:[/yellow] imported splits break the warm guarantees ({found}); kept as is"
-        )
+        console.print(f"note: imported splits break the warm guarantees ({found}); kept as is")
 
 
 @click.command("export")

@@ -8,14 +8,13 @@ occurs twice the later record wins (as in MMRec's dict-based reader).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
+from mmformat.progress import bar as progress_bar
 from mmprep.errors import PrepError
 
 ASIN_BYTES = 10
@@ -56,7 +55,7 @@ def read_amazon_b(
     total = size // rec.itemsize
     with (
         open(path, "rb") as f,
-        tqdm(total=total, unit="rec", desc="read .b", file=sys.stderr, mininterval=1) as bar,
+        progress_bar(total=total, unit="rec", desc="read .b") as bar,
     ):
         while True:
             chunk = np.fromfile(f, dtype=rec, count=chunk_records)

@@ -29,7 +29,7 @@ from mmprep.features.weights import (
     weights_sha256,
 )
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"

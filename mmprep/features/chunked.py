@@ -14,19 +14,18 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from mmformat import layout as fmt
 from mmformat.atomic import remove_stale_temps, write_json, write_npy
+from mmformat.progress import bar as progress_bar
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
 
@@ -166,9 +165,7 @@ def run_chunks(
     done_items = total - sum(len(chunks[c]) for c in todo)
     remaining = Counter(owner)
     parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in todo}
-    with tqdm(
-        total=total, initial=done_items, unit="item", desc=desc, file=sys.stderr, mininterval=1, smoothing=0.1
-    ) as bar:
+    with progress_bar(total=total, initial=done_items, unit="item", desc=desc, smoothing=0.1) as bar:
         results: Iterator = iter(encode_batches(batches))
         for c, batch in zip(owner, batches, strict=True):
             vectors, ok = next(results)

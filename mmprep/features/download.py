@@ -13,7 +13,6 @@ import hashlib
 import http.client
 import logging
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,14 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
-from tqdm import tqdm
 
 from mmformat.atomic import temp_file
+from mmformat.progress import bar as progress_bar
 from mmprep import __version__
 from mmprep.errors import PrepError
 from mmprep.features.folder import IMAGE_EXTENSIONS
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"modalrec-mmprep/{__version__}"
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -127,7 +126,7 @@ def download_images(
     if todo:
         with (
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-            tqdm(total=len(todo), unit="img", desc="download", file=sys.stderr, mininterval=1) as bar,
+            progress_bar(total=len(todo), unit="img", desc="download") as bar,
         ):
             futures = {pool.submit(fetch, u, target[u], retries, timeout, backoff): u for u in todo}
             for fut in as_completed(futures):

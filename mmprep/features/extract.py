@@ -32,8 +32,9 @@ from mmprep.features.download import default_cache_dir, download_images, read_ur
 from mmprep.features.folder import folder_images
 from mmprep.features.images import encode_image_batches
 from mmprep.features.text import build_texts
+from mmprep.features.weights import DEFAULT_TEXT_MODEL, resolve_sentence_model
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 FILL_POLICIES = ("mean", "zeros")
 
@@ -113,6 +114,11 @@ def finish(
     return entry
 
 
+def _label(modality: str, name: str) -> str:
+    """The progress bar label: the output name, with the modality when the name does not say it."""
+    return name if name == modality else f"{modality} {name}"
+
+
 def _encode_plan(
     root: Path,
     name: str,
@@ -154,6 +160,8 @@ def extract_text(
     root = Path(root)
     ds = load_dataset(root)
     texts, present, used = build_texts(ds.items, fields, template)
+    if encoder == "sbert":  # a model that cannot be had offline fails here, before torch is imported
+        resolve_sentence_model(model or DEFAULT_TEXT_MODEL)
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     start = time.perf_counter()
@@ -184,7 +192,7 @@ def extract_text(
 
         return _normalized(gen(), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, f"text {name}")
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("text", name))
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok & present, opts.fill, entry)
 
@@ -279,7 +287,7 @@ def extract_images(
     def batches_fn(batches: list[np.ndarray]):
         return _normalized(encode_image_batches(enc, paths, batches, opts.workers), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, f"image {name}")
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("image", name))
     entry["undecodable"] = int((has_file & ~ok).sum())
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok, opts.fill, entry)

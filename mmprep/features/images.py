@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-log = logging.getLogger("mmprep.features")
+log = logging.getLogger(__name__)
 
 
 class ImageFiles:
@@ -30,7 +30,7 @@ class ImageFiles:
             try:
                 with Image.open(path) as im:
                     return self.preprocess(im.convert("RGB")), True
-            except Exception as e:  # noqa: BLE001 - any decoder error means "no usable image"
+            except Exception as e:  # any decoder error means "no usable image"
                 log.warning("%s: cannot decode image (%s: %s)", path, type(e).__name__, e)
         return torch.zeros(self.shape), False
 

@@ -1,7 +1,8 @@
 """Item text for text encoders, built column-wise with pyarrow from ``items.parquet`` fields.
 
 Default (MMRec ``3feat-encoder``): ``title brand <first category path> description`` joined by spaces, the first
-category path's elements joined by spaces. The pseudo-field ``all_categories`` is every element of every category
+category path's elements joined by spaces; a dataset where no item has any of them (a dump without a meta
+file, built with ``--item-text reviews``) uses ``review_text`` instead. The pseudo-field ``all_categories`` is every element of every category
 path in order (as LATTICE/MICRO use them; also the way to use every genre of a MovieLens item). A ``--template`` such as ``"{title}. Brand: {brand}. {description}"``
 replaces the plain join; its placeholders name the fields used. HTML tags and entities are removed and whitespace
 collapsed. An item whose used fields are all empty has no text (mask False).
@@ -48,6 +49,23 @@ def field_text(items: pa.Table, field: str) -> pa.Array:
     return clean_text(col)
 
 
+def default_fields(items: pa.Table) -> list[str]:
+    """``DEFAULT_FIELDS`` when some item has one of them, else ``review_text`` when it has content, else a
+    clear error (an empty default field adds nothing to the joined text, so it is kept for the record)."""
+
+    def has_content(field: str) -> bool:
+        return bool(pc.any(pc.greater(pc.utf8_length(field_text(items, field)), 0)).as_py())
+
+    if any(has_content(f) for f in DEFAULT_FIELDS):
+        return list(DEFAULT_FIELDS)
+    if not has_content("review_text"):
+        raise PrepError(
+            f"no item has text in any of {', '.join((*DEFAULT_FIELDS, 'review_text'))}; "
+            "the dataset has no item text to encode (build it with --item-text meta or reviews)"
+        )
+    return ["review_text"]
+
+
 def template_fields(template: str) -> list[str]:
     """Field names used by a ``str.format``-style template, in order of first use."""
     try:
@@ -76,7 +94,7 @@ def build_texts(
             if extra:
                 raise PrepError(f"--template uses {sorted(extra)} that --fields does not list")
     else:
-        used = list(fields or DEFAULT_FIELDS)
+        used = list(fields) if fields else default_fields(items)
     if not used:
         raise PrepError("no text fields selected")
     cols = {f: field_text(items, f) for f in used}

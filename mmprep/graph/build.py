@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from mmformat import layout as fmt
 from mmformat.atomic import write_parquet
+from mmformat.progress import bar as progress_bar
 from mmformat.update import dataset_update
 from mmprep.dataset.reader import Dataset, load_dataset
 from mmprep.errors import PrepError
@@ -21,7 +21,7 @@ from mmprep.graph.fuse import fuse_features, normalize_weights
 from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
 from mmprep.graph.table import graph_table
 
-log = logging.getLogger("mmprep.graph")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _build_one(matrix: np.ndarray, opts: GraphOptions, label: str, normalize: bo
         "seed": opts.seed,
     }
     start = time.perf_counter()
-    with tqdm(total=matrix.shape[0], unit="item", desc=f"knn {label}", leave=False, mininterval=1) as bar:
+    with progress_bar(total=matrix.shape[0], unit="item", desc=f"knn {label}", leave=False) as bar:
         indices, scores = knn_graph(
             matrix,
             opts.k,

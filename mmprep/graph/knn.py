@@ -22,7 +22,7 @@ import numpy as np
 
 from mmprep.errors import PrepError
 
-log = logging.getLogger("mmprep.graph")
+log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("exact", "ivf", "hnsw")
 _GPU_MAX_K = 2048  # FAISS GPU indexes return at most this many neighbours per query

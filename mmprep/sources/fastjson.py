@@ -100,7 +100,7 @@ class _Producer(threading.Thread):
     def run(self) -> None:
         try:
             self._inflate()
-        except Exception as e:  # noqa: BLE001 - handed to the consumer, which decides
+        except Exception as e:  # handed to the consumer, which decides
             self._put(e)
 
     def _inflate(self) -> None:

@@ -46,7 +46,7 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
     lineno = 0
     with open_binary(path) as f:
         try:
-            for lineno, raw in enumerate(f, start=1):  # noqa: B007
+            for lineno, raw in enumerate(f, start=1):
                 try:
                     text = raw.decode(encoding)
                 except UnicodeDecodeError as e:
@@ -118,7 +118,7 @@ def iter_problems(
             continue
         try:
             record = parse(text)
-        except Exception as e:  # noqa: BLE001  (any parser error is a malformed line)
+        except Exception as e:  # any parser error is a malformed line
             yield lineno, f"malformed record ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
             continue
         if check is not None:

@@ -89,7 +89,7 @@ class ImageServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server API
+            def do_GET(self):  # the http.server API names it
                 server.requests[self.path] += 1
                 if server.flaky.get(self.path, 0) > 0:
                     server.flaky[self.path] -= 1
