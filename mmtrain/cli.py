@@ -200,7 +200,7 @@ def grid(
 
     \b
     Examples:
-      mmtrain grid --model lightgcn --dataset out/baby --grid n_layers=1,2,3 --grid reg_weight=1e-4,1e-3
+      mmtrain grid --model lightgcn --dataset out/baby --grid ui_layers=1,2,3 --grid reg_weight=1e-4,1e-3
       mmtrain grid --model mf --dataset out/baby --grid lr=1e-3,5e-4 --seeds 1,2 --set epochs=200
     """
     from mmtrain.experiment import make_config, run_experiment

@@ -8,8 +8,8 @@ the graphs are built by :mod:`mmtrain.graph.interest`)::
     item graphs     G_m = symnorm(interest_m) + symnorm(kNN_k(S_m))      (frozen)
     gates           Ẽ_m = e_I ⊙ σ(W_m Lin_m(X_m) + b_m)   (raw features frozen; no user-preference gates)
     side            paper: Σ_m (1 − α_m) M_m        code: (Σ_m M_m − common) / (n_mods + 1)
-    L = L_bpr(Z) + cl_loss·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
-                 + cl_loss2·[InfoNCE(Z_u, C_I[p]) + InfoNCE(Z_u, side_I[p])]          (τ = 0.2, no L2 term)
+    L = L_bpr(Z) + cl_weight·[InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])]
+                 + cl_weight2·[InfoNCE(Z_u, C_I[p]) + InfoNCE(Z_u, side_I[p])]          (τ = 0.2, no L2 term)
 
 ``variant`` chooses between the paper (default) and the public code (``MrShouxingMa/SOIL``), which differ in:
 ``c`` (paper Eq. 5 sums the two separately normalised Laplacians, c = 1; code c = ½); the second-order edges
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import torch
 
+from mmtrain.config import at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator, bipartite_block
@@ -49,7 +50,7 @@ from mmtrain.graph.interest import (
     unit_rows,
 )
 from mmtrain.graph.knn import knn_adjacency
-from mmtrain.models.losses import bpr_loss, info_nce
+from mmtrain.models.losses import bpr_of, info_nce
 from mmtrain.models.mgcn import MGCN, TEMPERATURE
 from mmtrain.models.registry import register
 
@@ -61,18 +62,20 @@ class SOIL(MGCN):
     name = "soil"
     defaults = {
         "embedding_size": 64,
-        "n_ui_layers": 2,
-        "n_layers": 1,
+        "ui_layers": 2,
+        "item_layers": 1,
         "knn_k": 10,
         "knn_i": 10,
         "knn_a": 2,
-        "cl_loss": 0.01,
-        "cl_loss2": 0.01,
+        "cl_weight": 0.01,
+        "cl_weight2": 0.01,
         "variant": "paper",
         "graph_block": 0,
         "modalities": "all",
     }
     choices = {"variant": VARIANTS}
+    ranges = {"knn_i": at_least(1), "knn_a": at_least(0), "graph_block": at_least(0)}
+    renames = {**MGCN.renames, "cl_loss2": "cl_weight2"}
     train_features = False
     preference_gates = False
 
@@ -123,8 +126,8 @@ class SOIL(MGCN):
         z, side, content = self.outputs()
         u = z[batch.users]
         pos = batch.pos_items + self.n_users
-        rank = bpr_loss((u * z[pos]).sum(1), (u * z[batch.neg_items + self.n_users]).sum(1))
-        item_item = self.config["cl_loss"] * self.side_content_contrast(side, content, batch)
+        rank = bpr_of(u, z[pos], z[batch.neg_items + self.n_users])
+        item_item = self.config["cl_weight"] * self.side_content_contrast(side, content, batch)
         user_item = info_nce(u, content[pos], TEMPERATURE) + info_nce(u, side[pos], TEMPERATURE)
-        user_item = self.config["cl_loss2"] * user_item
+        user_item = self.config["cl_weight2"] * user_item
         return {"loss": rank + item_item + user_item, "bpr": rank, "cl_ii": item_item, "cl_ui": user_item}
