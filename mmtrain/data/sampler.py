@@ -12,14 +12,31 @@ from mmtrain.data.interactions import Interactions
 from mmtrain.errors import TrainError
 
 
-class Batch(NamedTuple):
-    """A training batch of (user, positive item, negative item) triples, all int64 on the data device, and
-    ``rng``: the trainer's generator, the one random source of a model's draws in this step."""
+class Triples(NamedTuple):
+    """(user, positive item, negative item) triples, all int64 on the data device."""
 
     users: torch.Tensor
     pos_items: torch.Tensor
     neg_items: torch.Tensor
-    rng: torch.Generator | None = None
+
+
+class Batch(Triples):
+    """A training batch: the three tensors of :class:`Triples` (unpacking and iteration give exactly those) and
+    ``rng``, the trainer's generator, the one random source of a model's draws in this step (None outside the
+    trainer)."""
+
+    rng: torch.Generator | None
+
+    def __new__(
+        cls,
+        users: torch.Tensor,
+        pos_items: torch.Tensor,
+        neg_items: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ) -> Batch:
+        batch = super().__new__(cls, users, pos_items, neg_items)
+        batch.rng = rng
+        return batch
 
 
 SAMPLERS = ("pairs", "users")

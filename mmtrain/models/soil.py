@@ -88,7 +88,17 @@ class SOIL(MGCN):
         adjacency = data.ui_adjacency("sym")
         user_item = bipartite_block(adjacency, self.n_users)
         block = cfg["graph_block"] or None
-        edges = second_order_edges(data.train, self._units(data), cfg["knn_a"], cfg["variant"], block)
+        train = data.train
+        edges = second_order_edges(
+            train.users,
+            train.items,
+            self.n_users,
+            self.n_items,
+            self._units(data),
+            cfg["knn_a"],
+            cfg["variant"],
+            block,
+        )
         second, second_user_item = second_order_operators(*edges, self.n_users, self.n_items)
         weight = 1.0 if cfg["variant"] == "paper" else 0.5
         return (
@@ -101,9 +111,11 @@ class SOIL(MGCN):
         cfg = self.config
         block = cfg["graph_block"] or None
         units = self._units(data)
-        rows, cols, counts = interest_pairs(
-            data.train, interest_columns(data.train, units, cfg["knn_i"], block)
+        train = data.train
+        columns = interest_columns(
+            train.users, train.items, self.n_users, self.n_items, units, cfg["knn_i"], block
         )
+        rows, cols, counts = interest_pairs(train.users, train.items, self.n_items, columns)
         accumulate = cfg["variant"] == "code"
         graphs = []
         for modality, unit in zip(self.modalities, units, strict=True):

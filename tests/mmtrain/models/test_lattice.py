@@ -78,7 +78,7 @@ def test_graph_is_rebuilt_with_gradients_once_per_epoch(small):
     )
     for step, expect_grad in ((0, True), (1, False), (2, True)):
         if step != 1:
-            model.on_epoch_start(step)
+            model.on_epoch_start(step, torch.Generator())
         model.zero_grad()
         model.loss(batch)["loss"].backward()
         got = model.projections[0].weight.grad

@@ -82,7 +82,7 @@ def numpy_forward(model, data, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def test_forward_and_loss_equal_numpy(small):
     model, data, config = model_for(
-        small, "mgcn", ("threads", 1), ("knn_k", 4), ("reg_weight", 0.1), ("cl_loss", 0.5)
+        small, "mgcn", ("threads", 1), ("knn_k", 4), ("reg_weight", 0.1), ("cl_weight", 0.5)
     )
     assert model.modalities == ["audio", "image"]
     assert all(f.requires_grad for f in model.features)  # raw features are trained, as in the reference

@@ -227,9 +227,9 @@ def test_epoch_schedule_and_checkpoint_carry_the_graph(tmp_path):
     model, data = small_model(tmp_path, m_topk_rate=0.08, graph_regen="epoch")
     initial = model.modal_graph(0).clone()
     model.train()
-    model.on_epoch_start(1)
+    model.on_epoch_start(1, torch.Generator().manual_seed(1))
     assert torch.equal(model.modal_graph(0), initial)  # epoch 1 uses R
-    model.on_epoch_start(2)
+    model.on_epoch_start(2, torch.Generator().manual_seed(2))
     assert model.modal_graph(0).shape == (2, 30 * 3)  # k = int(40 · 0.08) = 3 items for each of 30 users
     assert not torch.equal(model.modal_graph(0), initial)
     model.eval()
@@ -245,10 +245,10 @@ def test_epoch_schedule_and_checkpoint_carry_the_graph(tmp_path):
 
 
 def test_reference_schedule_rebuilds_from_batch_zero_then_empties(tmp_path):
-    model, data = small_model(tmp_path, graph_regen="reference", m_topk_rate=0.05, drop_rate=0.0)  # k = 2
+    model, data = small_model(tmp_path, graph_regen="reference", m_topk_rate=0.05, dropout=0.0)  # k = 2
     initial = model.modal_graph(1).clone()
     model.train()
-    model.on_epoch_start(1)
+    model.on_epoch_start(1, torch.Generator().manual_seed(1))
     batches = [
         Batch(data.train.users[s : s + 40], data.train.items[s : s + 40], data.train.items[s + 1 : s + 41])
         for s in (0, 40, 80)
@@ -270,19 +270,19 @@ def test_reference_schedule_rebuilds_from_batch_zero_then_empties(tmp_path):
     # int(N · m_topk_rate) = 0 (as on TikTok and Baby): empty from the second rebuild on, with no minimum
     zero, _ = small_model(tmp_path / "z", graph_regen="reference")
     zero.train()
-    zero.on_epoch_start(1)
+    zero.on_epoch_start(1, torch.Generator().manual_seed(1))
     zero.loss(batches[0])
     zero.loss(batches[1])
     assert zero.modal_graph(0).shape == (2, 0)
 
 
 def test_no_regeneration_keeps_the_interaction_graph(tmp_path):
-    model, data = small_model(tmp_path, graph_regen="none", drop_rate=0.0)
+    model, data = small_model(tmp_path, graph_regen="none", dropout=0.0)
     initial = [model.modal_graph(j).clone() for j in range(2)]
     assert torch.equal(initial[0], torch.stack([data.train.users, data.train.items]))
     model.train()
     for epoch in (1, 2, 3):
-        model.on_epoch_start(epoch)
+        model.on_epoch_start(epoch, torch.Generator().manual_seed(epoch))
         model.loss(Batch(data.train.users[:40], data.train.items[:40], data.train.items[1:41]))
     assert all(torch.equal(model.modal_graph(j), initial[j]) for j in range(2))
 
@@ -335,7 +335,7 @@ def test_config_errors_are_one_line(tmp_path):
     rich = load_data(random_dataset(tmp_path / "rich", n_users=20, n_items=15, features=True))
     with pytest.raises(TrainError, match=r"needs 'text' features; the dataset has: audio, image"):
         build_model(rich, make_config("mmssl", sets=[("device", "cpu"), ("modalities", "text")]))
-    with pytest.raises(TrainError, match=r"head_num=3 must divide embed_size=64"):
+    with pytest.raises(TrainError, match=r"head_num=3 must divide embedding_size=64"):
         build_model(rich, make_config("mmssl", sets=[("device", "cpu"), ("head_num", 3)]))
 
 
