@@ -4,8 +4,6 @@ numpy top-k, the reference schedule and attention, GRACE, and training on a real
 from __future__ import annotations
 
 import math
-import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -25,33 +23,9 @@ from mmtrain.models.mmssl import (
     modality_attention,
     real_rows,
 )
-from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import (
-    SHARED_DATA,
     random_dataset,
-    write_dataset,
 )
-
-
-@pytest.fixture(scope="module")
-def tiktok_subset(tmp_path_factory):
-    """Every 8th TikTok user (1164 users, 7232 train pairs) with all their items (3231) and those items' real features:
-    a full TikTok epoch of MMSSL takes minutes on one core (its discriminator reads [users, N] rows)."""
-    src = SHARED_DATA / "tiktok-mmssl"
-    if not src.is_dir():
-        pytest.skip("../shared/data is not available")
-    mats = {}
-    for split, name in (("train", "trnMat.pkl"), ("val", "valMat.pkl"), ("test", "tstMat.pkl")):
-        with open(src / name, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # pickled scipy.sparse.coo module path
-            mats[split] = pickle.load(f).tocsr()[::8].tocoo()
-    items = np.unique(np.concatenate([m.col for m in mats.values()]))
-    remap = np.full(mats["train"].shape[1], -1)
-    remap[items] = np.arange(len(items))
-    splits = {s: list(zip(m.row.tolist(), remap[m.col].tolist(), strict=True)) for s, m in mats.items()}
-    features = {m: np.load(src / f"{m}_feat.npy")[items].astype(np.float32) for m in ("image", "audio")}
-    root = tmp_path_factory.mktemp("data") / "tiktok8"
-    return write_dataset(root, splits, mats["train"].shape[0], len(items), features)
 
 
 def small_model(tmp_path, **sets):
@@ -337,23 +311,3 @@ def test_config_errors_are_one_line(tmp_path):
         build_model(rich, make_config("mmssl", sets=[("device", "cpu"), ("modalities", "text")]))
     with pytest.raises(TrainError, match=r"head_num=3 must divide embedding_size=64"):
         build_model(rich, make_config("mmssl", sets=[("device", "cpu"), ("head_num", 3)]))
-
-
-@pytest.mark.parametrize("regen", ["none", "epoch"])
-def test_trains_on_real_tiktok_users_with_decreasing_loss(tiktok_subset, regen):
-    sets = [("device", "cpu"), ("seed", 1), ("threads", 1), ("D_max_hidden", 32), ("m_topk_rate", 1e-3)]
-    config = make_config("mmssl", sets=[*sets, ("graph_regen", regen)])
-    data = prepare(tiktok_subset, config)
-    assert (data.n_users, data.n_items, len(data.train)) == (1164, 3231, 7232)
-    trainer = Trainer(build_model(data, config), data, config, progress=False)
-    model = trainer.model
-    assert model.modalities == ["audio", "image"] and model.topk() == 3
-    parts = [trainer.train_epoch(e) for e in range(1, 4)]
-    values = [p["loss"] for p in parts]
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)), values
-    assert parts[-1]["bpr"] < 0.6931 and all(math.isfinite(p["d_loss"]) for p in parts)
-    # epoch: top-3 items of every user, rebuilt; none: the 7232 training pairs
-    assert model.modal_graph(0).shape == (2, 1164 * 3 if regen == "epoch" else 7232)
-    with model.evaluation():
-        scores = model.full_scores(torch.arange(5))
-    assert scores.shape == (5, 3231) and torch.isfinite(scores).all()
