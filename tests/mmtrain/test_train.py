@@ -123,3 +123,18 @@ def test_torch_compile_matches_eager(tmp_path):
         trainer = Trainer(build_model(data, config), data, config, progress=False)
         losses[compiled] = [trainer.train_epoch(e)["loss"] for e in (1, 2)]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_amp_runs_the_training_step_under_autocast(tmp_path, amp, dtype):
+    # a Linear inside the loss is observed: bfloat16 under CPU autocast, float32 without it (so amp=true
+    # cannot be silently ignored)
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30, features=True)
+    sets = [("device", "cpu"), ("threads", 1), ("amp", amp), ("batch_size", 64)]
+    config = make_config("vbpr", sets=sets)
+    data = prepare(root, config)
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    seen = []
+    trainer.model.item_linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    parts = trainer.train_epoch(1)
+    assert seen and set(seen) == {dtype} and parts["loss"] > 0
