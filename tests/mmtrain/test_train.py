@@ -114,6 +114,7 @@ def test_mixed_precision_on_cpu_trains(tmp_path):
     assert losses[1] < losses[0] < 0.6932
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=50, n_items=30)
     losses = {}

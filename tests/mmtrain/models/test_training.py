@@ -33,7 +33,16 @@ VARIANTS: list[tuple[str, list[tuple[str, object]]]] = [
     ("slmrec", [("ssl_task", "FD+FM")]),
 ]
 
-SLOW = {"mdmns", "mmssl", "mmgcn", "slmrec", "soil", "mgcn", "micro"}  # over 10 s a case on one core
+# cases over 10 s on one core (pytest --durations)
+SLOW = {
+    "mdmns",
+    "mmgcn",
+    "mmssl",
+    "mmssl-graph_regen=epoch",
+    "slmrec-ssl_task=FD+FM",
+    "soil",
+    "soil-variant=code",
+}
 
 
 def cases() -> list:
@@ -41,7 +50,7 @@ def cases() -> list:
     out = []
     for name, extra in [(m, []) for m in available()] + VARIANTS:
         label = name + "".join(f"-{k}={v}" for k, v in extra)
-        marks = [pytest.mark.slow] if name in SLOW else []
+        marks = [pytest.mark.slow] if label in SLOW else []
         out.append(pytest.param(name, [*TRIMMED.get(name, []), *extra], id=label, marks=marks))
     return out
 
