@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -200,32 +198,19 @@ def grid(
 
     \b
     Examples:
-      mmtrain grid --model lightgcn --dataset out/baby --grid n_layers=1,2,3 --grid reg_weight=1e-4,1e-3
+      mmtrain grid --model lightgcn --dataset out/baby --grid ui_layers=1,2,3 --grid reg_weight=1e-4,1e-3
       mmtrain grid --model mf --dataset out/baby --grid lr=1e-3,5e-4 --seeds 1,2 --set epochs=200
     """
-    from mmtrain.experiment import make_config, run_experiment
     from mmtrain.runs import format_table
-    from mmtrain.search import grid_points, select_point, write_grid_results
+    from mmtrain.search import run_grid
 
-    seed_list = _parse_seeds(seeds)
-    points = grid_points(parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe))
+    grid_values = parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe)
     base = _overrides(sets, split=split, device=device, legacy_ndcg=legacy_ndcg)
-    configs = [
-        (point, s, make_config(model, recipe, [*base, *point.items(), ("seed", s)]))
-        for point, s in itertools.product(points, seed_list)
-    ]
-    grid_dir = out / f"grid-{model}-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    rows = []
-    for i, (point, s, config) in enumerate(configs, 1):
-        label = ",".join(f"{k}={v}" for k, v in point.items()) or "defaults"
-        log.info("grid run %d/%d: %s seed %d", i, len(configs), label, s)
-        name = f"{i:03d}-" + "-".join(f"{k}{v}" for k, v in point.items()) + f"-s{s}"
-        result = run_experiment(dataset, config, out=grid_dir, name=name, progress=ctx.obj["progress"])
-        rows.append({"run": result.path.name, **point, "seed": s, **_flat(result.final)})
-    selection = select_point(rows, list(points[0]), configs[0][2]["valid_metric"])
-    write_grid_results(grid_dir, rows, selection)
-    click.echo(format_table(rows, "md"))
-    click.echo(json.dumps(selection, indent=2, sort_keys=True))
+    result = run_grid(
+        model, dataset, grid_values, _parse_seeds(seeds), base, recipe, out, progress=ctx.obj["progress"]
+    )
+    click.echo(format_table(result.rows, "md"))
+    click.echo(json.dumps(result.selection, indent=2, sort_keys=True))
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -244,14 +229,6 @@ def _recipe_grid(model: str, recipe: Path | None) -> dict[str, list[Any]]:
     if not values:
         raise TrainError(f"no --grid given and the recipe of {model} has no grid: section")
     return {k: v if isinstance(v, list) else [v] for k, v in values.items()}
-
-
-def _flat(final: dict[str, Any]) -> dict[str, Any]:
-    """best_epoch, epochs_run, val_<metric> and test_<metric> columns of a run's final.json."""
-    row = {"best_epoch": final["best_epoch"], "epochs_run": final["epochs_run"]}
-    row.update({f"val_{k}": v for k, v in final["val"].items() if k != "n_users"})
-    row.update({f"test_{k}": v for k, v in final["test"].items() if k != "n_users"})
-    return row
 
 
 @main.command()

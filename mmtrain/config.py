@@ -1,16 +1,26 @@
 """Run configuration: built-in defaults < model recipe YAML < ``--set key=value`` overrides.
 
 A configuration is one flat dict. Its keys are the trainer/evaluator keys below plus the hyperparameters the
-model class declares in ``Model.defaults``; any other key is a user error. Values are coerced to the type of
-the default (YAML 1.1 reads ``1e-4`` as a string; here it becomes the float 1e-4).
+model class declares in ``Model.defaults``; any other key is a user error (a key a model renamed says so, a
+typo gets a "did you mean"). Values are coerced to the type of the default (YAML 1.1 reads ``1e-4`` as a
+string; here it becomes the float 1e-4) and checked against the key's :class:`Range` when the config is
+resolved, before any data is loaded or a run directory is made.
+
+The shared hyperparameter vocabulary (:data:`VOCABULARY_RANGES`): ``embedding_size`` (ID embedding size),
+``ui_layers`` (user-item graph depth), ``item_layers`` (item-item graph depth), ``dropout``, ``cl_weight``
+(weight of a contrastive / self-supervised loss; ``cl_weight2`` a second one), ``tau`` (contrastive
+temperature), ``reg_weight`` (regularisation weight).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -55,6 +65,97 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 RECIPE_KEYS = ("model", "source", "notes", "params", "grid")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric key (each element of a list): finite, ``>= low`` (``> low`` when
+    ``low_open``) and ``<= high`` (``< high`` when ``high_open``); None leaves that side unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0``, ``in [0, 1)``, ..."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "finite"
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is finite and inside the bounds (NaN and infinities never are)."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise a one-line TrainError when ``value`` (or an element of a list) is outside the range."""
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and not self.contains(item):
+                raise TrainError(f"{key}={value!r}: must be {self.describe()}")
+
+
+def at_least(low: float) -> Range:
+    """``[low, ∞)``."""
+    return Range(low)
+
+
+def above(low: float) -> Range:
+    """``(low, ∞)``."""
+    return Range(low, low_open=True)
+
+
+def unit_interval(high_open: bool = False) -> Range:
+    """``[0, 1]`` or ``[0, 1)``."""
+    return Range(0, 1, high_open=high_open)
+
+
+TRAINER_RANGES: dict[str, Range] = {
+    "threads": at_least(0),
+    "epochs": at_least(1),
+    "max_minutes": at_least(0),
+    "batch_size": at_least(1),
+    "lr": above(0),
+    "weight_decay": at_least(0),
+    "lr_decay": above(0),
+    "lr_decay_step": above(0),
+    "eval_every": at_least(1),
+    "patience": at_least(0),
+    "topk": at_least(1),
+    "eval_batch_size": at_least(1),
+}
+
+VOCABULARY_RANGES: dict[str, Range] = {
+    "embedding_size": at_least(1),
+    "ui_layers": at_least(0),
+    "item_layers": at_least(0),
+    "dropout": unit_interval(high_open=True),
+    "cl_weight": at_least(0),
+    "cl_weight2": at_least(0),
+    "tau": above(0),
+    "rec_tau": above(0),
+    "reg_weight": at_least(0),
+    "knn_k": at_least(1),
+    "time_embedding_size": at_least(1),
+}
+
+
+class ModelSpec(Protocol):
+    """What :func:`resolve_config` reads from a model class (see :class:`mmtrain.models.base.Model`)."""
+
+    name: str
+    defaults: Mapping[str, Any]
+    choices: Mapping[str, tuple[str, ...]]
+    renames: Mapping[str, str]
+    ranges: Mapping[str, Range]
+    check_config: Callable[[dict[str, Any]], None]
 
 
 def recipe_dirs() -> list[Path]:
@@ -152,42 +253,66 @@ def check_value(key: str, value: Any, choices: dict[str, tuple[str, ...]]) -> No
         raise TrainError(f"{key}={value!r}: choose from {', '.join(choices[key])}")
 
 
+def unknown_key(
+    origin: str, key: str, model: str, known: list[str], renames: Mapping[str, str]
+) -> TrainError:
+    """The one-line error of a key the model does not have: renamed (with the new name) or a likely typo."""
+    if key in renames:
+        return TrainError(f"{origin}: unknown key {key!r} for {model}: renamed to {renames[key]!r}")
+    near = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return TrainError(f"{origin}: unknown key {key!r} for {model}{hint}")
+
+
+def check_keys(
+    origin: str, keys: list[str] | Mapping[str, Any], model: ModelSpec, known: list[str] | None = None
+) -> None:
+    """Raise :func:`unknown_key` for the first of ``keys`` that is neither a trainer key nor the model's."""
+    known = known if known is not None else [*TRAINER_DEFAULTS, *model.defaults]
+    for key in keys:
+        if key not in known and key != "model":
+            raise unknown_key(origin, key, model.name, known, model.renames)
+
+
+def model_ranges(model: ModelSpec) -> dict[str, Range]:
+    """The ranges of a model's keys: the shared vocabulary's (for the keys it has), then its own."""
+    shared = {k: r for k, r in VOCABULARY_RANGES.items() if k in model.defaults}
+    return {**shared, **model.ranges}
+
+
 def resolve_config(
-    model: str,
-    model_defaults: dict[str, Any],
-    model_choices: dict[str, tuple[str, ...]] | None = None,
+    model: ModelSpec,
     recipe: dict[str, Any] | None = None,
     sets: list[tuple[str, Any]] | tuple = (),
 ) -> dict[str, Any]:
-    """Merge defaults, the recipe's ``params`` and the overrides into one validated flat dict."""
-    defaults = {**TRAINER_DEFAULTS, **model_defaults}
-    choices = {**CHOICES, **(model_choices or {})}
-    if recipe and recipe.get("model") not in (None, model):
-        raise TrainError(f"recipe is for model {recipe['model']!r}, not {model!r}")
-    config: dict[str, Any] = {"model": model, **defaults}
+    """Merge defaults, the recipe's ``params`` and the overrides into one validated flat dict.
+
+    Every key of the recipe (``params`` and ``grid``) and of the overrides must exist; every value is coerced,
+    checked against its choices and range, and then the model's cross-key checks run."""
+    defaults = {**TRAINER_DEFAULTS, **model.defaults}
+    choices = {**CHOICES, **model.choices}
+    if recipe and recipe.get("model") not in (None, model.name):
+        raise TrainError(f"recipe is for model {recipe['model']!r}, not {model.name!r}")
+    known = list(defaults)
+    check_keys("recipe grid", list((recipe or {}).get("grid") or {}), model, known)
+    config: dict[str, Any] = {"model": model.name, **defaults}
     layers = [("recipe", (recipe or {}).get("params") or {}), ("--set", dict(sets))]
     for origin, values in layers:
+        check_keys(origin, list(values), model, known)
         for key, value in values.items():
-            if key not in defaults:
-                near = difflib.get_close_matches(key, list(defaults), n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise TrainError(f"{origin}: unknown config key {key!r} for model {model}{hint}")
             config[key] = coerce(key, value, defaults[key])
             check_value(key, config[key], choices)
-    validate(config)
+    validate(config, model_ranges(model))
+    model.check_config(config)
     return config
 
 
-def validate(config: dict[str, Any]) -> None:
-    """Cross-key checks that a type check cannot catch."""
-    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-        if config[key] < 1:
-            raise TrainError(f"{key}={config[key]}: must be >= 1")
-    if config["patience"] < 0:
-        raise TrainError(f"patience={config['patience']}: must be >= 0")
-    if config["max_minutes"] < 0:
-        raise TrainError(f"max_minutes={config['max_minutes']}: must be >= 0 (0 = no time limit)")
-    if not config["topk"] or any(k < 1 for k in config["topk"]):
+def validate(config: dict[str, Any], ranges: Mapping[str, Range] | None = None) -> None:
+    """Range checks of the trainer keys (and of ``ranges``, a model's), then cross-key checks."""
+    for key, allowed in {**TRAINER_RANGES, **(ranges or {})}.items():
+        if key in config:
+            allowed.check(key, config[key])
+    if not config["topk"]:
         raise TrainError(f"topk={config['topk']}: must be a non-empty list of positive ints")
     metric, _, k = config["valid_metric"].partition("@")
     if metric not in ("recall", "ndcg", "precision", "hit", "map") or not k.isdigit():

@@ -16,9 +16,11 @@ import torch
 from mmtrain.config import (
     CHOICES,
     TRAINER_DEFAULTS,
+    check_keys,
     check_value,
     coerce,
     find_recipe,
+    model_ranges,
     read_recipe,
     resolve_config,
     validate,
@@ -41,7 +43,7 @@ def make_config(
     cls = get_model(model)
     path = recipe_path or find_recipe(model)
     recipe = read_recipe(path) if path else None
-    return resolve_config(model, cls.defaults, cls.choices, recipe, sets)
+    return resolve_config(cls, recipe, sets)
 
 
 def build_model(data: TrainData, config: dict[str, Any]) -> Model:
@@ -157,6 +159,7 @@ def evaluate_checkpoint(
         raise TrainError("not an mmtrain checkpoint (no state_dict/config)", checkpoint)
     saved = dict(state["config"])
     cls = get_model(str(saved.get("model")))
+    check_keys(str(checkpoint), list(saved), cls)
     # keys added to mmtrain after the checkpoint was written take their defaults
     config = {"model": cls.name, **TRAINER_DEFAULTS, **cls.defaults, **saved}
     for key, value in sets:
@@ -166,7 +169,7 @@ def evaluate_checkpoint(
         check_value(key, config[key], CHOICES)
     if device:
         config["device"] = device
-    validate(config)
+    validate(config, model_ranges(cls))
     data = prepare(Path(dataset or state["dataset"]), config)
     if data.manifest_sha256() != state.get("dataset_manifest_sha256"):
         log.warning("the dataset's manifest differs from the one the checkpoint was trained on")

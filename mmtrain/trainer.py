@@ -83,6 +83,7 @@ class Trainer:
         )
         decay, step = config["lr_decay"], config["lr_decay_step"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
+        # the run's one random source: the sampler, the model's epoch hook and every batch draw from it
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
         self.sampler = BPRSampler(
             data.train, config["batch_size"], self.generator, pool=config["neg_items"], mode=config["sampler"]
@@ -98,7 +99,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training pairs; returns the mean of each loss part."""
         self.model.train()
-        self.model.on_epoch_start(epoch)
+        self.model.on_epoch_start(epoch, self.generator)
         totals: dict[str, torch.Tensor] = {}
         n_batches = 0
         for batch in self.sampler.epoch():

@@ -12,12 +12,31 @@ from mmtrain.data.interactions import Interactions
 from mmtrain.errors import TrainError
 
 
-class Batch(NamedTuple):
-    """A training batch of (user, positive item, negative item) triples, all int64 on the data device."""
+class Triples(NamedTuple):
+    """(user, positive item, negative item) triples, all int64 on the data device."""
 
     users: torch.Tensor
     pos_items: torch.Tensor
     neg_items: torch.Tensor
+
+
+class Batch(Triples):
+    """A training batch: the three tensors of :class:`Triples` (unpacking and iteration give exactly those) and
+    ``rng``, the trainer's generator, the one random source of a model's draws in this step (None outside the
+    trainer)."""
+
+    rng: torch.Generator | None
+
+    def __new__(
+        cls,
+        users: torch.Tensor,
+        pos_items: torch.Tensor,
+        neg_items: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ) -> Batch:
+        batch = super().__new__(cls, users, pos_items, neg_items)
+        batch.rng = rng
+        return batch
 
 
 SAMPLERS = ("pairs", "users")
@@ -97,7 +116,7 @@ class BPRSampler:
         neg = self.negatives(users)
         for start in range(0, len(order), self.batch_size):
             end = start + self.batch_size
-            yield Batch(users[start:end], pos[start:end], neg[start:end])
+            yield Batch(users[start:end], pos[start:end], neg[start:end], self.generator)
 
     def _user_batches(self) -> Iterator[Batch]:
         """``len(self)`` batches of uniformly drawn users, each with one uniform positive and one negative."""
@@ -111,4 +130,4 @@ class BPRSampler:
             start, count = self.train.indptr[users], self.train.counts[users]
             offset = (torch.rand(users.shape, generator=self.generator, device=device) * count).long()
             pos = self.train.items[start + torch.minimum(offset, count - 1)]
-            yield Batch(users, pos, self.negatives(users))
+            yield Batch(users, pos, self.negatives(users), self.generator)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mmtrain.data.interactions import Interactions
 from mmtrain.graph.adjacency import SparseOperator, bipartite_block, normalize, sparse_matrix
 from mmtrain.graph.knn import BLOCK_ELEMENTS
 
@@ -51,13 +50,25 @@ def unit_rows(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(features.float(), dim=1)
 
 
+def user_offsets(users: torch.Tensor, n_users: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(degree, start)`` per user of training pairs sorted by user: the pair count and the first position."""
+    degree = torch.bincount(users, minlength=n_users)
+    return degree, torch.cumsum(degree, 0) - degree
+
+
 def interest_columns(
-    train: Interactions, units: list[torch.Tensor], knn_i: int, block_elements: int | None = None
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    units: list[torch.Tensor],
+    knn_i: int,
+    block_elements: int | None = None,
 ) -> torch.Tensor:
-    """``cols(u)`` for every user: ``[M, n_mods·knn_i]`` item indices, duplicates across modalities set to -1."""
-    n_users, n_items = train.n_users, train.n_items
-    ones = torch.ones(len(train), device=train.device)
-    incidence = SparseOperator(sparse_matrix(train.users, train.items, ones, (n_users, n_items)))
+    """``cols(u)`` for every user: ``[M, n_mods·knn_i]`` item indices, duplicates across modalities set to -1.
+    ``users``/``items``: the distinct training pairs."""
+    ones = torch.ones(users.numel(), device=users.device)
+    incidence = SparseOperator(sparse_matrix(users, items, ones, (n_users, n_items)))
     history_sums = [incidence.product(unit) for unit in units]
     k = min(knn_i, n_items)
     rows = max(1, (block_elements or BLOCK_ELEMENTS) // max(n_items, 1))
@@ -75,13 +86,13 @@ def interest_columns(
 
 
 def interest_pairs(
-    train: Interactions, cols: torch.Tensor
+    users: torch.Tensor, items: torch.Tensor, n_items: int, cols: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Distinct item pairs ``(i, j)`` with i ∈ I(u), j ∈ cols(u) for some user, and how many users give each."""
-    n_items = train.n_items
+    """Distinct item pairs ``(i, j)`` with i ∈ I(u), j ∈ cols(u) for some user, and how many users give each
+    (``users``/``items``: the distinct training pairs)."""
     width = cols.shape[1]
-    left = train.items.repeat_interleave(width)
-    right = cols[train.users].reshape(-1)
+    left = items.repeat_interleave(width)
+    right = cols[users].reshape(-1)
     keep = right >= 0
     keys, counts = torch.unique(left[keep] * n_items + right[keep], return_counts=True)
     return keys // n_items, keys % n_items, counts
@@ -123,31 +134,40 @@ def _products(units: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
 
 
 def second_order_edges(
-    train: Interactions,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
     units: list[torch.Tensor],
     knn_a: int,
     variant: str = "paper",
     block_elements: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Second-order ``(users, items, weights)`` (see the module docstring); in ``code`` an item may repeat for a
-    user (the weights add up when the graph is built)."""
+    """Second-order ``(users, items, weights)`` (see the module docstring) from the distinct training pairs
+    ``users``/``items`` sorted by user; in ``code`` an item may repeat for a user (the weights add up when the
+    graph is built)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown SOIL variant {variant!r} (choose from {', '.join(VARIANTS)})")
     if variant == "paper":
-        return _attractive_unseen(train, units, knn_a, block_elements)
-    return _top_history_entries(train, units, knn_a, block_elements)
+        return _attractive_unseen(users, items, n_users, n_items, units, knn_a, block_elements)
+    return _top_history_entries(users, items, n_users, n_items, units, knn_a, block_elements)
 
 
 def _attractive_unseen(
-    train: Interactions, units: list[torch.Tensor], knn_a: int, block_elements: int | None
+    train_users: torch.Tensor,
+    train_items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    units: list[torch.Tensor],
+    knn_a: int,
+    block_elements: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paper: per user the ``knn_a`` unseen items with the largest ``S^a = D_u^-1 R P``, computed for blocks of
     item columns (``P[:, J]`` then ``(D_u^-1 R) P[:, J]``) with a running per-user top-k."""
-    n_users, n_items = train.n_users, train.n_items
-    device = train.device
-    degree = train.counts
-    mean_rows = 1.0 / degree[train.users].float()
-    averaging = SparseOperator(sparse_matrix(train.users, train.items, mean_rows, (n_users, n_items)))
+    device = train_users.device
+    degree, _ = user_offsets(train_users, n_users)
+    mean_rows = 1.0 / degree[train_users].float()
+    averaging = SparseOperator(sparse_matrix(train_users, train_items, mean_rows, (n_users, n_items)))
     k = min(knn_a, n_items)
     best = torch.zeros(n_users, 0, device=device)
     best_items = torch.zeros(n_users, 0, dtype=torch.long, device=device)
@@ -155,8 +175,8 @@ def _attractive_unseen(
     for start in range(0, n_items, width):
         columns = torch.arange(start, min(start + width, n_items), device=device)
         scores = averaging.product(_products(units, columns).T)
-        inside = (train.items >= start) & (train.items < start + width)
-        scores[train.users[inside], train.items[inside] - start] = float("-inf")
+        inside = (train_items >= start) & (train_items < start + width)
+        scores[train_users[inside], train_items[inside] - start] = float("-inf")
         merged = torch.cat([best, scores], 1)
         merged_items = torch.cat([best_items, columns.expand(n_users, -1)], 1)
         best, position = torch.topk(merged, min(k, merged.shape[1]), dim=1)
@@ -167,24 +187,29 @@ def _attractive_unseen(
 
 
 def _top_history_entries(
-    train: Interactions, units: list[torch.Tensor], knn_a: int, block_elements: int | None
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    units: list[torch.Tensor],
+    knn_a: int,
+    block_elements: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Code: the ``K_u = knn_a + |I(u)|`` largest entries of ``P[I(u), :]``. As ``|P| <= 1 = P[i, i]``, they are
     the |I(u)| history entries (weight 1) and the ``knn_a`` largest off-diagonal entries, which lie among their
     rows' top-``knn_a`` off-diagonal entries: those are computed per item (blocks of rows of P), gathered for
     every training pair and reduced per user by a segmented sort."""
-    n_items = train.n_items
     k = min(knn_a, n_items - 1)
-    users, items = train.users, train.items
-    ones = torch.ones(len(train), device=train.device)
+    device = users.device
+    ones = torch.ones(users.numel(), device=device)
     if k <= 0:
         return users, items, ones
     rows = max(1, (block_elements or BLOCK_ELEMENTS) // max(n_items, 1))
     top_values, top_items = [], []
     for start in range(0, n_items, rows):
-        block = torch.arange(start, min(start + rows, n_items), device=train.device)
+        block = torch.arange(start, min(start + rows, n_items), device=device)
         product = _products(units, block)
-        product[torch.arange(block.numel(), device=train.device), block] = float("-inf")
+        product[torch.arange(block.numel(), device=device), block] = float("-inf")
         values, chosen = torch.topk(product, k, dim=1)
         top_values.append(values)
         top_items.append(chosen)
@@ -193,7 +218,7 @@ def _top_history_entries(
     owner = users.repeat_interleave(k)
     order = torch.argsort(values, descending=True, stable=True)
     order = order[torch.argsort(owner[order], stable=True)]
-    starts = train.indptr[:-1] * k
+    starts = user_offsets(users, n_users)[1] * k
     rank = torch.arange(order.numel(), device=order.device) - starts[owner[order]]
     order = order[rank < k]
     return (

@@ -61,7 +61,8 @@ def distinct_choices(n: int, k: int, generator: torch.Generator | None = None) -
     each of two views masks)."""
     if not 0 < k <= n:
         raise ValueError(f"cannot draw {k} distinct indices out of {n}")
-    return torch.randperm(n, generator=generator)[:k].tolist()
+    device = generator.device if generator is not None else None
+    return torch.randperm(n, generator=generator, device=device)[:k].tolist()
 
 
 def mask_modalities(inputs: Sequence[torch.Tensor], masked: Iterable[int]) -> list[torch.Tensor]:

@@ -3,7 +3,11 @@
 A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :class:`Model`:
 
 - ``name``: the CLI name; ``defaults``: its hyperparameters (the keys ``--set`` may change, with their types);
-  ``choices``: allowed values of string hyperparameters.
+  ``choices``: allowed values of string hyperparameters; ``ranges``: allowed intervals of numeric ones
+  (:class:`mmtrain.config.Range`; the shared vocabulary's, e.g. ``tau > 0``, apply without being listed);
+  ``check_config(config)``: cross-key checks (e.g. ``head_num`` divides ``embedding_size``); ``renames``: the
+  old names of renamed keys (an old name is a one-line error naming the new one). All of these are checked
+  when the config is resolved, before data loads.
 - ``requirements(config)``: the features (by modality), item kNN graphs and U-I adjacency it needs; checked
   against the dataset before the model is built, so a missing feature fails with one clear line. Models over
   feature matrices subclass :class:`mmtrain.models.multimodal.MultimodalModel` instead: it reads the ``modalities``
@@ -12,7 +16,10 @@ A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :
   ``data.ui_adjacency(norm)``, ``data.item_knn(m, k)``).
 - ``forward()``: final ``(user, item)`` representations; ``loss(batch)``: the training loss, a tensor or a dict
   with ``"loss"`` and named parts (logged); ``full_scores(users)``: ``[len(users), n_items]`` scores.
-- Hooks: ``on_epoch_start(epoch)`` (e.g. FREEDOM's edge pruning, LATTICE's graph rebuild);
+- Randomness: the trainer owns the only random generator. It passes it to ``on_epoch_start(epoch, rng)`` and
+  with every batch (``batch.rng``); a model draws from it (``torch.rand(..., generator=rng)``) and never from
+  torch's global generator or a generator of its own.
+- Hooks: ``on_epoch_start(epoch, rng)`` (e.g. FREEDOM's edge pruning, LATTICE's graph rebuild);
   ``auxiliary_step(batch)`` runs before each main step for parts trained by the model's own optimizer (MMSSL's
   discriminator, MDMNS's denoisers), which ``main_parameters()`` then leaves out of the trainer's optimizer.
 """
@@ -27,6 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mmtrain.config import Range
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
@@ -73,6 +81,8 @@ class Model(nn.Module):
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    ranges: ClassVar[dict[str, Range]] = {}
+    renames: ClassVar[dict[str, str]] = {}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__()
@@ -86,6 +96,14 @@ class Model(nn.Module):
         """Override when the model needs features, graphs or the U-I adjacency."""
         return Requirements()
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """Cross-key checks of a resolved config (raise a one-line TrainError); none by default."""
+
+    def split_nodes(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user rows and the item rows of a stacked ``[users; items]`` tensor."""
+        return nodes[: self.n_users], nodes[self.n_users :]
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``(user [n_users, d], item [n_items, d])`` representations."""
         raise NotImplementedError
@@ -93,8 +111,8 @@ class Model(nn.Module):
     def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Called before each training epoch (no-op by default)."""
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
+        """Called before each training epoch with the trainer's generator (no-op by default)."""
 
     def main_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters of the trainer's optimizer: all of them unless the model trains some itself."""

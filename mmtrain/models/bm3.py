@@ -22,6 +22,7 @@ from torch import nn
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.propagate import lightgcn_propagate
+from mmtrain.models.augment import feature_dropout
 from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import emb_loss
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
@@ -41,12 +42,13 @@ class BM3(MultimodalModel):
     ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
-        "n_layers": 1,
+        "ui_layers": 1,
         "dropout": 0.5,
         "reg_weight": 0.1,
         "cl_weight": 2.0,
         "modalities": "all",
     }
+    renames = {"n_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -63,8 +65,8 @@ class BM3(MultimodalModel):
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Online ``(Z_U, Z_I)`` before the predictor."""
         ego = torch.cat([self.user_embedding, self.item_embedding])
-        out = lightgcn_propagate(self.adjacency, ego, self.config["n_layers"])
-        return out[: self.n_users], out[self.n_users :] + self.item_embedding
+        user_z, item_z = self.split_nodes(lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"]))
+        return user_z, item_z + self.item_embedding
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Scoring representations ``(p(Z_U), p(Z_I))``."""
@@ -75,9 +77,13 @@ class BM3(MultimodalModel):
         user_z, item_z = self.encode()
         modal = [projection(x) for x, projection in zip(self.features, self.projections, strict=True)]
         p = self.config["dropout"] if self.training else 0.0
+        rng = batch.rng
         with torch.no_grad():
-            user_t, item_t = F.dropout(user_z.detach(), p), F.dropout(item_z.detach(), p)
-            modal_t = [F.dropout(f.detach(), p) for f in modal]
+            user_t, item_t = (
+                feature_dropout(user_z.detach(), p, rng),
+                feature_dropout(item_z.detach(), p, rng),
+            )
+            modal_t = [feature_dropout(f.detach(), p, rng) for f in modal]
         users, items = batch.users, batch.pos_items
         item_target = item_t[items]
         rec = cosine_gap(self.predictor(user_z[users]), item_target) + cosine_gap(

@@ -191,8 +191,11 @@ class Denoiser(nn.Module):
         for layer in (self.emb_layer, *self.in_layers, *self.out_layers):
             _init_linear(layer)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, dropout: bool = True) -> torch.Tensor:
-        """``x̂₀`` for noisy rows ``x [B, N]`` at steps ``t [B]``; ``dropout`` applies the input dropout.
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, dropout: bool = True, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``x̂₀`` for noisy rows ``x [B, N]`` at steps ``t [B]``; ``dropout`` applies the input dropout, its mask
+        drawn from ``rng``.
 
         The first layer is applied to ``[x ‖ emb]`` as ``x W_xᵀ + (emb W_eᵀ + b)`` (no ``[B, N + d_t]`` copy),
         and the dropout mask is drawn with ``rand`` (cheaper than ``bernoulli`` on CPU); same distribution."""
@@ -200,7 +203,7 @@ class Denoiser(nn.Module):
         if self.norm:
             x = F.normalize(x, dim=1)
         if dropout and self.dropout > 0:
-            keep = torch.rand(x.shape, device=x.device) >= self.dropout
+            keep = torch.rand(x.shape, generator=rng, device=x.device) >= self.dropout
             x = torch.where(keep, x / (1.0 - self.dropout), 0.0) if self.dropout < 1 else torch.zeros_like(x)
         first, n = self.in_layers[0], x.shape[1]
         h = torch.tanh(torch.addmm(F.linear(emb, first.weight[:, n:], first.bias), x, first.weight[:, :n].T))

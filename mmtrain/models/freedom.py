@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmtrain.config import at_least, unit_interval
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
@@ -27,7 +28,7 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.graph.prune import prune_edges
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_loss
+from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
@@ -57,14 +58,16 @@ class FREEDOM(MultimodalModel):
     defaults = {
         "embedding_size": 64,
         "feat_embed_dim": 64,
-        "n_layers": 2,
-        "n_mm_layers": 1,
+        "ui_layers": 2,
+        "item_layers": 1,
         "knn_k": 10,
         "image_weight": 0.1,
         "dropout": 0.8,
         "reg_weight": 0.0,
         "modalities": "all",
     }
+    ranges = {"feat_embed_dim": at_least(1), "image_weight": unit_interval()}
+    renames = {"n_layers": "ui_layers", "n_mm_layers": "item_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -78,35 +81,31 @@ class FREEDOM(MultimodalModel):
         self.item_graph = frozen_item_graph(data, self.modalities, config["knn_k"], config["image_weight"])
         self.full_adjacency = data.ui_adjacency("sym")
         self._train_edges = (data.train.users, data.train.items)
-        self._device = data.device
-        self.train_adjacency = self.full_adjacency
-        self.on_epoch_start(0)
+        self.train_adjacency = self.full_adjacency  # until the first epoch prunes it
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Resample the degree-sensitive pruned training graph (seeded by the run seed and the epoch)."""
-        generator = torch.Generator(device=self._device).manual_seed(self.config["seed"] * 100_003 + epoch)
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
+        """Resample the degree-sensitive pruned training graph with draws from the trainer's ``rng``."""
         users, items = self._train_edges
         self.train_adjacency = prune_edges(
-            users, items, self.n_users, self.n_items, self.config["dropout"], generator
+            users, items, self.n_users, self.n_items, self.config["dropout"], rng
         )
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.item_embedding
-        for _ in range(self.config["n_mm_layers"]):
+        for _ in range(self.config["item_layers"]):
             h = spmm(self.item_graph, h)
         adjacency = self.train_adjacency if self.training else self.full_adjacency
-        out = lightgcn_propagate(
-            adjacency, torch.cat([self.user_embedding, self.item_embedding]), self.config["n_layers"]
-        )
-        return out[: self.n_users], out[self.n_users :] + h
+        ego = torch.cat([self.user_embedding, self.item_embedding])
+        user_z, item_z = self.split_nodes(lightgcn_propagate(adjacency, ego, self.config["ui_layers"]))
+        return user_z, item_z + h
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         user_z, item_z = self.forward()
         u = user_z[batch.users]
-        rank = bpr_loss((u * item_z[batch.pos_items]).sum(1), (u * item_z[batch.neg_items]).sum(1))
+        rank = bpr_of(u, item_z[batch.pos_items], item_z[batch.neg_items])
         modal = torch.zeros((), device=u.device)
         for feature, projection in zip(self.features, self.projections, strict=True):
             pos, neg = projection(feature[batch.pos_items]), projection(feature[batch.neg_items])
-            modal = modal + bpr_loss((u * pos).sum(1), (u * neg).sum(1))
+            modal = modal + bpr_of(u, pos, neg)
         reg = self.config["reg_weight"] * modal
         return {"loss": rank + reg, "bpr": rank, "modal_bpr": modal}

@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtrain.config import at_least, unit_interval
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_loss, l2_squared
+from mmtrain.models.losses import bpr_of, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
@@ -45,14 +46,20 @@ class LATTICE(MultimodalModel):
     defaults = {
         "embedding_size": 64,
         "feat_embed_dim": 64,
-        "n_layers": 1,
-        "n_ui_layers": 2,
+        "item_layers": 1,
+        "ui_layers": 2,
         "knn_k": 10,
         "lambda_coeff": 0.9,
         "reg_weight": 1e-5,
         "knn_block": 0,
         "modalities": "all",
     }
+    ranges = {
+        "feat_embed_dim": at_least(1),
+        "lambda_coeff": unit_interval(),
+        "knn_block": at_least(0),
+    }
+    renames = {"n_layers": "item_layers", "n_ui_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -70,7 +77,7 @@ class LATTICE(MultimodalModel):
         self._graph: ItemGraph | None = None
         self._rebuild = True
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
         """The next training batch rebuilds the learned graph with gradients."""
         self._rebuild = True
 
@@ -101,7 +108,7 @@ class LATTICE(MultimodalModel):
         indices, values, weights = self.item_graph()
         lam = self.config["lambda_coeff"]
         h = self.item_embedding
-        for _ in range(self.config["n_layers"]):
+        for _ in range(self.config["item_layers"]):
             orig = sum(w * spmm(g, h) for w, g in zip(weights, self.orig_graphs, strict=True))
             h = (1 - lam) * propagate_rows(indices, values, h) + lam * orig
         return h
@@ -109,12 +116,12 @@ class LATTICE(MultimodalModel):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.graph_embedding()
         ego = torch.cat([self.user_embedding, self.item_embedding])
-        out = lightgcn_propagate(self.adjacency, ego, self.config["n_ui_layers"])
-        return out[: self.n_users], out[self.n_users :] + F.normalize(h, dim=1)
+        user_z, item_z = self.split_nodes(lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"]))
+        return user_z, item_z + F.normalize(h, dim=1)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         user_z, item_z = self.forward()
         u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = self.config["reg_weight"] * l2_squared(u, p, n)
         return {"loss": rank + reg, "bpr": rank, "reg": reg}

@@ -13,7 +13,7 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph import NORMS, lightgcn_propagate
 from mmtrain.models.base import Model, Requirements, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
+from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
 from mmtrain.models.registry import register
 
 
@@ -24,12 +24,13 @@ class LightGCN(Model):
     name = "lightgcn"
     defaults = {
         "embedding_size": 64,
-        "n_layers": 2,
+        "ui_layers": 2,
         "reg_weight": 1e-4,
         "reg_style": "emb",
         "adj_norm": "sym",
     }
     choices = {"reg_style": REG_STYLES, "adj_norm": NORMS}
+    renames = {"n_layers": "ui_layers"}
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:
@@ -41,18 +42,15 @@ class LightGCN(Model):
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.adjacency = data.ui_adjacency(config["adj_norm"])
-        self.n_layers = config["n_layers"]
         self.reg = regularizer(config["reg_style"])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_embedding, self.item_embedding])
-        out = lightgcn_propagate(self.adjacency, ego, self.n_layers)
-        return out[: self.n_users], out[self.n_users :]
+        return self.split_nodes(lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"]))
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         user_z, item_z = self.forward()
-        u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items])
         ego = (
             self.user_embedding[batch.users],
             self.item_embedding[batch.pos_items],

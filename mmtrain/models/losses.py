@@ -14,6 +14,11 @@ def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor
     return -F.logsigmoid(pos_scores - neg_scores).mean()
 
 
+def bpr_of(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """:func:`bpr_loss` of dot-product scores: ``ŷ_ui = u·p`` against ``ŷ_uj = u·n`` row by row."""
+    return bpr_loss((user * pos).sum(1), (user * neg).sum(1))
+
+
 def l2_squared(*embeddings: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """L2 style (a) (LATTICE, MICRO, MGCN, MMSSL): ``Σ ½‖X‖² / B``; multiply by the model's weight."""
     batch = batch_size or embeddings[-1].shape[0]

@@ -37,6 +37,7 @@ deviations from the published code, the memory cost and our measured numbers: do
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mmtrain.config import Range, above, at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
@@ -53,7 +55,7 @@ from mmtrain.graph.adjacency import SparseOperator, sparse_matrix, ui_adjacency
 from mmtrain.graph.propagate import spmm
 from mmtrain.models.base import id_embedding
 from mmtrain.models.diffusion import Denoiser, GaussianDiffusion
-from mmtrain.models.losses import bpr_loss
+from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
 
@@ -125,27 +127,6 @@ def generated_graph(
     return SparseOperator(sparse_matrix(idx[0, keep], idx[1, keep], val[keep] / keep_rate, (n, n)))
 
 
-def _check(config: dict[str, Any], n_items: int) -> None:
-    """Value checks the type coercion cannot do; one-line user errors."""
-    rules = [
-        ("trans", config["trans"] in (0, 1), "0 (leaky_relu(X W)) or 1 (Linear)"),
-        ("cl_method", config["cl_method"] in (0, 1), "0 (DiffMM) or 1 (multi-level negatives)"),
-        ("steps", config["steps"] >= 1, ">= 1"),
-        ("noise_scale", config["noise_scale"] > 0, "> 0"),
-        ("sampling_steps", 0 <= config["sampling_steps"] <= config["steps"], "between 0 and steps"),
-        ("rebuild_k", 1 <= config["rebuild_k"] <= n_items, f"between 1 and the number of items ({n_items})"),
-        ("keepRate", 0 < config["keepRate"] <= 1, "in (0, 1]"),
-        ("dims", bool(config["dims"]) and min(config["dims"]) >= 1, "a non-empty list of positive sizes"),
-        ("gnn_layer", config["gnn_layer"] >= 0, ">= 0"),
-        ("diff_every", config["diff_every"] >= 0, ">= 0 (0: round(train pairs / users))"),
-        ("gen_block", config["gen_block"] >= 1, ">= 1"),
-        ("cl_chunk", config["cl_chunk"] >= 1, ">= 1"),
-    ]
-    for key, ok, expected in rules:
-        if not ok:
-            raise TrainError(f"{key}={config[key]!r}: expected {expected}")
-
-
 @register
 class MDMNS(MultimodalModel):
     """Diffusion-generated modality U-I graphs, per-modality and fused GCN views, BPR per modality view and
@@ -154,18 +135,18 @@ class MDMNS(MultimodalModel):
     name = "mdmns"
     ui_norm = "sym_self"
     defaults = {
-        "latdim": 64,
-        "gnn_layer": 1,
-        "reg": 1e-5,
-        "ssl_reg": 1e-2,
-        "temp": 0.5,
+        "embedding_size": 64,
+        "ui_layers": 1,
+        "reg_weight": 1e-5,
+        "cl_weight": 1e-2,
+        "tau": 0.5,
         "keepRate": 0.5,
         "ris_lambda": 0.5,
         "ris_adj_lambda": 0.2,
         "trans": 0,
         "cl_method": 0,
         "dims": [1000],
-        "d_emb_size": 10,
+        "time_embedding_size": 10,
         "norm": False,
         "steps": 5,
         "noise_scale": 0.1,
@@ -180,11 +161,46 @@ class MDMNS(MultimodalModel):
         "cl_chunk": 4096,
         "modalities": "all",
     }
+    ranges = {
+        "keepRate": Range(0, 1, low_open=True),
+        "trans": Range(0, 1),
+        "cl_method": Range(0, 1),
+        "dims": at_least(1),
+        "steps": at_least(1),
+        "noise_scale": above(0),
+        "noise_min": at_least(0),
+        "noise_max": at_least(0),
+        "sampling_steps": at_least(0),
+        "rebuild_k": at_least(1),
+        "e_loss": at_least(0),
+        "diff_every": at_least(0),
+        "gen_block": at_least(1),
+        "cl_chunk": at_least(1),
+    }
+    renames = {
+        "latdim": "embedding_size",
+        "gnn_layer": "ui_layers",
+        "reg": "reg_weight",
+        "ssl_reg": "cl_weight",
+        "temp": "tau",
+        "d_emb_size": "time_embedding_size",
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """``dims`` non-empty; ``sampling_steps`` at most ``steps``."""
+        if not config["dims"]:
+            raise TrainError("dims=[]: expected a non-empty list of positive sizes")
+        if config["sampling_steps"] > config["steps"]:
+            raise TrainError(f"sampling_steps={config['sampling_steps']}: must be between 0 and steps")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
-        _check(config, data.n_items)
-        dim = config["latdim"]
+        if config["rebuild_k"] > data.n_items:
+            raise TrainError(
+                f"rebuild_k={config['rebuild_k']}: must be at most the number of items ({data.n_items})"
+            )
+        dim = config["embedding_size"]
         n_mods = len(self.modalities)
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
@@ -198,7 +214,7 @@ class MDMNS(MultimodalModel):
         self.modal_weight = nn.Parameter(torch.full((n_mods,), 1.0 / n_mods))
         self.adjacency = data.ui_adjacency("sym_self")
         self.denoisers = nn.ModuleList(
-            Denoiser(self.n_items, list(config["dims"]), config["d_emb_size"], config["norm"])
+            Denoiser(self.n_items, list(config["dims"]), config["time_embedding_size"], config["norm"])
             for _ in self.modalities
         )
         self.diffusion = GaussianDiffusion(
@@ -248,16 +264,19 @@ class MDMNS(MultimodalModel):
 
     # diffusion: denoiser training and graph generation
 
-    def denoiser_losses(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def denoiser_losses(
+        self, x0: torch.Tensor, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Σ_m mean L_diff, Σ_m mean L_gc)`` on rows ``x0``, with the recommender's item embeddings and
-        modality features detached (modality-aware graph conditioning)."""
+        modality features detached (modality-aware graph conditioning); steps, noise and dropout from ``rng``."""
         with torch.no_grad():
             target = x0 @ self.item_embedding
             feats = self.modal_features()
         diff = torch.zeros((), device=x0.device)
         gc = torch.zeros((), device=x0.device)
         for denoiser, feat in zip(self.denoisers, feats, strict=True):
-            weighted, x0_hat = self.diffusion.training_losses(denoiser, x0)
+            denoise = functools.partial(denoiser, rng=rng)
+            weighted, x0_hat = self.diffusion.training_losses(denoise, x0, generator=rng)
             diff = diff + weighted.mean()
             gc = gc + (x0_hat @ feat - target).pow(2).mean(1).mean()
         return diff, gc
@@ -268,7 +287,7 @@ class MDMNS(MultimodalModel):
         if step % self.diff_every:
             return self._aux_last
         x0 = self.train_rows(torch.unique(batch.users))
-        diff, gc = self.denoiser_losses(x0)
+        diff, gc = self.denoiser_losses(x0, batch.rng)
         self.denoise_optimizer.zero_grad(set_to_none=True)
         (diff + self.config["e_loss"] * gc).backward()
         self.denoise_optimizer.step()
@@ -276,9 +295,10 @@ class MDMNS(MultimodalModel):
         return self._aux_last
 
     @torch.no_grad()
-    def regenerate(self, epoch: int) -> None:
+    def regenerate(self, rng: torch.Generator | None) -> None:
         """Denoise every user's row (blocks of ``gen_block`` users), keep the top ``rebuild_k`` items per user
-        and modality, and draw the edge-dropout masks (seeded by the run seed and ``epoch``)."""
+        and modality, and draw the edge-dropout masks from ``rng`` (the trainer's generator; None only with
+        ``keepRate`` 1, where nothing is drawn)."""
         cfg = self.config
         device = self.user_embedding.device
         block = cfg["gen_block"]
@@ -286,13 +306,20 @@ class MDMNS(MultimodalModel):
             users = torch.arange(start, min(start + block, self.n_users), device=device)
             x0 = self.train_rows(users)
             for m, denoiser in enumerate(self.denoisers):
-                scores = self.diffusion.p_sample(denoiser, x0, cfg["sampling_steps"], cfg["sampling_noise"])
+                scores = self.diffusion.p_sample(
+                    denoiser, x0, cfg["sampling_steps"], cfg["sampling_noise"], generator=rng
+                )
                 self.top_items[m, start : start + len(users)] = torch.topk(
                     scores, cfg["rebuild_k"], dim=1
                 ).indices
-        generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 100_003 + epoch)
-        draw = torch.rand(self.edge_keep.shape, generator=generator, device=device)
-        self.edge_keep.copy_(draw < cfg["keepRate"])
+        if cfg["keepRate"] >= 1:
+            self.edge_keep.fill_(True)
+        elif rng is None:
+            raise TrainError("MDMNS edge dropout needs the trainer's generator (on_epoch_start) before use")
+        else:
+            self.edge_keep.copy_(
+                torch.rand(self.edge_keep.shape, generator=rng, device=device) < cfg["keepRate"]
+            )
         self.generated.fill_(True)
         self._graphs = None
 
@@ -300,24 +327,24 @@ class MDMNS(MultimodalModel):
         """The generated (edge-dropped) modality U-I graphs ``G_m``; generated on first use if needed."""
         if self._graphs is None:
             if not bool(self.generated):
-                self.regenerate(0)
+                self.regenerate(None)
             self._graphs = [
                 generated_graph(top, keep, self.n_users, self.n_items, self.config["keepRate"])
                 for top, keep in zip(self.top_items, self.edge_keep, strict=True)
             ]
         return self._graphs
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
         """Regenerate the modality graphs from the denoisers; restart the denoiser step counter."""
         self._aux_count = 0
-        self.regenerate(epoch)
+        self.regenerate(rng)
 
     # recommender
 
     def _readout(self, view: torch.Tensor) -> torch.Tensor:
         """``Σ_{l=0..L} Â^l V + ris_lambda·n(V)``."""
         layer, total = view, view
-        for _ in range(self.config["gnn_layer"]):
+        for _ in range(self.config["ui_layers"]):
             layer = spmm(self.adjacency, layer)
             total = total + layer
         return total + self.config["ris_lambda"] * F.normalize(view, dim=1)
@@ -325,7 +352,7 @@ class MDMNS(MultimodalModel):
     def _two_hop(self, items: torch.Tensor) -> torch.Tensor:
         """``Â[e_U; X] + Â[(Â[e_U; X])_U; e_I]``: item side ``X`` to users, back with the ID embeddings."""
         first = spmm(self.adjacency, torch.cat([self.user_embedding, items]))
-        return first + spmm(self.adjacency, torch.cat([first[: self.n_users], self.item_embedding]))
+        return first + spmm(self.adjacency, torch.cat([self.split_nodes(first)[0], self.item_embedding]))
 
     def views(self) -> list[torch.Tensor]:
         """``[z(E_f), z(E_m) for each modality]``, each ``[M + N, d]`` (users first)."""
@@ -341,7 +368,7 @@ class MDMNS(MultimodalModel):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.cat(self.views(), dim=1)
-        return z[: self.n_users], z[self.n_users :]
+        return self.split_nodes(z)
 
     def contrast_views(self) -> list[torch.Tensor]:
         """DiffMM CL views ``C_m = Σ_{l=0..L} Â^l G_m[e_U; n(f_m)]``."""
@@ -349,7 +376,7 @@ class MDMNS(MultimodalModel):
         for feat, graph in zip(self.modal_features(), self.modal_graphs(), strict=True):
             layer = spmm(graph, torch.cat([self.user_embedding, F.normalize(feat, dim=1)]))
             total = layer
-            for _ in range(self.config["gnn_layer"]):
+            for _ in range(self.config["ui_layers"]):
                 layer = spmm(self.adjacency, layer)
                 total = total + layer
             out.append(total)
@@ -357,7 +384,7 @@ class MDMNS(MultimodalModel):
 
     def contrastive(self, batch: Batch, views: list[torch.Tensor]) -> torch.Tensor:
         """The unweighted ``L_cl`` of ``cl_method`` (see the module docstring)."""
-        tau, chunk, m = self.config["temp"], self.config["cl_chunk"], self.n_users
+        tau, chunk, m = self.config["tau"], self.config["cl_chunk"], self.n_users
         if self.config["cl_method"] == 0:
             total = torch.zeros((), device=views[0].device)
             for a, b in itertools.combinations(self.contrast_views(), 2):
@@ -373,7 +400,7 @@ class MDMNS(MultimodalModel):
             total = total + full_set_contrast(fused[m:], view[m:], items, tau, chunk)
         levels = noise_levels(self.config["steps"])
         for view in modal:
-            total = total + multilevel_contrast(view[m:], levels, tau, chunk)
+            total = total + multilevel_contrast(view[m:], levels, tau, chunk, batch.rng)
         return total
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -383,8 +410,10 @@ class MDMNS(MultimodalModel):
         for view in views[1:]:
             u = view[:m][batch.users]
             pos, neg = view[m:][batch.pos_items], view[m:][batch.neg_items]
-            rank = rank + bpr_loss((u * pos).sum(1), (u * neg).sum(1))
-        reg = self.config["reg"] * (self.user_embedding.pow(2).sum() + self.item_embedding.pow(2).sum())
-        weight = self.config["ssl_reg"]
+            rank = rank + bpr_of(u, pos, neg)
+        reg = self.config["reg_weight"] * (
+            self.user_embedding.pow(2).sum() + self.item_embedding.pow(2).sum()
+        )
+        weight = self.config["cl_weight"]
         cl = weight * self.contrastive(batch, views) if weight else torch.zeros((), device=reg.device)
         return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}

@@ -12,7 +12,7 @@ import torch
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.models.base import Model, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
+from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
 from mmtrain.models.registry import register
 
 
@@ -38,7 +38,7 @@ class MF(Model):
         u = self.user_embedding[batch.users]
         p = self.item_embedding[batch.pos_items]
         n = self.item_embedding[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = self.config["reg_weight"] * self.reg(u, p, n)
         return {"loss": rank + reg, "bpr": rank, "reg": reg}
 

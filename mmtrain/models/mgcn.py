@@ -33,7 +33,7 @@ from mmtrain.graph.adjacency import SparseOperator, bipartite_block
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_loss, info_nce, l2_squared
+from mmtrain.models.losses import bpr_of, info_nce, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
@@ -65,13 +65,14 @@ class MGCN(MultimodalModel):
     ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
-        "n_ui_layers": 2,
-        "n_layers": 1,
+        "ui_layers": 2,
+        "item_layers": 1,
         "knn_k": 10,
         "reg_weight": 1e-4,
-        "cl_loss": 0.01,
+        "cl_weight": 0.01,
         "modalities": "all",
     }
+    renames = {"n_layers": "item_layers", "n_ui_layers": "ui_layers", "cl_loss": "cl_weight"}
     train_features: ClassVar[bool] = True
     preference_gates: ClassVar[bool] = True
 
@@ -111,7 +112,7 @@ class MGCN(MultimodalModel):
         parts = zip(self.feature_matrices(), self.projections, self.gates, self.item_graphs, strict=True)
         for feature, projection, modality_gate, graph in parts:
             h = purify(self.item_embedding, projection(feature), modality_gate)
-            for _ in range(self.config["n_layers"]):
+            for _ in range(self.config["item_layers"]):
                 h = spmm(graph, h)
             out.append(torch.cat([spmm(self.user_item, h), h]))
         return out
@@ -128,7 +129,7 @@ class MGCN(MultimodalModel):
     def outputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(Z, side, C)`` over the stacked ``[users; items]`` rows."""
         ego = torch.cat([self.user_embedding, self.item_embedding])
-        content = lightgcn_propagate(self.adjacency, ego, self.config["n_ui_layers"])
+        content = lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"])
         views = self.views()
         alpha, common = attention_fusion(views, self.query)
         side = self.combine(views, alpha, common, content)
@@ -136,7 +137,7 @@ class MGCN(MultimodalModel):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         z, _, _ = self.outputs()
-        return z[: self.n_users], z[self.n_users :]
+        return self.split_nodes(z)
 
     def side_content_contrast(self, side: torch.Tensor, content: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``InfoNCE(side_I[p], C_I[p]) + InfoNCE(side_U[u], C_U[u])`` (τ = 0.2)."""
@@ -148,7 +149,7 @@ class MGCN(MultimodalModel):
         z, side, content = self.outputs()
         u = z[batch.users]
         p, n = z[batch.pos_items + self.n_users], z[batch.neg_items + self.n_users]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = self.config["reg_weight"] * l2_squared(u, p, n, batch_size=self.config["batch_size"])
-        cl = self.config["cl_loss"] * self.side_content_contrast(side, content, batch)
+        cl = self.config["cl_weight"] * self.side_content_contrast(side, content, batch)
         return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}

@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtrain.config import at_least, unit_interval
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
-from mmtrain.errors import TrainError
 from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_loss, grace_loss, l2_squared
+from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 
@@ -49,8 +49,8 @@ class MICRO(MultimodalModel):
     defaults = {
         "embedding_size": 64,
         "feat_embed_dim": 64,
-        "n_layers": 1,
-        "n_ui_layers": 2,
+        "item_layers": 1,
+        "ui_layers": 2,
         "knn_k": 10,
         "lambda_coeff": 0.9,
         "reg_weight": 1e-5,
@@ -61,13 +61,17 @@ class MICRO(MultimodalModel):
         "knn_block": 0,
         "modalities": "all",
     }
+    ranges = {
+        "feat_embed_dim": at_least(1),
+        "lambda_coeff": unit_interval(),
+        "knn_block": at_least(0),
+        "cl_chunk": at_least(1),
+        "cl_anchors": at_least(0),
+    }
+    renames = {"n_layers": "item_layers", "n_ui_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
-        if config["cl_anchors"] < 0:
-            raise TrainError(
-                f"cl_anchors={config['cl_anchors']}: must be >= 0 (0 = every item, the reference)"
-            )
         dim = config["embedding_size"]
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
@@ -82,7 +86,7 @@ class MICRO(MultimodalModel):
         self._graphs: list[ModalGraph] | None = None
         self._rebuild = True
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
         """The next training batch rebuilds the learned graphs with gradients."""
         self._rebuild = True
 
@@ -111,7 +115,7 @@ class MICRO(MultimodalModel):
         out = []
         for (indices, values), orig in zip(self.learned_graphs(), self.orig_graphs, strict=True):
             h = self.item_embedding
-            for _ in range(self.config["n_layers"]):
+            for _ in range(self.config["item_layers"]):
                 h = (1 - lam) * propagate_rows(indices, values, h) + lam * spmm(orig, h)
             out.append(h)
         return out
@@ -126,28 +130,28 @@ class MICRO(MultimodalModel):
         views = self.modality_embeddings()
         fused = self.fuse(views)
         ego = torch.cat([self.user_embedding, self.item_embedding])
-        out = lightgcn_propagate(self.adjacency, ego, self.config["n_ui_layers"])
-        return out[: self.n_users], out[self.n_users :] + F.normalize(fused, dim=1), views, fused
+        user_z, item_z = self.split_nodes(lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"]))
+        return user_z, item_z + F.normalize(fused, dim=1), views, fused
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         user_z, item_z, _, _ = self._outputs()
         return user_z, item_z
 
-    def contrast_anchors(self) -> torch.Tensor | None:
+    def contrast_anchors(self, rng: torch.Generator | None) -> torch.Tensor | None:
         """The items whose GRACE terms this batch averages: all (``cl_anchors`` 0, reference), else a fresh
-        uniform sample of ``cl_anchors`` items, shared by the modalities (seeded through the global RNG)."""
+        uniform sample of ``cl_anchors`` items, shared by the modalities (drawn from the trainer's ``rng``)."""
         size = self.config["cl_anchors"]
         if not size or size >= self.n_items:
             return None
-        return torch.randperm(self.n_items, device=self.item_embedding.device)[:size]
+        return torch.randperm(self.n_items, generator=rng, device=self.item_embedding.device)[:size]
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         user_z, item_z, views, fused = self._outputs()
         u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = self.config["reg_weight"] * l2_squared(u, p, n)
         tau, chunk = self.config["tau"], self.config["cl_chunk"]
-        anchors = self.contrast_anchors()
+        anchors = self.contrast_anchors(batch.rng)
         contrast = sum(grace_loss(view, fused, tau, chunk, anchors) for view in views)
         cl = self.config["cl_weight"] * contrast
         return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}

@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtrain.config import at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
 from mmtrain.graph.propagate import spmm
-from mmtrain.models.losses import bpr_loss
+from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, listed
 from mmtrain.models.registry import register
 
@@ -104,12 +105,14 @@ class MMGCN(MultimodalModel):
     defaults = {
         "embedding_size": 64,
         "dim_latent": 256,
-        "n_layers": 3,
+        "ui_layers": 3,
         "mlp_modalities": "image",
         "train_id_embedding": True,
         "reg_weight": 1e-5,
         "modalities": "all",
     }
+    ranges = {"ui_layers": at_least(1), "dim_latent": at_least(1)}
+    renames = {"n_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -131,7 +134,7 @@ class MMGCN(MultimodalModel):
                     data.feature(m).shape[1],
                     dim,
                     config["dim_latent"] if m in self.projected else None,
-                    config["n_layers"],
+                    config["ui_layers"],
                     trainable,
                 )
                 for m in self.modalities
@@ -143,12 +146,12 @@ class MMGCN(MultimodalModel):
             self.gcns[m](self.adjacency, getattr(self, f"features_{m}"), self.id_embedding)
             for m in self.modalities
         ) / len(self.modalities)
-        return z[: self.n_users], z[self.n_users :]
+        return self.split_nodes(z)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         user_z, item_z = self.forward()
         u = user_z[batch.users]
-        rank = bpr_loss((u * item_z[batch.pos_items]).sum(1), (u * item_z[batch.neg_items]).sum(1))
+        rank = bpr_of(u, item_z[batch.pos_items], item_z[batch.neg_items])
         e_u = self.id_embedding[batch.users]
         e_p = self.id_embedding[self.n_users + batch.pos_items]
         e_n = self.id_embedding[self.n_users + batch.neg_items]

@@ -45,14 +45,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtrain.config import above, at_least, unit_interval
 from mmtrain.data.interactions import Interactions
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, inv_power, sparse_matrix
 from mmtrain.graph.propagate import spmm
+from mmtrain.models.augment import feature_dropout
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_loss, grace_loss, l2_squared
+from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
 
@@ -170,8 +172,15 @@ class Discriminator(nn.Module):
                 nn.init.kaiming_normal_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 100 * self.net(x.float()).view(-1)
+    def forward(self, x: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        """``100·σ(MLP(x))``; the dropout layers draw their masks from ``rng`` (training mode only)."""
+        x = x.float()
+        for layer in self.net:
+            if isinstance(layer, nn.Dropout):
+                x = feature_dropout(x, layer.p if self.training else 0.0, rng)
+            else:
+                x = layer(x)
+        return 100 * x.view(-1)
 
 
 @contextmanager
@@ -193,16 +202,16 @@ class MMSSL(MultimodalModel):
 
     name = "mmssl"
     defaults = {
-        "embed_size": 64,
-        "n_ui_layers": 2,
-        "drop_rate": 0.2,
+        "embedding_size": 64,
+        "ui_layers": 2,
+        "dropout": 0.2,
         "model_cat_rate": 0.55,
         "id_cat_rate": 0.36,
         "head_num": 4,
         "attention": "paper",
         "reg_weight": 1e-5,
         "feat_reg_decay": 1e-5,
-        "cl_rate": 0.03,
+        "cl_weight": 0.03,
         "tau": 0.5,
         "G_rate": 1e-4,
         "D_lr": 3e-4,
@@ -222,19 +231,46 @@ class MMSSL(MultimodalModel):
         "modalities": "all",
     }
     choices = {"attention": ("paper", "reference"), "graph_regen": ("none", "epoch", "reference")}
+    ranges = {
+        "model_cat_rate": at_least(0),
+        "id_cat_rate": at_least(0),
+        "head_num": at_least(1),
+        "feat_reg_decay": at_least(0),
+        "G_rate": at_least(0),
+        "D_lr": above(0),
+        "G_drop1": unit_interval(high_open=True),
+        "G_drop2": unit_interval(high_open=True),
+        "D_max_hidden": at_least(0),
+        "gp_rate": at_least(0),
+        "gp_lambda": at_least(0),
+        "real_data_tau": above(0),
+        "m_topk_rate": at_least(0),
+        "m_topk_min": at_least(1),
+        "T": at_least(1),
+    }
+    renames = {
+        "embed_size": "embedding_size",
+        "n_ui_layers": "ui_layers",
+        "drop_rate": "dropout",
+        "cl_rate": "cl_weight",
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """``head_num`` must divide ``embedding_size`` (the heads split the embedding)."""
+        dim, heads = config["embedding_size"], config["head_num"]
+        if dim % heads:
+            raise TrainError(f"head_num={heads} must divide embedding_size={dim}")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
-        dim, heads = config["embed_size"], config["head_num"]
-        if heads < 1 or dim % heads:
-            raise TrainError(f"head_num={heads} must divide embed_size={dim}")
+        dim, heads = config["embedding_size"], config["head_num"]
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = [data.feature(m) for m in self.modalities]
         self.projections = feature_projections(data, self.modalities, dim)
         for layer in self.projections:
             nn.init.xavier_uniform_(layer.weight)
-        self.dropout = nn.Dropout(config["drop_rate"])
         self.w_q = nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim)))
         self.w_k = nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, dim)))
         self.w_cat = nn.Parameter(nn.init.xavier_uniform_(torch.empty(heads * dim, dim)))
@@ -298,17 +334,20 @@ class MMSSL(MultimodalModel):
         self._modal_ops = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def feature_side(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """``(U_m^f, I_m^f)`` per modality."""
+    def feature_side(
+        self, rng: torch.Generator | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(U_m^f, I_m^f)`` per modality (projections dropped out in training mode, masks drawn from ``rng``)."""
         users, items = [], []
+        p = self.config["dropout"] if self.training else 0.0
         for x, projection in zip(self.features, self.projections, strict=True):
-            u = spmm(self.ui, self.dropout(projection(x)))
+            u = spmm(self.ui, feature_dropout(projection(x), p, rng))
             users.append(u)
             items.append(spmm(self.iu, u))
         return users, items
 
-    def _outputs(self) -> dict[str, Any]:
-        feat_u, feat_i = self.feature_side()
+    def _outputs(self, rng: torch.Generator | None = None) -> dict[str, Any]:
+        feat_u, feat_i = self.feature_side(rng)
         ops = self.modal_operators()
         id_u = [spmm(g_ui, self.item_embedding) for g_ui, _ in ops]
         id_i = [spmm(g_iu, self.user_embedding) for _, g_iu in ops]
@@ -318,7 +357,7 @@ class MMSSL(MultimodalModel):
         u = self.user_embedding + rate * F.normalize(z_u, dim=1)
         i = self.item_embedding + rate * F.normalize(z_i, dim=1)
         user_layers, item_layers = [u], [i]
-        n_layers = self.config["n_ui_layers"]
+        n_layers = self.config["ui_layers"]
         for layer in range(n_layers):
             u = spmm(self.ui, i)
             if layer == n_layers - 1:
@@ -351,20 +390,23 @@ class MMSSL(MultimodalModel):
             return {}
         cfg = self.config
         with torch.no_grad():
-            out = self._outputs()
+            out = self._outputs(batch.rng)
             seen = seen_rows(self.train_pairs, users)
             fake = torch.cat(self.fake_rows(out, users, seen))
             ui_sim = masked_similarity(out["user"][users], out["item"], seen)
             real = real_rows(
                 seen,
                 ui_sim,
-                torch.rand_like(seen),
+                torch.rand(seen.shape, generator=batch.rng, device=seen.device),
                 cfg["log_log_scale"],
                 cfg["real_data_tau"],
                 cfg["ui_pre_scale"],
             ).repeat(n_mods, 1)
-        disc = self.discriminator
-        alpha = torch.rand(real.shape[0], 1, device=real.device)
+
+        def disc(x: torch.Tensor) -> torch.Tensor:
+            return self.discriminator(x, batch.rng)
+
+        alpha = torch.rand(real.shape[0], 1, generator=batch.rng, device=real.device)
         penalty = gradient_penalty(disc, real, fake, alpha, cfg["gp_lambda"])
         loss = -disc(real).mean() + disc(fake).mean() + cfg["gp_rate"] * penalty
         self.d_optimizer.zero_grad(set_to_none=True)
@@ -374,27 +416,27 @@ class MMSSL(MultimodalModel):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        out = self._outputs()
+        out = self._outputs(batch.rng)
         user_z, item_z = out["user"], out["item"]
         u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = cfg["reg_weight"] * l2_squared(u, p, n)
         feat_sq = sum(x.pow(2).sum() for x in (*out["feat_u"], *out["feat_i"]))
         feat_reg = cfg["feat_reg_decay"] * 0.5 * feat_sq / self.n_items
         users = torch.unique(batch.users)
         anchor = user_z[users]
-        cl = cfg["cl_rate"] * sum(grace_loss(view[users], anchor, cfg["tau"]) for view in out["id_u"])
+        cl = cfg["cl_weight"] * sum(grace_loss(view[users], anchor, cfg["tau"]) for view in out["id_u"])
         fake = self.fake_rows(out, users, seen_rows(self.train_pairs, users))
         adversarial = torch.zeros((), device=u.device)
         if len(users) * len(fake) >= 2:
             with frozen(self.discriminator):
-                adversarial = -self.discriminator(torch.cat(fake)).mean()
+                adversarial = -self.discriminator(torch.cat(fake), batch.rng).mean()
         if cfg["graph_regen"] == "reference":
             self._reference_regeneration(users, [f.detach() for f in fake])
         loss = rank + reg + feat_reg + cl + cfg["G_rate"] * adversarial
         return {"loss": loss, "bpr": rank, "reg": reg, "feat_reg": feat_reg, "cl": cl, "g_adv": adversarial}
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, rng: torch.Generator) -> None:
         """``epoch`` mode: regenerate the modality graphs (from epoch 2); ``reference`` mode: batch count 0."""
         self._batch_index = 0
         if self.config["graph_regen"] == "epoch" and epoch > 1:

@@ -85,15 +85,22 @@ class SLMRec(MultimodalModel):
     ui_norm = "sym"
     defaults = {
         "embedding_size": 64,
-        "n_layers": 3,
-        "temp": 0.2,
+        "ui_layers": 3,
+        "rec_tau": 0.2,
         "ssl_task": "FAC",
-        "ssl_alpha": 0.1,
-        "ssl_temp": 0.2,
-        "dropout_rate": 0.3,
+        "cl_weight": 0.1,
+        "tau": 0.2,
+        "dropout": 0.3,
         "modalities": "all",
     }
     choices = {"ssl_task": SSL_TASKS}
+    renames = {
+        "n_layers": "ui_layers",
+        "temp": "rec_tau",
+        "ssl_alpha": "cl_weight",
+        "ssl_temp": "tau",
+        "dropout_rate": "dropout",
+    }
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
@@ -121,40 +128,49 @@ class SLMRec(MultimodalModel):
         features = (getattr(self, f"feature_{m}") for m in self.modalities)
         return [self.item_embedding, *(dense(x) for dense, x in zip(self.dense, features, strict=True))]
 
-    def propagate(self, item_inputs: Sequence[torch.Tensor], dropout: float = 0.0) -> torch.Tensor:
-        """``[U; I]`` of all K blocks side by side, ``[(M+N), K·d]`` (optionally with per-layer dropout)."""
+    def propagate(
+        self, item_inputs: Sequence[torch.Tensor], dropout: float = 0.0, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``[U; I]`` of all K blocks side by side, ``[(M+N), K·d]`` (optionally with per-layer dropout, drawn
+        from ``rng``)."""
         ego = torch.cat([self.user_embedding.repeat(1, self.n_blocks), torch.cat(list(item_inputs), 1)])
         if dropout > 0.0:
-            return dropout_propagate(self.adjacency, ego, self.config["n_layers"], dropout)
-        return lightgcn_propagate(self.adjacency, ego, self.config["n_layers"])
+            return dropout_propagate(self.adjacency, ego, self.config["ui_layers"], dropout, rng)
+        return lightgcn_propagate(self.adjacency, ego, self.config["ui_layers"])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.propagate(self.item_inputs())
-        return self.user_fusion(out[: self.n_users]), self.item_fusion(out[self.n_users :])
+        user_out, item_out = self.split_nodes(self.propagate(self.item_inputs()))
+        return self.user_fusion(user_out), self.item_fusion(item_out)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         users, items = batch.users, batch.pos_items + self.n_users
         inputs = self.item_inputs()
         out = self.propagate(inputs)
-        main = info_nce(self.user_fusion(out[users]), self.item_fusion(out[items]), self.config["temp"])
-        ssl = self.ssl_loss(out, inputs, users, items)
-        total = main + self.config["ssl_alpha"] * ssl
+        main = info_nce(self.user_fusion(out[users]), self.item_fusion(out[items]), self.config["rec_tau"])
+        ssl = self.ssl_loss(out, inputs, users, items, batch.rng)
+        total = main + self.config["cl_weight"] * ssl
         return {"loss": total, "main": main, "ssl": ssl}
 
     def ssl_loss(
-        self, out: torch.Tensor, inputs: list[torch.Tensor], users: torch.Tensor, items: torch.Tensor
+        self,
+        out: torch.Tensor,
+        inputs: list[torch.Tensor],
+        users: torch.Tensor,
+        items: torch.Tensor,
+        rng: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """The ``ssl_task`` loss at the batch's users and items (``items`` as rows of ``out``)."""
-        task, tau = self.config["ssl_task"], self.config["ssl_temp"]
+        """The ``ssl_task`` loss at the batch's users and items (``items`` as rows of ``out``); FD/FM draw from
+        ``rng``."""
+        task, tau = self.config["ssl_task"], self.config["tau"]
         if task == "FAC":
             blocks = out[items].split(self.dim, dim=1)
             return fac_loss(blocks[0], blocks[1:], self.fac_chain, self.fac_heads, tau)
         if "FM" in task:
-            view_inputs = [mask_modalities(inputs, [k]) for k in distinct_choices(self.n_blocks, 2)]
+            view_inputs = [mask_modalities(inputs, [k]) for k in distinct_choices(self.n_blocks, 2, rng)]
         else:
             view_inputs = [inputs, inputs]
-        p = self.config["dropout_rate"] if "FD" in task and self.training else 0.0
-        views = [self.propagate(v, p) for v in view_inputs]
+        p = self.config["dropout"] if "FD" in task and self.training else 0.0
+        views = [self.propagate(v, p, rng) for v in view_inputs]
         u1, u2 = (self.user_fusion(v[users]) for v in views)
         i1, i2 = (self.item_fusion(v[items]) for v in views)
         return info_nce(u1, u2, tau) + info_nce(i1, i2, tau)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from mmtrain.config import at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator, bipartite_block
@@ -36,7 +37,7 @@ from mmtrain.graph.interest import (
     unit_rows,
 )
 from mmtrain.graph.knn import knn_adjacency
-from mmtrain.models.losses import bpr_loss, info_nce
+from mmtrain.models.losses import bpr_of, info_nce
 from mmtrain.models.mgcn import MGCN, TEMPERATURE
 from mmtrain.models.registry import register
 
@@ -48,18 +49,20 @@ class SOIL(MGCN):
     name = "soil"
     defaults = {
         "embedding_size": 64,
-        "n_ui_layers": 2,
-        "n_layers": 1,
+        "ui_layers": 2,
+        "item_layers": 1,
         "knn_k": 10,
         "knn_i": 10,
         "knn_a": 2,
-        "cl_loss": 0.01,
-        "cl_loss2": 0.01,
+        "cl_weight": 0.01,
+        "cl_weight2": 0.01,
         "variant": "paper",
         "graph_block": 0,
         "modalities": "all",
     }
     choices = {"variant": VARIANTS}
+    ranges = {"knn_i": at_least(1), "knn_a": at_least(0), "graph_block": at_least(0)}
+    renames = {**MGCN.renames, "cl_loss2": "cl_weight2"}
     train_features = False
     preference_gates = False
 
@@ -72,7 +75,17 @@ class SOIL(MGCN):
         adjacency = data.ui_adjacency("sym")
         user_item = bipartite_block(adjacency, self.n_users)
         block = cfg["graph_block"] or None
-        edges = second_order_edges(data.train, self._units(data), cfg["knn_a"], cfg["variant"], block)
+        train = data.train
+        edges = second_order_edges(
+            train.users,
+            train.items,
+            self.n_users,
+            self.n_items,
+            self._units(data),
+            cfg["knn_a"],
+            cfg["variant"],
+            block,
+        )
         second, second_user_item = second_order_operators(*edges, self.n_users, self.n_items)
         weight = 1.0 if cfg["variant"] == "paper" else 0.5
         return (
@@ -85,9 +98,11 @@ class SOIL(MGCN):
         cfg = self.config
         block = cfg["graph_block"] or None
         units = self._units(data)
-        rows, cols, counts = interest_pairs(
-            data.train, interest_columns(data.train, units, cfg["knn_i"], block)
+        train = data.train
+        columns = interest_columns(
+            train.users, train.items, self.n_users, self.n_items, units, cfg["knn_i"], block
         )
+        rows, cols, counts = interest_pairs(train.users, train.items, self.n_items, columns)
         accumulate = cfg["variant"] == "code"
         graphs = []
         for modality, unit in zip(self.modalities, units, strict=True):
@@ -110,8 +125,8 @@ class SOIL(MGCN):
         z, side, content = self.outputs()
         u = z[batch.users]
         pos = batch.pos_items + self.n_users
-        rank = bpr_loss((u * z[pos]).sum(1), (u * z[batch.neg_items + self.n_users]).sum(1))
-        item_item = self.config["cl_loss"] * self.side_content_contrast(side, content, batch)
+        rank = bpr_of(u, z[pos], z[batch.neg_items + self.n_users])
+        item_item = self.config["cl_weight"] * self.side_content_contrast(side, content, batch)
         user_item = info_nce(u, content[pos], TEMPERATURE) + info_nce(u, side[pos], TEMPERATURE)
-        user_item = self.config["cl_loss2"] * user_item
+        user_item = self.config["cl_weight2"] * user_item
         return {"loss": rank + item_item + user_item, "bpr": rank, "cl_ii": item_item, "cl_ui": user_item}

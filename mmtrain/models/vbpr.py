@@ -13,8 +13,9 @@ from torch import nn
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
+from mmtrain.models.augment import feature_dropout
 from mmtrain.models.base import Model, Requirements, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_loss, regularizer
+from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
 from mmtrain.models.registry import register
 
 
@@ -32,7 +33,7 @@ def scale_features(x: torch.Tensor, norm: str) -> torch.Tensor:
 @register
 class VBPR(Model):
     """``f_i`` = every available modality's features concatenated (sorted by name); ``z_i = [γ_i ; W f_i]``,
-    ``z_u = θ_u`` (2d); loss ``L_bpr + λ·reg(z_u, z_p, z_n)``."""
+    ``z_u = θ_u`` (2d); loss ``L_bpr + λ·reg(z_u, z_p, z_n)``; ``dropout`` on both sides while training."""
 
     name = "vbpr"
     defaults = {
@@ -61,16 +62,20 @@ class VBPR(Model):
         self.item_linear = nn.Linear(features.shape[1], dim)
         nn.init.xavier_normal_(self.item_linear.weight)
         nn.init.zeros_(self.item_linear.bias)
-        self.dropout = nn.Dropout(config["dropout"])
         self.reg = regularizer(config["reg_style"])
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_U, z_I)``, dropped out with draws from ``rng`` in training mode."""
         items = torch.cat([self.item_embedding, self.item_linear(self.features)], dim=1)
-        return self.dropout(self.user_embedding), self.dropout(items)
+        p = self.config["dropout"] if self.training else 0.0
+        return feature_dropout(self.user_embedding, p, rng), feature_dropout(items, p, rng)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.outputs()
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        user_z, item_z = self.forward()
+        user_z, item_z = self.outputs(batch.rng)
         u, p, n = user_z[batch.users], item_z[batch.pos_items], item_z[batch.neg_items]
-        rank = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        rank = bpr_of(u, p, n)
         reg = self.config["reg_weight"] * self.reg(u, p, n)
         return {"loss": rank + reg, "bpr": rank, "reg": reg}

