@@ -139,7 +139,8 @@ def _resolve(spec: SuiteSpec, model: ModelSpec, layers: list[tuple[str, dict[str
             try:
                 make_config(model.name, None, [kv for _, values in layers[:n] for kv in values.items()])
             except TrainError as inner:
-                raise TrainError(f"{layers[n - 1][0]}: {inner.problem}", spec.path) from None
+                problem = inner.problem.removeprefix("--set: ")
+                raise TrainError(f"{layers[n - 1][0]}: {problem}", spec.path) from None
         raise TrainError(f"models.{model.name}: {e.problem}", spec.path) from None
 
 

@@ -11,7 +11,7 @@ seeds: [1, 2, 3]                   # every grid point runs every seed
 protocol: {split: warm, mask_val_at_test: true, legacy_ndcg: lattice}
 budget: {max_minutes: 30, epochs: 1000}
 set: {threads: 1}                  # config keys applied to every trial
-baseline: lightgcn                 # the model the report tests the others against
+baseline: lightgcn                 # the model the report tests the others against [lightgcn, else the first]
 metric: recall@20                  # selection metric (validation only)
 published: {lightgcn: {recall@20: 0.0653, source: "..."}}
 ```
@@ -217,7 +217,7 @@ def load_suite(path: Path | str) -> SuiteSpec:
     if not isinstance(metric, str) or "@" not in metric:
         raise loc.error(("metric",), f"{metric!r}: expected a metric like recall@20")
     names = [m.name for m in models]
-    baseline = doc.get("baseline", "lightgcn")
+    baseline = doc.get("baseline", "lightgcn" if "lightgcn" in names else names[0])
     if baseline not in names:
         raise loc.error(("baseline",), f"{baseline!r} is not one of the suite's models ({', '.join(names)})")
     published = _mapping(loc, ("published",), doc.get("published"), None)
