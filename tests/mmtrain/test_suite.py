@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,17 @@ from click.testing import CliRunner
 
 from mmformat.hashing import sha256_file
 from mmtrain.cli import main
-from mmtrain.suite import Trial, expand_trials, load_suite, run_suite, select, trial_id, trial_status
+from mmtrain.errors import TrainError
+from mmtrain.suite import (
+    Trial,
+    expand_trials,
+    load_suite,
+    run_suite,
+    select,
+    suite_lock,
+    trial_id,
+    trial_status,
+)
 from mmtrain.suite_spec import SuiteSpec
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 from tests.paths import REPO
@@ -107,6 +118,19 @@ def test_serial_suite_writes_trials_csv_and_selection(serial, subset):
     assert result.stdout.splitlines()[-1].endswith("4 done, 0 todo, 0 running, 0 failed")
 
 
+def test_rerun_of_a_finished_suite_trains_nothing_and_writes_the_report(serial, monkeypatch):
+    spec, suite_dir = serial
+    before = {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file()}
+    calls = []
+    report = types.ModuleType("mmtrain.report")
+    report.write_report = lambda path, baseline=None: calls.append((path, baseline)) or {}
+    monkeypatch.setitem(sys.modules, "mmtrain.report", report)
+    assert run_suite(spec, suite_dir, executor="serial") == suite_dir
+    assert {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file()} == before
+    assert calls == [(suite_dir, "lightgcn")]
+
+
+@pytest.mark.slow
 def test_ray_workers_give_the_serial_results(serial, tmp_path):
     pytest.importorskip("ray")
     spec, serial_dir = serial
@@ -116,12 +140,15 @@ def test_ray_workers_give_the_serial_results(serial, tmp_path):
     for tid, final in ray_results.items():
         assert final["val"] == serial_results[tid]["val"] and final["test"] == serial_results[tid]["test"]
         assert final["best_epoch"] == serial_results[tid]["best_epoch"]
+    pids = {json.loads(p.read_text())["pid"] for p in out.glob("trials/*/trial.json")}
+    assert len(pids) == 4 and os.getpid() not in pids  # each trial ran in its own Ray worker process
     assert (
         json.loads((out / "selection.json").read_text())["models"]
         == json.loads((serial_dir / "selection.json").read_text())["models"]
     )
 
 
+@pytest.mark.slow
 def test_killed_driver_rerun_finishes_only_the_missing_trials(serial, tmp_path):
     spec, serial_dir = serial
     out = tmp_path / "killed"
@@ -174,6 +201,20 @@ def test_failed_trial_is_recorded_and_the_suite_goes_on(tmp_path):
     assert info["status"] == "failed" and "feature" in info["error"] and "\n" not in info["error"]
     selection = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert list(selection["models"]) == ["mf"]
+
+
+def test_second_driver_on_the_same_suite_is_refused(tmp_path):
+    root = random_dataset(tmp_path / "d", n_users=20, n_items=15)
+    spec = write_suite(tmp_path / "s.yaml", root)
+    (tmp_path / "out").mkdir()
+    with (
+        suite_lock(tmp_path / "out"),
+        pytest.raises(
+            TrainError, match=f"another `mmtrain suite` is running on this directory \\(pid {os.getpid()}\\)"
+        ),
+    ):
+        run_suite(spec, tmp_path / "out", executor="serial")
+    assert not (tmp_path / "out" / "trials.csv").exists()
 
 
 def test_selection_uses_validation_only_and_keeps_grid_order_on_ties(tmp_path):
