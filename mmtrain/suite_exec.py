@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mmformat.atomic import write_json
 from mmtrain.errors import TrainError
-from mmtrain.suite import TRIAL_JSON, Trial, run_trial, trial_dir
+from mmtrain.suite_trials import TRIAL_JSON, Trial, run_trial, trial_dir
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from mmtrain.suite import (
     expand_trials,
     load_suite,
     run_suite,
-    select,
     suite_lock,
     trial_id,
     trial_status,
 )
 from mmtrain.suite_spec import SuiteSpec
+from mmtrain.suite_tables import select
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 from tests.paths import REPO
 
