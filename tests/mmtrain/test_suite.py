@@ -201,6 +201,13 @@ def test_failed_trial_is_recorded_and_the_suite_goes_on(tmp_path):
     assert info["status"] == "failed" and "feature" in info["error"] and "\n" not in info["error"]
     selection = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert list(selection["models"]) == ["mf"]
+    # --no-resume retrains the finished trial too; the failed one is retried (and fails again)
+    mf_final = tmp_path / "out" / "trials" / rows["mf"]["trial_id"] / "final.json"
+    before = mf_final.stat().st_mtime_ns
+    again = CliRunner().invoke(
+        main, ["suite", str(spec), "--out", str(tmp_path / "out"), "--executor", "serial", "--no-resume"]
+    )
+    assert again.exit_code == 2 and mf_final.stat().st_mtime_ns != before
 
 
 def test_second_driver_on_the_same_suite_is_refused(tmp_path):
@@ -241,6 +248,17 @@ def test_selection_uses_validation_only_and_keeps_grid_order_on_ties(tmp_path):
     rows[2]["status"] = rows[3]["status"] = "failed"  # a point with no finished seed is not a candidate
     chosen = select(spec, trials, rows)["models"]["mf"]
     assert chosen["point"] == {"lr": 0.3}
+    # with two datasets a model is selected per dataset
+    spec.datasets = [tmp_path / "d", tmp_path / "e"]
+    other = Trial("e1", "mf", tmp_path / "e", {"lr": 0.1}, 1, {})
+    selection = select(
+        spec, [*trials, other], [*rows, {"trial_id": "e1", "status": "done", "val_recall@20": 0.05}]
+    )
+    assert set(selection["models"]) == {"mf/d", "mf/e"}
+    assert selection["models"]["mf/e"] == {
+        "model": "mf", "dataset": "e", "point": {"lr": 0.1}, "trial_ids": ["e1"], "seeds": [1],
+        "val_mean": 0.05, "val_std": 0.0, "complete": True,
+    }  # fmt: skip
 
 
 @pytest.fixture
