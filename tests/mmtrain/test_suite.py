@@ -316,7 +316,7 @@ def test_shipped_suites_load_and_expand(shipped_datasets, name, n_trials, split)
             {"models": {"lightgcn": {"grdi": "none"}}},
             "models.lightgcn.grdi: unknown key 'grdi' (did you mean 'grid'?)",
         ),
-        ({"set": {"epoch": 3}}, "set: unknown config key 'epoch'"),
+        ({"set": {"epoch": 3}}, ("set: unknown", "'epoch'", "did you mean 'epochs'?")),
         ({"grid": "all"}, "grid: 'all': expected 'recipe', 'none' or a mapping"),
         ({"seeds": [1, 1]}, "seeds: [1, 1]: seeds must be distinct"),
         ({"baseline": "bm3"}, "baseline: 'bm3' is not one of the suite's models (mf, lightgcn)"),
@@ -328,7 +328,8 @@ def test_bad_suite_is_one_line_naming_file_and_key(tmp_path, patch, expected):
     spec = write_suite(tmp_path / "bad.yaml", root, **patch)
     result = CliRunner().invoke(main, ["suite", str(spec), "--dry-run"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
-    assert result.stderr.startswith(f"mmtrain: error: {spec}") and expected in result.stderr
+    assert result.stderr.startswith(f"mmtrain: error: {spec}")
+    assert all(part in result.stderr for part in ([expected] if isinstance(expected, str) else expected))
 
 
 def test_executor_without_ray(tmp_path, monkeypatch, caplog):
