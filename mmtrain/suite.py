@@ -117,7 +117,7 @@ def run_suite(
     if dry_run:
         print(dry_run_table(suite_dir, trials), end="")
         return suite_dir
-    run = choose_executor(executor)
+    run = choose_executor(executor, address)
     (suite_dir / TRIALS).mkdir(parents=True, exist_ok=True)
     with suite_lock(suite_dir):
         write_text(suite_dir / "suite.yaml", yaml.safe_dump(spec.resolved(), sort_keys=False))

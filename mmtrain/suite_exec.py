@@ -29,16 +29,20 @@ def ray_available() -> bool:
     return True
 
 
-def choose_executor(name: str) -> Executor:
-    """``serial``, ``ray`` or ``auto`` (Ray when it is importable, else serial with one info line)."""
+def choose_executor(name: str, address: str | None = None) -> Executor:
+    """``serial``, ``ray`` or ``auto`` (Ray when it is importable, else serial with one info line); a cluster
+    ``address`` needs Ray."""
     if name == "serial":
+        if address:
+            raise TrainError(f"--address {address}: a cluster needs --executor ray (or auto)")
         return run_serial
     if name not in ("auto", "ray"):
         raise TrainError(f"--executor {name!r}: choose auto, serial or ray")
     if ray_available():
         return run_ray
-    if name == "ray":
-        raise TrainError("--executor ray: Ray is not installed (pip install modalrec[ray])")
+    if name == "ray" or address:
+        option = "--executor ray" if name == "ray" else f"--address {address}"
+        raise TrainError(f"{option}: Ray is not installed (pip install modalrec[ray])")
     log.info("Ray is not installed: running the trials one after another (pip install modalrec[ray])")
     return run_serial
 

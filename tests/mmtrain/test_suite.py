@@ -336,8 +336,14 @@ def test_executor_without_ray(tmp_path, monkeypatch, caplog):
     import mmtrain.suite_exec as suite_exec
 
     monkeypatch.setattr(suite_exec, "ray_available", lambda: False)
-    with pytest.raises(Exception, match=r"pip install modalrec\[ray\]"):
+    with pytest.raises(
+        TrainError, match=r"^--executor ray: Ray is not installed \(pip install modalrec\[ray\]\)$"
+    ):
         suite_exec.choose_executor("ray")
+    with pytest.raises(TrainError, match=r"^--address auto: Ray is not installed"):
+        suite_exec.choose_executor("auto", "auto")
+    with pytest.raises(TrainError, match="a cluster needs --executor ray"):
+        suite_exec.choose_executor("serial", "10.0.0.1:6379")
     with caplog.at_level("INFO"):
         assert suite_exec.choose_executor("auto") is suite_exec.run_serial
     assert "Ray is not installed" in caplog.text
