@@ -14,7 +14,7 @@ import numpy as np
 
 from mmformat.atomic import write_json, write_text
 from mmtrain.suite_spec import SuiteSpec
-from mmtrain.suite_trials import FINAL, STATUSES, Trial, read_trial_json, trial_dir, trial_status
+from mmtrain.suite_trials import FINAL, STATUSES, TRIAL_JSON, Trial, read_trial_json, trial_dir, trial_status
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ def trial_rows(suite_dir: Path, trials: list[Trial]) -> list[dict[str, Any]]:
     for t in trials:
         final = finals.get(t.trial_id)
         info = read_trial_json(trial_dir(suite_dir, t)) or {}
+        if final is not None and info.get("status") != "done":  # killed between final.json and trial.json
+            info = {**info, **t.record("done", stop_reason=final.get("stop_reason"))}
+            write_json(trial_dir(suite_dir, t) / TRIAL_JSON, info)
         row: dict[str, Any] = {
             "trial_id": t.trial_id,
             "model": t.model,

@@ -120,13 +120,20 @@ def test_serial_suite_writes_trials_csv_and_selection(serial, subset):
 
 def test_rerun_of_a_finished_suite_trains_nothing_and_writes_the_report(serial, monkeypatch):
     spec, suite_dir = serial
-    before = {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file()}
+    # a driver killed after a trial's final.json but before its trial.json said done: the rerun repairs it
+    info_path = next(suite_dir.glob("trials/*/trial.json"))
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "status": "running", "pid": 0}))
+    before = {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file() and p != info_path}
     calls = []
     report = types.ModuleType("mmtrain.report")
     report.write_report = lambda path, baseline=None: calls.append((path, baseline)) or {}
     monkeypatch.setitem(sys.modules, "mmtrain.report", report)
     assert run_suite(spec, suite_dir, executor="serial") == suite_dir
-    assert {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file()} == before
+    after = {p: p.stat().st_mtime_ns for p in suite_dir.glob("trials/*/*") if p.is_file() and p != info_path}
+    assert after == before
+    assert json.loads(info_path.read_text())["status"] == "done"
+    assert json.loads(info_path.read_text())["stop_reason"] == "epochs"
     assert calls == [(suite_dir, "lightgcn")]
 
 
