@@ -8,6 +8,7 @@ have modalrec installed. Ray is an optional extra (``pip install modalrec[ray]``
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,8 +74,11 @@ def run_serial(
         _log_done(run_trial(trial, suite_dir, progress=progress), i, len(trials), trial)
 
 
-def _remote_trial(trial: Trial, suite_dir: str) -> dict:
-    """A Ray task: one trial in a fresh worker process (so its peak RSS and torch state are its own)."""
+def _remote_trial(trial: Trial, suite_dir: str, gpus: float) -> dict:
+    """A Ray task: one trial in a fresh worker process (so its peak RSS and torch state are its own). Without a
+    GPU share the trial sees no GPU (set before torch is imported), so ``device: auto`` means the CPU."""
+    if gpus == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     return run_trial(trial, Path(suite_dir), progress=False)
 
@@ -116,7 +120,7 @@ def run_ray(
             len(trials),
         )
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1, max_retries=0)(_remote_trial)
-        pending = {task.remote(t, str(Path(suite_dir).resolve())): t for t in trials}
+        pending = {task.remote(t, str(Path(suite_dir).resolve()), gpus): t for t in trials}
         n, i = len(pending), 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
