@@ -35,7 +35,8 @@ STATUSES = ("done", "todo", "running", "failed")
 
 @dataclass
 class Trial:
-    """One run of a suite: a model at one grid point and one seed on one dataset, with its resolved config."""
+    """One run of a suite: a model at one grid point and one seed on one dataset (an absolute path, so that Ray
+    workers in other directories find it), with its resolved config."""
 
     trial_id: str
     model: str
@@ -145,7 +146,7 @@ def expand_trials(spec: SuiteSpec) -> list[Trial]:
                         )
                         continue
                     seen.add(tid)
-                    trials.append(Trial(tid, model.name, dataset, point, seed, config))
+                    trials.append(Trial(tid, model.name, Path(os.path.abspath(dataset)), point, seed, config))
     return trials
 
 

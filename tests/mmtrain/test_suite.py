@@ -289,6 +289,7 @@ def test_shipped_suites_load_and_expand(shipped_datasets, name, n_trials, split)
     trials = expand_trials(spec)
     assert len(trials) == n_trials and len({t.trial_id for t in trials}) == n_trials
     assert len(spec.seeds) >= 3 and {t.seed for t in trials} == set(spec.seeds)
+    assert {t.dataset for t in trials} == {Path.cwd() / spec.datasets[0]}  # relative to the current directory
     assert all(t.config["split"] == split and t.config["valid_metric"] == spec.metric for t in trials)
     assert all(t.config["max_minutes"] == spec.budget["max_minutes"] > 0 for t in trials)
     assert all(trial_status(Path("suites") / name, t) == "todo" for t in trials)
