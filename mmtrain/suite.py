@@ -132,8 +132,10 @@ def run_suite(
         )
         if todo:
             run(todo, suite_dir, address=address, cpus=cpus_per_trial, gpus=gpus_per_trial, progress=progress)
-        write_tables(spec, trials, suite_dir)
-        write_report(suite_dir, spec.baseline)
+        if write_tables(spec, trials, suite_dir)["models"]:
+            write_report(suite_dir, spec.baseline)
+        else:
+            log.warning("no trial of %s has finished: no report", spec.name)
     failed = [t.trial_id for t in trials if trial_status(suite_dir, t) == "failed"]
     if failed:
         raise SuiteFailed(

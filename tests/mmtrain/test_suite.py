@@ -215,6 +215,14 @@ def test_failed_trial_is_recorded_and_the_suite_goes_on(tmp_path):
         main, ["suite", str(spec), "--out", str(tmp_path / "out"), "--executor", "serial", "--no-resume"]
     )
     assert again.exit_code == 2 and mf_final.stat().st_mtime_ns != before
+    # nothing finishes: the tables are written, no report, and the failure is the one line
+    alone = write_suite(tmp_path / "v.yaml", root, models=["vbpr"], seeds=[1], budget={"epochs": 1})
+    result = CliRunner().invoke(
+        main, ["suite", str(alone), "--out", str(tmp_path / "v"), "--executor", "serial"]
+    )
+    assert result.exit_code == 2 and "1 of 1 trials failed" in result.stderr
+    assert json.loads((tmp_path / "v" / "selection.json").read_text())["models"] == {}
+    assert not (tmp_path / "v" / "leaderboard.json").exists()
 
 
 def test_second_driver_on_the_same_suite_is_refused(tmp_path):
