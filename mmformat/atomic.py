@@ -6,6 +6,8 @@ of a killed writer (kill -9, power loss) from the work of a live one and remove 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from mmformat.errors import UserError
 
 _STALE = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?")
+WRITER = "mmprep"  # the tool named in "another <tool> is writing ..." (mmtrain sets its own)
 
 
 def _read_umask() -> int:
@@ -114,25 +117,74 @@ def replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+@contextmanager
+def write_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``flock`` on ``.<name>.lock`` beside ``target`` while writing it.
+
+    A second writer of the same target fails at once with one line naming the holder's pid. The lock file is
+    removed on release; a writer that finds its freshly locked file already unlinked (a race with that
+    removal) opens the new one instead.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = _lock_path(target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"another {WRITER} is writing {target} (pid {holder})") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        Path(path).unlink(missing_ok=True)
+        os.close(fd)
+
+
 @contextmanager
 def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``target``, on any error it is removed."""
+    """Yield a temporary sibling directory; on success it replaces ``target``, on any error it is removed.
+
+    The whole write holds :func:`write_lock` on ``target``, and dead writers' temporaries are swept first.
+    """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise UserError("output already exists (use --overwrite to replace it)", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target.parent, target.name)
-    tmp = temp_dir(target.parent, target.name)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with write_lock(target):
+        if target.exists() and not overwrite:
+            raise UserError("output already exists (use --overwrite to replace it)", target)
+        remove_stale_temps(target.parent, target.name)
+        tmp = temp_dir(target.parent, target.name)
+        try:
+            yield tmp
+            replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` with the final path as its filename when it has none (a full disk reported by a writer that does
+    not know the file), so the CLI's one line names the file."""
+    if e.filename is not None or e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
 
 
 def replace_from_tmp(path: Path, write: Callable[[str], Any]) -> None:
@@ -145,9 +197,40 @@ def replace_from_tmp(path: Path, write: Callable[[str], Any]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_many(writes: dict[Path, Callable[[str], Any]]) -> None:
+    """Write several files to temporaries first and rename them into place only when all were written, so a
+    failure (a full disk) leaves every old file as it was and no temporary behind."""
+    temps: dict[Path, str] = {}
+    try:
+        for path, write in writes.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = temp_file(path.parent, path.name)
+            os.close(fd)
+            temps[path] = tmp
+            write(tmp)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except BaseException as e:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _named(e, path) from e
+        raise
+
+
+def save_npy(tmp: str, array: np.ndarray) -> None:
+    """``np.save`` to the path ``tmp`` (for :func:`replace_from_tmp` and :func:`replace_many`)."""
+    with open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -168,9 +251,4 @@ def write_parquet(path: Path, table: pa.Table) -> None:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """Write a ``.npy`` file atomically."""
-
-    def _w(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    replace_from_tmp(path, _w)
+    replace_from_tmp(path, lambda tmp: save_npy(tmp, array))

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 
 import click
 
 from mmformat.errors import UserError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup (temporaries removed, locks released) runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 class UserErrorGroup(click.Group):
     """A click group that turns user errors into one line on stderr and exit code 2, never a traceback.
 
-    ``prog`` (``mmprep``, ``mmtrain``) prefixes the line; ``interrupted`` is printed on Ctrl-C (exit 130).
+    ``prog`` (``mmprep``, ``mmtrain``) prefixes the line; ``interrupted`` is printed on Ctrl-C (exit 130) and
+    on SIGTERM (exit 143, after the same cleanup as Ctrl-C).
     """
 
     prog = "modalrec"
     interrupted = "interrupted"
 
     def invoke(self, ctx: click.Context):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return super().invoke(ctx)
+        except Terminated:
+            click.echo(f"{self.prog}: {self.interrupted} (SIGTERM)", err=True)
+            sys.exit(143)
         except UserError as e:
             click.echo(f"{self.prog}: error: {e}", err=True)
             sys.exit(2)
@@ -39,3 +55,6 @@ class UserErrorGroup(click.Group):
         except KeyboardInterrupt:
             click.echo(f"{self.prog}: {self.interrupted}", err=True)
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 FORMAT_VERSION = 1
@@ -38,6 +40,16 @@ INTERACTION_SCHEMA = pa.schema(
     ]
 )
 COLD_ITEM_SCHEMA = pa.schema([("item_idx", pa.int32()), ("role", pa.string())])
+COLD_ROLES = ("val", "test")
+GRAPH_SCHEMA = pa.schema(
+    [
+        ("item_idx", pa.int32()),
+        ("neighbor_idx", pa.int32()),
+        ("score", pa.float32()),
+        ("rank", pa.int16()),
+    ]
+)
+GRAPH_FILE = re.compile(r"knn_([a-z0-9_]+)_k(\d+)\.parquet")
 
 
 def split_path(split_set: str, split: str) -> str:
@@ -51,3 +63,8 @@ def feature_path(modality: str) -> str:
 
 def mask_path(modality: str) -> str:
     return f"{FEATURES_DIR}/{modality}.mask.npy"
+
+
+def graph_path(name: str, k: int) -> str:
+    """Relative path of a kNN graph file, e.g. ``graphs/knn_image_k10.parquet``."""
+    return f"{GRAPHS_DIR}/knn_{name}_k{k}.parquet"

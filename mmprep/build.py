@@ -90,13 +90,19 @@ def filter_interactions(
         keep = keep[kept_rating >= params.min_rating]
     counts["after_rating"] = len(keep)
 
+    if len(keep) == 0 and counts["after_dedupe"]:
+        raise PrepError(
+            f"no interactions rated at least {params.min_rating} ({counts['after_dedupe']:,} records after "
+            "dedupe); lower --min-rating"
+        )
     core = kcore(u_codes[keep], i_codes[keep], params.k_user, params.k_item)
     keep = keep[core.keep]
     counts["kcore_iterations"] = core.iterations
     if len(keep) == 0:
         raise PrepError(
-            f"no interactions left after the k-core filter (k_user={params.k_user}, k_item={params.k_item}, "
-            f"min_rating={params.min_rating}); lower --k-user/--k-item"
+            f"no interactions left after the k-core filter ({counts['raw_records']:,} records read, "
+            f"{counts['after_dedupe']:,} after dedupe, {counts['after_rating']:,} after the rating filter; "
+            f"k_user={params.k_user}, k_item={params.k_item}); lower --k-user/--k-item"
         )
     u_labels = np.asarray(u_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
     i_labels = np.asarray(i_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
@@ -112,6 +118,37 @@ def filter_interactions(
         item_ids=i_vocab.take(pa.array(i_old)),
         counts=counts,
     )
+
+
+def nothing_read_error(paths: list[Path], skips: SkipLog, source_format: str) -> PrepError:
+    """The error for interaction files that yielded no record: every line rejected (named with the count and
+    the first rejected line and reason, which usually means the wrong ``--source``), or files that are empty."""
+    for path in paths:
+        if str(path) in skips.by_file:
+            n, line, problem = skips.by_file[str(path)]
+            return PrepError(
+                f"every record was rejected ({n:,} bad lines; the first, line {line}: {problem}); "
+                f"is --source {source_format} the right format?",
+                path,
+            )
+    where = paths[0] if len(paths) == 1 else None
+    names = "" if where else f" ({', '.join(map(str, paths))})"
+    return PrepError(f"no interaction records in the input{names} (empty, or blank lines only)", where)
+
+
+def validate_params(params: BuildParams) -> None:
+    """Refuse parameters that would silently build something meaningless (they may come from a recipe)."""
+    for name in ("k_user", "k_item"):
+        if getattr(params, name) < 0:
+            raise PrepError(f"{name} must be 0 or more, got {getattr(params, name)}")
+    for name in ("val_ratio", "test_ratio"):
+        if not 0 <= getattr(params, name) < 1:
+            raise PrepError(f"{name} must be in [0, 1), got {getattr(params, name)}")
+    if params.val_ratio + params.test_ratio >= 1:
+        raise PrepError(
+            f"val_ratio + test_ratio must be below 1 (got {params.val_ratio} + {params.test_ratio}): "
+            "nothing would be left for training"
+        )
 
 
 def align_item_fields(item_ids: pa.Array, fields: pa.Table | None) -> pa.Table | None:
@@ -147,12 +184,15 @@ def build_dataset(
         raise PrepError(f"--item-text must be one of {', '.join(ITEM_TEXT_CHOICES)}")
     if params.split_method not in METHODS:
         raise PrepError(f"unknown split method {params.split_method!r} (choose from {', '.join(METHODS)})")
+    validate_params(params)
     skips = SkipLog(strict=params.strict)
     source = get_source(source_format)(files, skips)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashes = pool.submit(lambda: [dict(describe_file(p), role=role) for role, p in files.all()])
         with stage(f"reading {source_format} interactions", quiet):
             raw = source.interactions()
+        if raw.num_rows == 0:
+            raise nothing_read_error(files.get("interactions"), skips, source_format)
         with stage(f"dedupe + k-core ({raw.num_rows:,} records)", quiet):
             label = ", ".join(p.name for p in files.get("interactions"))
             filtered = filter_interactions(raw, params, skips, label)

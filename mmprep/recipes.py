@@ -67,12 +67,14 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise PrepError(f"invalid YAML ({str(e).splitlines()[0]})", path) from None
     if not isinstance(raw, dict) or "source" not in raw or "files" not in raw:
         raise PrepError("a recipe needs at least `source` and `files`", path)
+    if not isinstance(raw["files"], dict):
+        raise PrepError("`files` must map each role to its file entries", path)
     files = []
     for role, entries in raw["files"].items():
         for entry in entries if isinstance(entries, list) else [entries]:
             if isinstance(entry, str):
                 entry = {"name": entry}
-            if "name" not in entry:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 raise PrepError(f"file entry of role {role!r} has no name", path)
             files.append(
                 RawFile(

@@ -260,17 +260,24 @@ def _flat(final: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--metric", "metrics", multiple=True, help="Test metric columns (default Recall/NDCG@10,20,50)."
 )
-def compare(run_dirs: tuple[Path, ...], fmt: str, metrics: tuple[str, ...]) -> None:
+@click.option("--per-run", is_flag=True, help="One row per run instead of per (model, grid point).")
+def compare(run_dirs: tuple[Path, ...], fmt: str, metrics: tuple[str, ...], per_run: bool) -> None:
     """Table of finished runs (a directory that is not a run contributes every run below it).
+
+    Runs are grouped by (model, dataset, split, hyperparameters that vary between the runs of a model):
+    one row per grid point with mean ± std over its seeds (CSV: <column> and <column>_std), the
+    hyperparameter columns kept. --per-run lists every run instead.
 
     \b
     Examples:
       mmtrain compare runs/lightgcn-baby-* runs/mf-baby-*
       mmtrain compare runs/grid-mf-baby-20250101-120000 --format csv --metric recall@20 --metric map@20
+      mmtrain compare runs/ --per-run
     """
-    from mmtrain.runs import compare_rows, format_table
+    from mmtrain.runs import compare_rows, format_table, merge_std
 
-    click.echo(format_table(compare_rows(run_dirs, list(metrics) or None), fmt), nl=False)
+    rows = compare_rows(run_dirs, list(metrics) or None, per_run=per_run)
+    click.echo(format_table(merge_std(rows) if fmt == "md" and not per_run else rows, fmt), nl=False)
 
 
 @main.command()
@@ -291,6 +298,30 @@ def models() -> None:
 
 
 @main.command()
+@click.argument("suite_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--baseline", default=None, help="Model the others are tested against [the suite's, else lightgcn]."
+)
+@click.option("--metric", default=None, help="Tested and charted metric [the suite's selection metric].")
+def report(suite_dir: Path, baseline: str | None, metric: str | None) -> None:
+    """Leaderboard of a suite directory: leaderboard.md, leaderboard.json and report.html in SUITE_DIR.
+
+    Per model and selected grid point: mean ± std over seeds of every val and test metric, s/epoch, epochs to
+    best, peak memory, the published number and our relative difference, and a Wilcoxon signed-rank test of
+    the per-user test metric (averaged over seeds) against the baseline, Holm-corrected across models
+    (docs/leaderboard.md). Prints leaderboard.md.
+
+    \b
+    Examples:
+      mmtrain report suites/tiktok
+      mmtrain report suites/tiktok --baseline mf --metric ndcg@20
+    """
+    from mmtrain.report import LEADERBOARD_MD, write_report
+
+    write_report(suite_dir, baseline=baseline, metric=metric)
+    click.echo((suite_dir / LEADERBOARD_MD).read_text(encoding="utf-8"), nl=False)
+
+
 @click.argument("suite_file", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Suite directory [suites/<name>].")
 @click.option("--dry-run", is_flag=True, help="List the trials and their status (done/todo/running/failed).")

@@ -20,6 +20,7 @@ Protocol (docs/evaluation.md, which also compares it with the original codes' pr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from mmtrain.data.interactions import Interactions
 from mmtrain.data.loader import TrainData
 from mmtrain.errors import TrainError
 from mmtrain.models.base import Model
+from mmtrain.per_user import SPLITS, write_per_user
 
 
 def _ideal_dcg(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
@@ -118,6 +120,7 @@ class Evaluator:
         self.mask_val_at_test = mask_val_at_test
         self.legacy = legacy_ndcg == "lattice"
         self.cold_candidates = cold_candidates
+        self.last_per_user: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     @classmethod
     def from_config(cls, data: TrainData, config: dict[str, Any]) -> Evaluator:
@@ -179,20 +182,52 @@ class Evaluator:
                 tops.append(torch.where(values > float("-inf"), top, -1))
         return torch.cat(users), torch.cat(tops)
 
-    def evaluate(self, model: Model, split: str) -> dict[str, float]:
-        """Mean metrics over the users with held-out items in ``split`` (``val`` or ``test``)."""
+    def per_user(self, model: Model, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(users [n], {metric: float64 values [n]})`` for the users with held-out items in ``split``.
+
+        The users come in evaluation order (ascending index); the mean of each column is :meth:`evaluate`'s
+        value. The per-batch metric tensors are concatenated once per split, no loop over users.
+        """
         target: Interactions = getattr(self.data, split)
-        sums: dict[str, torch.Tensor] = {}
-        n_users = 0
+        users: list[torch.Tensor] = []
+        parts: dict[str, list[torch.Tensor]] = {}
         with model.evaluation():
             for batch, top, values in self.rankings(model, split):
                 hits = target.contains(batch.unsqueeze(1).expand_as(top), top) & (values > float("-inf"))
                 if hits.shape[1] < self.topk[-1]:
                     hits = torch.nn.functional.pad(hits, (0, self.topk[-1] - hits.shape[1]))
-                per_user = ranking_metrics(hits, target.counts[batch], self.topk, self.legacy)
-                for name, value in per_user.items():
-                    sums[name] = sums.get(name, 0.0) + value.sum()
-                n_users += len(batch)
-        result = {name: float(total) / max(n_users, 1) for name, total in sums.items()}
+                for name, value in ranking_metrics(
+                    hits, target.counts[batch], self.topk, self.legacy
+                ).items():
+                    parts.setdefault(name, []).append(value)
+                users.append(batch)
+        if not users:
+            empty = torch.zeros(0, dtype=torch.float64)
+            names = ranking_metrics(torch.zeros(0, self.topk[-1]), torch.zeros(0), self.topk, self.legacy)
+            return torch.zeros(0, dtype=torch.long), {name: empty for name in names}
+        return torch.cat(users), {name: torch.cat(values) for name, values in parts.items()}
+
+    def evaluate(self, model: Model, split: str) -> dict[str, float]:
+        """Mean metrics over the users with held-out items in ``split`` (``val`` or ``test``).
+
+        The per-user values behind the means are kept in ``last_per_user[split]`` (on the data's device), so a
+        caller can write them without evaluating again.
+        """
+        users, metrics = self.per_user(model, split)
+        self.last_per_user[split] = (users, metrics)
+        n_users = len(users)
+        result: dict[str, float] = {
+            name: float(values.sum()) / max(n_users, 1) for name, values in metrics.items()
+        }
         result["n_users"] = n_users
         return result
+
+
+def save_per_user(evaluator: Evaluator, model: Model, run_dir: Path) -> None:
+    """Write ``val_per_user.parquet`` and ``test_per_user.parquet`` (``mmtrain.per_user``) for ``model`` in its
+    current (best) state: test from the evaluation :meth:`Evaluator.evaluate` just made, val evaluated again
+    (the best epoch's val evaluation was not kept)."""
+    for split in SPLITS:
+        cached = evaluator.last_per_user.get(split) if split == "test" else None
+        users, metrics = cached or evaluator.per_user(model, split)
+        write_per_user(run_dir, split, users.cpu().numpy(), {k: v.cpu().numpy() for k, v in metrics.items()})

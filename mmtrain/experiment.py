@@ -25,7 +25,7 @@ from mmtrain.config import (
 )
 from mmtrain.data.loader import TrainData, load_data, resolve_device
 from mmtrain.errors import TrainError
-from mmtrain.evaluator import Evaluator
+from mmtrain.evaluator import Evaluator, save_per_user
 from mmtrain.models import Model, get_model
 from mmtrain.runs import RunDir, peak_memory, reset_peak_memory, versions
 from mmtrain.trainer import Trainer, seed_everything
@@ -105,8 +105,10 @@ def run_experiment(
             "peak_memory_mib": peak_memory(data.device),
             "val": fit.best_val,
             "test": test,
+            "graph_source": data.graph_sources,
         }
         if run is not None:
+            save_per_user(trainer.evaluator, model, run.path)  # before final.json, which marks a run finished
             run.write_final(final)
             run.plot(config["valid_metric"])
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -30,9 +31,12 @@ import numpy as np
 import torch
 
 import mmtrain
-from mmformat.atomic import replace_from_tmp, write_json, write_text
+from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
+from mmtrain.stats import mean_std
+
+log = logging.getLogger(__name__)
 
 CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
     "config.yaml",
@@ -115,6 +119,8 @@ class RunDir:
     def __init__(self, path: Path, tensorboard: bool = True):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        for folder in (self.path.parent, *(p for p in self.path.parent.iterdir() if p.is_dir())):
+            remove_stale_temps(folder)  # files half-written by killed runs (kill -9) under the same output
         self.rows: list[dict[str, Any]] = []
         self._tb = None
         if tensorboard:
@@ -155,7 +161,12 @@ class RunDir:
             self._tb.flush()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        """Write ``best.pt`` atomically. The state is serialised in memory first and written with plain file
+        I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the opaque
+        ``RuntimeError`` torch's own file writer raises."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
 
     def write_final(self, result: dict[str, Any]) -> None:
         write_json(self.path / FINAL, result)
@@ -213,11 +224,19 @@ def load_run(path: Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    return {
-        "path": path,
-        "config": yaml.safe_load((path / CONFIG).read_text(encoding="utf-8")),
-        "final": json.loads((path / FINAL).read_text(encoding="utf-8")),
-    }
+    try:
+        config = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TrainError(f"unreadable run config ({str(e).splitlines()[0]})", path / CONFIG) from None
+    try:
+        final = json.loads((path / FINAL).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrainError(f"unreadable final.json ({str(e).splitlines()[0]})", path / FINAL) from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise TrainError("run config is not a mapping with a model", path / CONFIG)
+    if not isinstance(final, dict) or not all(isinstance(final.get(k, {}), dict) for k in ("val", "test")):
+        raise TrainError("final.json is not an object with val/test metric objects", path / FINAL)
+    return {"path": path, "config": config, "final": final}
 
 
 def run_row(run: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
@@ -238,16 +257,102 @@ def run_row(run: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
     return row
 
 
+NOT_HYPERPARAMETERS = ("model", "seed", "device", "threads", "tensorboard", "eval_batch_size")
+
+
+def hyperparameter_keys(runs: list[dict[str, Any]]) -> list[str]:
+    """Config keys whose value differs between runs of the same model: the grid's keys (and anything else
+    varied by hand), seed and machine-only keys aside, in config order."""
+    keys: list[str] = []
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_model.setdefault(r["config"]["model"], []).append(r["config"])
+    for configs in by_model.values():
+        for key in dict.fromkeys(k for c in configs for k in c):
+            values = {json.dumps(c.get(key), sort_keys=True, default=str) for c in configs}
+            if key not in NOT_HYPERPARAMETERS and len(values) > 1 and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _text(value: Any) -> str | None:
+    """A hyperparameter value as written in a config (``1e-05``, not a table's rounded ``0.0000``)."""
+    return None if value is None else str(value)
+
+
+def group_rows(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per (model, dataset, split, hyperparameter values): the seeds, and for each number of
+    :func:`run_row` its mean and sample std over the seeds (``<column>_std``)."""
+    hp = hyperparameter_keys(runs)
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        cfg = r["config"]
+        point = tuple(json.dumps(cfg.get(k), sort_keys=True, default=str) for k in hp)
+        groups.setdefault(
+            (cfg["model"], r["final"].get("dataset", ""), cfg.get("split", ""), point), []
+        ).append(r)
+    rows = []
+    for (model, dataset, split, _), members in groups.items():
+        cfg = members[0]["config"]
+        members = sorted(members, key=lambda m: (str(type(m["config"].get("seed"))), m["config"].get("seed")))
+        per_run = [run_row(m, metrics) for m in members]
+        row: dict[str, Any] = {"model": model, "dataset": dataset, "split": split}
+        row.update({k: _text(cfg.get(k)) for k in hp})
+        row["seeds"] = ",".join(str(r["seed"]) for r in per_run)
+        row["n"] = len(members)
+        numbers = [c for c in per_run[0] if c not in ("run", "model", "dataset", "split", "seed")]
+        for column in numbers:
+            mean, std = mean_std([r.get(column) for r in per_run if isinstance(r.get(column), (int, float))])
+            row[column], row[f"{column}_std"] = mean, std
+        row["runs"] = ",".join(r["run"] for r in per_run)
+        rows.append(row)
+    return rows
+
+
+def merge_std(rows: list[dict[str, Any]], digits: int = 4) -> list[dict[str, Any]]:
+    """Rows of :func:`group_rows` with each ``<column>`` / ``<column>_std`` pair as one ``mean ± std`` text."""
+    merged = []
+    for row in rows:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key.endswith("_std") and key[: -len("_std")] in row:
+                continue
+            std = row.get(f"{key}_std")
+            if f"{key}_std" in row and isinstance(value, float):
+                value = f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+            out[key] = value
+        merged.append(out)
+    return merged
+
+
 def compare_rows(
-    paths: list[Path] | tuple[Path, ...], metrics: list[str] | None = None
+    paths: list[Path] | tuple[Path, ...], metrics: list[str] | None = None, per_run: bool = False
 ) -> list[dict[str, Any]]:
-    """Rows for ``mmtrain compare``: one per run found under ``paths``."""
-    runs = [load_run(p) for p in expand_runs(paths)]
+    """Rows for ``mmtrain compare``: one per (model, grid point) with mean and std over seeds
+    (:func:`group_rows`), or with ``per_run`` one per run; both keep the hyperparameters that vary. A damaged
+    run is skipped with a warning."""
+    runs = []
+    for p in expand_runs(paths):
+        try:
+            runs.append(load_run(p))
+        except TrainError as e:  # one damaged run must not hide the others
+            log.warning("skipped run: %s", e)
+    if not runs:
+        raise TrainError("no readable finished runs under the given paths (see the warnings above)")
     if metrics is None:
         metrics = ["recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"]
         if any("ndcg_lattice@20" in r["final"].get("test", {}) for r in runs):
             metrics.append("ndcg_lattice@20")
-    return [run_row(r, metrics) for r in runs]
+    if not per_run:
+        return group_rows(runs, metrics)
+    hp = hyperparameter_keys(runs)
+    rows = []
+    for r in runs:
+        row = run_row(r, metrics)
+        at = list(row).index("seed")
+        items = list(row.items())
+        rows.append(dict(items[:at] + [(k, _text(r["config"].get(k))) for k in hp] + items[at:]))
+    return rows
 
 
 def format_table(rows: list[dict[str, Any]], fmt: str = "md") -> str:

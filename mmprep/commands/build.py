@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mmprep.build import ITEM_TEXT_CHOICES, BuildParams, build_dataset
+from mmprep.commands.checks import at_least, ratio
 from mmprep.errors import PrepError
 from mmprep.progress import console
 from mmprep.recipes import load_recipe
@@ -82,10 +83,16 @@ def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool)
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output dataset directory.")
 @click.option(
-    "--k-user", type=int, help="Minimum interactions per user (iterative k-core). Recipe default, else 5."
+    "--k-user",
+    type=int,
+    callback=at_least(0),
+    help="Minimum interactions per user (iterative k-core). Recipe default, else 5.",
 )
 @click.option(
-    "--k-item", type=int, help="Minimum interactions per item (iterative k-core). Recipe default, else 5."
+    "--k-item",
+    type=int,
+    callback=at_least(0),
+    help="Minimum interactions per item (iterative k-core). Recipe default, else 5.",
 )
 @click.option(
     "--min-rating", type=float, help="Keep only interactions rated at least this (default: keep all)."
@@ -100,9 +107,17 @@ def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool)
     "--split", "split_method", type=click.Choice(METHODS), help="Warm split method (default random)."
 )
 @click.option(
-    "--val-ratio", type=float, help="Share of each user's interactions for validation (default 0.1)."
+    "--val-ratio",
+    type=float,
+    callback=ratio,
+    help="Share of each user's interactions for validation (default 0.1).",
 )
-@click.option("--test-ratio", type=float, help="Share of each user's interactions for test (default 0.1).")
+@click.option(
+    "--test-ratio",
+    type=float,
+    callback=ratio,
+    help="Share of each user's interactions for test (default 0.1).",
+)
 @click.option("--seed", type=int, help="Seed of the random split (default 123, as LATTICE/MICRO).")
 @click.option(
     "--ensure-train-items/--allow-eval-only-items",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mmprep.dataset.reader import verify_dataset
+from mmformat.verify import verify as verify_dataset
 
 
 @click.command("verify")
@@ -16,9 +16,11 @@ from mmprep.dataset.reader import verify_dataset
     "--no-hashes", is_flag=True, help="Skip the sha256 check of every file (faster on big datasets)."
 )
 def verify_cmd(dataset_dir: Path, no_hashes: bool) -> None:
-    """Check that DATASET_DIR is a valid dataset: files and checksums, schemas, index ranges.
+    """Check that DATASET_DIR is a valid dataset (docs/FORMAT.md, "Validation"): files and checksums, the
+    modalities in the manifest against the feature files, schemas, index ranges, finite features, graph shapes.
 
-    Prints one line per problem and exits 1 if there is any.
+    Prints one line per problem and exits 1 if there is any (exit 2 when the manifest itself is unreadable).
+    mmtrain's loader applies the same rules (both use mmformat's reader).
 
     \b
     Examples:

@@ -1,4 +1,4 @@
-"""The on-disk dataset format shared by mmprep and mmtrain (docs/FORMAT.md)."""
+"""mmprep's side of the dataset format (docs/FORMAT.md, implemented in mmformat): open, verify, write."""
 
 from mmformat.layout import FORMAT_VERSION
 from mmprep.dataset.reader import Dataset, load_dataset, verify_dataset

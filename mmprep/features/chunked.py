@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mmformat import layout as fmt
-from mmformat.atomic import write_json, write_npy
+from mmformat.atomic import remove_stale_temps, write_json, write_npy
 
 log = logging.getLogger("mmprep.features")
 
@@ -58,6 +58,7 @@ class ChunkStore:
         self._load()
 
     def _load(self) -> None:
+        remove_stale_temps(self.dir)  # chunk files half-written by a killed run
         path = self.dir / PROGRESS
         if not path.is_file():
             if self.dir.exists():
@@ -77,6 +78,37 @@ class ChunkStore:
         }
         if self.done:
             log.warning("%s: resuming, %d of %d chunks already done", self.dir, len(self.done), self.n_chunks)
+
+    def discard_unreadable(self, chunks: list[np.ndarray]) -> list[int]:
+        """Forget the finished chunks whose files do not load with the planned shape (truncated or damaged
+        ``.npy``, wrong row count or width), with one warning each, so they are recomputed. Returns them."""
+        bad = []
+        for c in sorted(self.done):
+            problem = self._chunk_problem(c, len(chunks[c]) if c < len(chunks) else -1)
+            if problem:
+                log.warning("%s: %s; recomputing this chunk", self._file(c), problem)
+                self._file(c).unlink(missing_ok=True)
+                self._file(c, "ok").unlink(missing_ok=True)
+                bad.append(c)
+        self.done.difference_update(bad)
+        return bad
+
+    def _chunk_problem(self, chunk: int, rows: int) -> str | None:
+        """Why chunk ``chunk`` cannot be used (it should hold ``rows`` rows of width ``dim``), or None."""
+        try:  # memory-mapped: only the headers are read, and a short file fails here
+            vectors = np.load(self._file(chunk), mmap_mode="r", allow_pickle=False)
+            ok = np.load(self._file(chunk, "ok"), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            return f"unreadable chunk ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != rows:
+            return f"chunk has shape {vectors.shape} {vectors.dtype}, expected ({rows}, {self.dim}) float32"
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+        if vectors.shape[1] != self.dim:
+            return f"chunk width {vectors.shape[1]} differs from {self.dim}"
+        if ok.dtype != bool or ok.shape != (rows,):
+            return f"chunk mask has shape {ok.shape} {ok.dtype}, expected ({rows},) bool"
+        return None
 
     def _file(self, chunk: int, kind: str = "") -> Path:
         suffix = f".{kind}" if kind else ""
@@ -118,7 +150,11 @@ def run_chunks(
     encode_batches: Callable[[list[np.ndarray]], Iterable[tuple[np.ndarray, np.ndarray]]],
     desc: str,
 ) -> None:
-    """Encode every chunk not yet in ``store``; ``encode_batches(batches)`` yields ``(vectors, ok)`` per batch."""
+    """Encode every chunk not yet in ``store``; ``encode_batches(batches)`` yields ``(vectors, ok)`` per batch.
+
+    Saved chunks that do not load with their planned shape are recomputed (:meth:`ChunkStore.discard_unreadable`).
+    """
+    store.discard_unreadable(chunks)
     todo = [c for c in range(len(chunks)) if c not in store.done]
     batches: list[np.ndarray] = []
     owner: list[int] = []

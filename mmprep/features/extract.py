@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mmformat import layout as fmt
-from mmformat.atomic import write_npy
-from mmprep.dataset.manifest import read_manifest, write_manifest
+from mmformat.update import dataset_update
 from mmprep.dataset.reader import load_dataset
+from mmprep.dataset.writer import write_feature
 from mmprep.errors import PrepError
 from mmprep.features.amazon_b import DEFAULT_DIM, read_amazon_b
 from mmprep.features.backbones import image_encoder, resolve_device, resolve_precision, text_encoder
@@ -80,11 +80,13 @@ def _check_name(name: str) -> None:
 def finish(
     root: Path, name: str, matrix: np.ndarray, present: np.ndarray, fill: str, entry: dict[str, Any]
 ) -> dict[str, Any]:
-    """Fill, write matrix and mask atomically, then update ``features.<name>`` in the manifest (last)."""
+    """Fill, write matrix and mask atomically, then update ``features.<name>`` in the manifest (last).
+
+    The write is a :func:`~mmformat.update.dataset_update`: the dataset is locked and its other files checked
+    against the manifest first; a failure (a full disk) keeps the old matrix, mask and manifest and the
+    finished chunks, so the run can be resumed.
+    """
     apply_fill(matrix, present, fill)
-    write_npy(root / fmt.feature_path(name), matrix)
-    write_npy(root / fmt.mask_path(name), present)
-    shutil.rmtree(root / fmt.FEATURES_DIR / f".partial-{name}", ignore_errors=True)
     entry = {
         **entry,
         "dim": int(matrix.shape[1]),
@@ -93,17 +95,21 @@ def finish(
         "missing": int((~present).sum()),
         "fill": fill,
     }
-    manifest = read_manifest(root)
-    features = dict(manifest.get("features") or {})
-    features[name] = entry
-    manifest["features"] = features
-    graphs = manifest.get("graphs") or {}
-    stale = [p for p, g in graphs.items() if name in (g.get("modality"), *g.get("modalities", []))]
-    if stale:
-        log.warning(
-            "graphs built from the old %r features are now stale: %s (rerun mmprep graph)", name, stale
-        )
-    write_manifest(root, manifest)
+    files = [fmt.feature_path(name), fmt.mask_path(name)]
+    with dataset_update(root, replacing=files) as update:
+        write_feature(root, name, matrix, present)
+        update.wrote(*files)
+        manifest = update.manifest
+        features = dict(manifest.get("features") or {})
+        features[name] = entry
+        manifest["features"] = features
+        graphs = manifest.get("graphs") or {}
+        stale = [p for p, g in graphs.items() if name in (g.get("modality"), *g.get("modalities", []))]
+        if stale:
+            log.warning(
+                "graphs built from the old %r features are now stale: %s (rerun mmprep graph)", name, stale
+            )
+    shutil.rmtree(root / fmt.FEATURES_DIR / f".partial-{name}", ignore_errors=True)
     return entry
 
 

@@ -14,12 +14,12 @@ from tqdm import tqdm
 
 from mmformat import layout as fmt
 from mmformat.atomic import write_parquet
-from mmprep.dataset.manifest import read_manifest, write_manifest
-from mmprep.dataset.reader import load_dataset
+from mmformat.update import dataset_update
+from mmprep.dataset.reader import Dataset, load_dataset
 from mmprep.errors import PrepError
 from mmprep.graph.fuse import fuse_features, normalize_weights
 from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
-from mmprep.graph.table import graph_name, graph_table
+from mmprep.graph.table import graph_table
 
 log = logging.getLogger("mmprep.graph")
 
@@ -126,6 +126,29 @@ def add_graphs(
         )
     if len(set(modalities)) != len(modalities):
         raise PrepError(f"modality given twice: {list(modalities)}")
+    if fuse_weights is not None and len(modalities) < 2:
+        raise PrepError("--fuse needs at least two --modality options")
+    targets = [fmt.graph_path(m, opts.k) for m in modalities] if per_modality else []
+    if fuse_weights is not None:
+        targets.append(fmt.graph_path("fused", opts.k))
+    with dataset_update(root, replacing=targets) as update:
+        written = _write_graphs(load_dataset(root), modalities, opts, fuse_weights, per_modality)
+        graphs = dict(update.manifest.get("graphs") or {})
+        graphs.update(written)
+        update.manifest["graphs"] = graphs
+        update.wrote(*written)
+    return written
+
+
+def _write_graphs(
+    ds: Dataset,
+    modalities: Sequence[str],
+    opts: GraphOptions,
+    fuse_weights: Sequence[float] | None,
+    per_modality: bool,
+) -> dict[str, dict[str, Any]]:
+    """Build and write the graph files (features are read through the checking reader: NaN is refused)."""
+    root = ds.root
     hashes = _feature_hashes(ds.manifest, modalities)
     written: dict[str, dict[str, Any]] = {}
     features = {m: ds.feature(m) for m in modalities}
@@ -134,12 +157,10 @@ def add_graphs(
             matrix, mask = features[m]
             indices, scores, entry = _build_one(matrix, opts, m, normalize=True)
             entry.update(modality=m, features_sha256=hashes[m], present=int(mask.sum()))
-            path = graph_name(m, opts.k)
+            path = fmt.graph_path(m, opts.k)
             write_parquet(root / path, graph_table(indices, scores))
             written[path] = entry
     if fuse_weights is not None:
-        if len(modalities) < 2:
-            raise PrepError("--fuse needs at least two --modality options")
         weights = normalize_weights(fuse_weights, len(modalities))
         fused = fuse_features([features[m][0] for m in modalities], weights)
         indices, scores, entry = _build_one(fused, opts, "fused", normalize=False)
@@ -150,12 +171,7 @@ def add_graphs(
             fusion="top-k of sum_m w_m * cosine_m (weights scaled to sum 1)",
             features_sha256=hashes,
         )
-        path = graph_name("fused", opts.k)
+        path = fmt.graph_path("fused", opts.k)
         write_parquet(root / path, graph_table(indices, scores))
         written[path] = entry
-    manifest = read_manifest(root)
-    graphs = dict(manifest.get("graphs") or {})
-    graphs.update(written)
-    manifest["graphs"] = graphs
-    write_manifest(root, manifest)
     return written

@@ -1,9 +1,10 @@
 """Item-item kNN graphs: cosine similarity, top-k per item, self excluded, ties broken by lower index.
 
-One function, :func:`knn_graph`, shared by ``mmprep graph`` and by mmtrain, so both build the same graph from the
-same features. Candidates come from a search backend: FAISS (exact ``IndexFlatIP`` searched in query blocks, or
-approximate IVF/HNSW; on the GPU with faiss-gpu), torch matrix products on a CUDA GPU when faiss-gpu is absent,
-or NumPy when FAISS is not installed. Every candidate is then re-scored in float64 and rounded to float32, so a
+One function, :func:`knn_graph`, builds every graph ``mmprep graph`` stores. mmtrain does not import it; its
+fallback (``mmtrain.graph.knn``, used when no stored graph fits) follows the same tie rule. Candidates come
+from a search backend: FAISS (exact ``IndexFlatIP`` searched in query blocks, or approximate IVF/HNSW; on the
+GPU with faiss-gpu), torch matrix products on a CUDA GPU when faiss-gpu is absent, or NumPy when FAISS is not
+installed. Every candidate is then re-scored in float64 and rounded to float32, so a
 score depends only on the two vectors (identical vectors give identical scores whatever path found them) and
 the final order ``(-score, neighbor_idx)`` is deterministic. Rows whose k-th score ties with the edge of the
 candidate window are searched again with a wider window until the tie is settled.

@@ -8,21 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmformat.layout import GRAPH_SCHEMA
 from mmprep.errors import PrepError
-
-GRAPH_SCHEMA = pa.schema(
-    [
-        ("item_idx", pa.int32()),
-        ("neighbor_idx", pa.int32()),
-        ("score", pa.float32()),
-        ("rank", pa.int16()),
-    ]
-)
-
-
-def graph_name(modality: str, k: int) -> str:
-    """Relative path of a graph file, e.g. ``graphs/knn_image_k10.parquet``."""
-    return f"graphs/knn_{modality}_k{k}.parquet"
 
 
 def graph_table(indices: np.ndarray, scores: np.ndarray) -> pa.Table:

@@ -85,6 +85,39 @@ def check_range(values: np.ndarray, n: int, what: str, path: Path, limit_from: s
         raise PrepError(f"{what} id {bad} out of range 0..{n - 1}{limit_from}", path)
 
 
+# An index space without an id map is sized by its largest id: bound it before anything of that size is
+# allocated, by what int32 indices hold and by a generous multiple of the records that use it.
+MAX_INDEX = 2**31 - 1
+IDS_PER_RECORD = 64
+MIN_ID_BOUND = 1_000_000
+
+
+def id_bound(n_records: int) -> int:
+    """The largest index space accepted for ``n_records`` records without an id map."""
+    return min(MAX_INDEX, max(IDS_PER_RECORD * n_records, MIN_ID_BOUND))
+
+
+def size_from_ids(
+    values: np.ndarray, n_records: int, what: str, path: Path, where: str = "", line: int | None = None
+) -> int:
+    """``max id + 1`` for ids without a map, refused (one line) when it would ask for an absurd allocation.
+
+    ``where`` names the record holding the largest id when there is no line number (e.g. ``" (user 12)"``).
+    """
+    if len(values) == 0:
+        return 0
+    top = int(values.max())
+    bound = id_bound(n_records)
+    if top >= bound:
+        raise PrepError(
+            f"{what} id {top}{where} is too large for {n_records:,} records without a {what} id map "
+            f"(ids must be below {bound:,}; renumber them or add the map)",
+            path,
+            line,
+        )
+    return top + 1
+
+
 def ids_from_map(raw: np.ndarray, idx: np.ndarray, what: str, path: Path) -> np.ndarray:
     """Raw ids ordered by index; the map must number its entries exactly ``0 .. len-1`` with unique raw ids."""
     idx = np.asarray(idx, dtype=np.int64)

@@ -4,11 +4,14 @@
 
 The pickles are loaded with a restricted unpickler (:mod:`mmprep.interop.safe_pickle`): pickles from untrusted
 sources are unsafe, so only numpy arrays and scipy.sparse matrices are accepted. Explicit zero entries are not
-interactions (the models load ``matrix != 0``) and are dropped.
+interactions (the models load ``matrix != 0``) and are dropped. A val or test matrix with fewer item columns
+than train (exports that drop the trailing items without interactions in that split) is padded to the train
+width, with one warning, and the padding is recorded in the manifest (``params.padded_columns``).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -29,6 +32,8 @@ from mmprep.interop.common import (
     write_imported,
 )
 from mmprep.interop.safe_pickle import load_coo
+
+log = logging.getLogger(__name__)
 
 TRAIN_FILE, VAL_FILE, TEST_FILE = "trnMat.pkl", "valMat.pkl", "tstMat.pkl"
 
@@ -60,11 +65,25 @@ def read_diffmm(src_dir: Path, val_file: str | None = None) -> ImportedDataset:
     }
     matrices = {name: load_coo(path) for name, path in paths.items()}
     shape = matrices["train"].shape
+    padded: dict[str, int] = {}
     for name in ("val", "test"):
-        if matrices[name].shape != shape:
-            raise PrepError(
-                f"shape {matrices[name].shape} differs from {paths['train'].name} {shape}", paths[name]
+        m_shape = matrices[name].shape
+        if m_shape[0] == shape[0] and m_shape[1] < shape[1]:
+            # other repositories' exports drop the trailing items that have no interaction in this split
+            padded[name] = shape[1] - m_shape[1]
+            matrices[name] = sp.coo_matrix(
+                (matrices[name].data, (matrices[name].row, matrices[name].col)), shape=shape
             )
+        elif m_shape != shape:
+            raise PrepError(f"shape {m_shape} differs from {paths['train'].name} {shape}", paths[name])
+    if padded:
+        log.warning(
+            "%s: %s; padded to the %d columns of %s (recorded as params.padded_columns)",
+            src_dir,
+            ", ".join(f"{paths[n].name} has {k} fewer item columns" for n, k in padded.items()),
+            shape[1],
+            paths["train"].name,
+        )
     splits, zeros = {}, 0
     for name in SPLIT_NAMES:
         m = matrices[name]
@@ -83,7 +102,7 @@ def read_diffmm(src_dir: Path, val_file: str | None = None) -> ImportedDataset:
         splits=splits,
         features=features,
         files=files,
-        params={"val_file": paths["val"].name},
+        params={"val_file": paths["val"].name, **({"padded_columns": padded} if padded else {})},
         skipped={"zero_entries": zeros} if zeros else {},
     )
 

@@ -31,6 +31,7 @@ from mmprep.interop.common import (
     load_features,
     load_for_export,
     read_json,
+    size_from_ids,
     write_feature_files,
     write_imported,
     write_tsv,
@@ -82,6 +83,15 @@ def _read_id_map(dirs: list[Path], what: str) -> tuple[np.ndarray, Path] | None:
     return None
 
 
+def _size_without_map(
+    split: tuple[np.ndarray, np.ndarray], pos: int, n_records: int, what: str, path: Path
+) -> int:
+    """``max id + 1`` of one split's users (``pos`` 0) or items (1), bounded (:func:`size_from_ids`)."""
+    values = split[pos]
+    where = f" (record of user {split[0][int(values.argmax())]})" if pos == 1 and len(values) else ""
+    return size_from_ids(values, n_records, what, path, where)
+
+
 def read_lattice(src_dir: Path) -> ImportedDataset:
     """Read a LATTICE/MICRO/MMSSL dataset directory (see the module docstring)."""
     src_dir = check_src_dir(src_dir)
@@ -95,7 +105,10 @@ def read_lattice(src_dir: Path) -> ImportedDataset:
         found = _read_id_map(dirs, what)
         if found is None:
             ids[what], limits[what] = None, ""
-            sizes[what] = max((int(r[pos].max()) + 1 for r in raw.values() if len(r[pos])), default=0)
+            n_records = sum(len(r[pos]) for r in raw.values())
+            sizes[what] = max(
+                (_size_without_map(r, pos, n_records, what, paths[n]) for n, r in raw.items()), default=0
+            )
             continue
         ids[what], map_path = found
         sizes[what] = len(ids[what])

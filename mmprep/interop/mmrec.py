@@ -25,6 +25,7 @@ from mmprep.interop.common import (
     ids_from_map,
     load_features,
     load_for_export,
+    size_from_ids,
     write_feature_files,
     write_imported,
     write_tsv,
@@ -81,7 +82,9 @@ def read_mmrec(src_dir: Path, inter_file: str | None = None) -> ImportedDataset:
     for what, spec, values in (("user", USER_MAP, users), ("item", ITEM_MAP, items)):
         found = _read_map(src_dir, spec, what)
         if found is None:
-            ids[what], sizes[what] = None, int(values.max()) + 1 if len(values) else 0
+            line = int(inter.lines[int(values.argmax())]) if len(values) else None
+            ids[what] = None
+            sizes[what] = size_from_ids(values, len(values), what, inter_path, line=line)
             continue
         ids[what], map_path = found
         sizes[what] = len(ids[what])

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmprep.errors import PrepError
+from mmprep.interop.common import id_bound
 
 UNSAFE_NOTE = (
     "pickles from untrusted sources are unsafe; only numpy arrays and scipy.sparse matrices are allowed"
@@ -100,6 +101,13 @@ def load_coo(path: Path) -> sp.coo_matrix:
     if len(shape) != 2 or not (row.ndim == col.ndim == data.ndim == 1 and len(row) == len(col) == len(data)):
         raise PrepError(
             f"damaged coo_matrix (shape {shape}, {len(row)} rows / {len(col)} cols / {len(data)} values)",
+            path,
+        )
+    bound = id_bound(len(data))
+    if any(n < 0 or n > bound for n in shape):
+        raise PrepError(
+            f"shape {shape} is implausible for {len(data):,} stored values (each side must be at most "
+            f"{bound:,}); refused before allocating it",
             path,
         )
     for what, idx, n in (("user (row)", row, shape[0]), ("item (column)", col, shape[1])):

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmprep.errors import PrepError
-from mmprep.sources import fastjson
+from mmprep.sources import fastjson, scan
 from mmprep.sources.base import INTERACTION_COLUMNS, ITEM_FIELD_TYPES, REVIEW_TEXT_COLUMNS, SkipLog
 from mmprep.sources.fastjson import InflateError, inflated_blocks
 from mmprep.sources.netflix import duckdb_session, is_gzip, load_lines, report_problems, sql_quote
@@ -28,6 +28,8 @@ from mmprep.sources.netflix import duckdb_session, is_gzip, load_lines, report_p
 REVIEWS_PER_ITEM = 20
 REVIEW_TEXT_MAX_CHARS = 4000
 _MAX_OBJECT_BYTES = 64 * 1024 * 1024
+# JSON types accepted as a user or item id: a string, or a number (coerced to its text)
+_ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 
 # Named and numeric entities that occur in the Amazon meta files, decoded without a Python loop over items.
 _ENTITIES = {
@@ -104,6 +106,12 @@ def _check_lines(
     for name, sql_type in required.items():
         value = f"json_extract_string(line, {_lit('$.' + _ident(name))})"
         checks.append(f"WHEN {value} IS NULL THEN {_lit('missing field ' + name)}")
+        if sql_type == "VARCHAR":
+            kind = f"json_type(line, {_lit('$.' + _ident(name))})"
+            checks.append(
+                f"WHEN {kind} NOT IN {_ID_TYPES} THEN "
+                f"{_lit(name + ' is ')} || lower({kind}) || ' (expected a string or a number)'"
+            )
         if sql_type != "VARCHAR":
             checks.append(
                 f"WHEN TRY_CAST({value} AS {sql_type}) IS NULL THEN "
@@ -129,7 +137,8 @@ def _read_json_blocks(
 
     ``None`` when the file is not gzip, when ``isal`` is missing (stdlib inflate is slower than DuckDB's own
     read), or when any block fails or has a record lacking a required field (NULL in the first column): the
-    caller then reads the whole file the exact way. Blocks end at line ends, so the rows are those of
+    caller then reads the whole file the exact way. A damaged gzip stream (bad CRC, truncated) is a located
+    :class:`PrepError`, never a fallback: DuckDB's gzip reader would not notice a bad CRC. Blocks end at line ends, so the rows are those of
     ``read_json`` over the whole file, in file order.
     """
     if not fastjson.FAST_INFLATE or not is_gzip(path):
@@ -145,7 +154,9 @@ def _read_json_blocks(
                 if table.num_rows and table.column(0).null_count:
                     return None
                 tables.append(table)
-    except (duckdb.Error, InflateError, OSError):
+    except InflateError as e:
+        raise scan.corrupt_stream_error(path, e) from None
+    except (duckdb.Error, OSError):
         return None
     finally:
         con.execute("RESET threads")
@@ -166,6 +177,7 @@ def _read_json_checked(
     ``select`` must produce NULL in its first column exactly for records lacking a required field.
     """
     first = select.split(" AS ", 1)[0]
+    scan.verify_compressed(path)
     try:
         table = con.sql(f"SELECT {select} FROM {_json_source(path, columns, False)}").to_arrow_table()
         if table.num_rows == 0 or table.column(0).null_count == 0:
@@ -201,11 +213,15 @@ def read_review_file(
 ) -> pa.Table:
     """One JSON-lines review file as :data:`INTERACTION_COLUMNS`; ``fast=False`` forces the whole-file read
     (the reference the fast path is tested against)."""
-    columns = {fields.user: "VARCHAR", fields.item: "VARCHAR", fields.rating: "DOUBLE", fields.time: "DOUBLE"}
+    # ids are read as JSON so that a number is coerced to its text ("123") and an object, list or boolean is a
+    # bad record (NULL user_id) that the exact path reports with its line
+    columns = {fields.user: "JSON", fields.item: "JSON", fields.rating: "DOUBLE", fields.time: "DOUBLE"}
     required = {fields.user: "VARCHAR", fields.item: "VARCHAR"}
+    user, item = _ident(fields.user), _ident(fields.item)
     select = (
-        f"CASE WHEN {_ident(fields.item)} IS NOT NULL THEN {_ident(fields.user)} END AS user_id, "
-        f"{_ident(fields.item)} AS item_id, CAST({_ident(fields.rating)} AS FLOAT) AS rating, "
+        f"CASE WHEN json_type({item}) IN {_ID_TYPES} AND json_type({user}) IN {_ID_TYPES} "
+        f"THEN json_extract_string({user}, '$') END AS user_id, "
+        f"json_extract_string({item}, '$') AS item_id, CAST({_ident(fields.rating)} AS FLOAT) AS rating, "
         f"coalesce(CAST(floor({_ident(fields.time)} / {fields.time_divisor}) AS BIGINT), -1) AS timestamp"
     )
     table = _read_json_blocks(con, path, columns, select) if fast else None

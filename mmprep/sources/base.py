@@ -45,11 +45,14 @@ class SkipLog:
     counts: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
     max_examples: int = 20
+    # per file: [records skipped, line of the first, its problem], to explain a file that yields nothing
+    by_file: dict[str, list] = field(default_factory=dict)
 
     def add(self, reason: str, path: str | Path, line: int | None, problem: str, n: int = 1) -> None:
         if self.strict:
             raise PrepError(f"{problem} (--strict)", path, line)
         self.counts[reason] = self.counts.get(reason, 0) + n
+        self.by_file.setdefault(str(path), [0, line, problem])[0] += n
         if len(self.examples) < self.max_examples:
             where = f"{path}:{line}" if line is not None else str(path)
             self.examples.append(f"{where}: {problem}")

@@ -16,6 +16,13 @@ from typing import Any
 
 from mmprep.errors import PrepError
 
+try:
+    from isal.igzip import open as _open_gzip
+except ImportError:  # optional dependency; stdlib gzip checks the same CRC, only slower
+    from gzip import open as _open_gzip
+
+_VERIFY_BYTES = 4 * 1024 * 1024
+
 
 def open_binary(path: Path) -> io.BufferedIOBase:
     """Open a plain or gzip-compressed file for binary reading (by magic bytes, not by extension)."""
@@ -51,6 +58,37 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
             raise PrepError("truncated gzip stream (file ends mid-record)", path, lineno + 1) from None
         except (gzip.BadGzipFile, zlib.error, OSError) as e:
             raise PrepError(f"corrupt compressed data ({e})", path, lineno + 1) from None
+
+
+def corrupt_stream_error(path: Path, error: BaseException) -> PrepError:
+    """The located error for a compressed file that failed to inflate (bad CRC, truncated, garbage).
+
+    Re-reads the file line by line to name the line where the stream breaks; runs only on the error path.
+    """
+    try:
+        for _ in iter_lines(path, "latin-1"):
+            pass
+    except PrepError as located:
+        return located
+    return PrepError(f"corrupt compressed data ({error})", path)
+
+
+def verify_compressed(path: Path) -> None:
+    """Inflate a gzip file to its end, so its CRC and length are checked; a plain file passes unchecked.
+
+    DuckDB's own gzip reader does not check the CRC trailer, so a file with a flipped byte could otherwise be
+    read with wrong values; every DuckDB read of a gzip file is preceded by this (or by a checked inflate).
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return
+    try:
+        with _open_gzip(path) as stream:
+            while stream.read(_VERIFY_BYTES):
+                pass
+    except (EOFError, OSError, zlib.error, ValueError) as e:
+        raise corrupt_stream_error(path, e) from None
 
 
 def first_problem(

@@ -1,7 +1,7 @@
 """A dataset directory (docs/FORMAT.md) loaded onto a torch device: splits, features, graphs, adjacency.
 
-This is the only place mmtrain reads a dataset (through :class:`mmtrain.data.reader.DatasetDir`), so what it
-reads is exactly what the format document defines, and nothing else.
+This is the only place mmtrain reads a dataset (through :class:`mmtrain.data.reader.DatasetDir`, i.e. the strict
+reader of :mod:`mmformat`), so what it reads is exactly what the format document defines, and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mmtrain.errors import TrainError
 from mmtrain.graph.adjacency import SparseOperator, ui_adjacency
 from mmtrain.graph.knn import knn_from_features
 
-log = logging.getLogger("mmtrain")
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,7 +34,8 @@ def resolve_device(name: str) -> torch.device:
 class TrainData:
     """Everything a model, the sampler and the evaluator need from one dataset and split set.
 
-    ``cold_items`` (cold split set only): the val-cold and test-cold item indices.
+    ``cold_items`` (cold split set only): the val-cold and test-cold item indices. ``graph_sources``: per
+    modality, where :meth:`item_knn` took its graph from (recorded in a run's ``final.json``).
     """
 
     dataset: DatasetDir
@@ -44,6 +45,7 @@ class TrainData:
     val: Interactions
     test: Interactions
     cold_items: dict[str, torch.Tensor] | None = None
+    graph_sources: dict[str, dict] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -105,7 +107,15 @@ class TrainData:
         need = k - 1 if include_self else k
         stored = {kk: p for kk, p in self.dataset.graphs().get(modality, {}).items() if kk >= need}
         if stored:
-            idx_np, val_np = self.dataset.read_graph(stored[min(stored)])
+            path = stored[min(stored)]
+            idx_np, val_np = self.dataset.read_graph(path)
+            self.graph_sources[modality] = {
+                "source": "stored",
+                "file": path.relative_to(self.root).as_posix(),
+                "stored_k": min(stored),
+                "k": k,
+                "include_self": include_self,
+            }
             idx = torch.as_tensor(idx_np[:, :need], device=self.device)
             val = torch.as_tensor(val_np[:, :need], device=self.device)
             if include_self:
@@ -115,6 +125,7 @@ class TrainData:
         else:
             log.info("computing the %s kNN graph (k=%d) from features", modality, k)
             idx, val = knn_from_features(self.feature(modality), k, include_self=include_self)
+            self.graph_sources[modality] = {"source": "computed", "k": k, "include_self": include_self}
         self._cache[key] = (idx, val)
         return idx, val
 
@@ -125,7 +136,7 @@ def load_data(root: str | Path, split: str = "warm", device: torch.device | str 
     ds = DatasetDir(root)
     parts = ds.splits(split)
     inter = {
-        name: Interactions.from_numpy(p.users, p.items, ds.n_users, ds.n_items, device)
+        name: Interactions.from_numpy(p.user_idx, p.item_idx, ds.n_users, ds.n_items, device)
         for name, p in parts.items()
     }
     cold = None

@@ -1,8 +1,10 @@
 """Item-item kNN graphs from features (cosine), computed blockwise with torch; normalised as sparse matrices.
 
 ``knn_from_features`` never materialises the N x N similarity matrix: it scores ``block`` rows at a time
-against all items and keeps each row's top-k (docs/graphs.md "kNN graphs"). The original codes keep the item itself
-in their top-k (a self loop, similarity 1); ``include_self`` chooses.
+against all items and keeps each row's top-k (docs/graphs.md "kNN graphs"). Equal scores are broken by the lower item index, the rule
+``mmprep graph`` writes into stored graphs (docs/FORMAT.md, "Graphs"), so a computed graph picks the same
+neighbours among ties as a stored one. The original codes keep the item itself in its top-k (a self loop,
+similarity 1); ``include_self`` chooses.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ BLOCK_ELEMENTS = 1 << 24  # similarity entries per block (64 MiB of float32)
 def knn_from_features(
     features: torch.Tensor, k: int, include_self: bool = True, block: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine neighbours of every row: ``(indices int64 [N, k], similarities [N, k])``, nearest first."""
+    """Top-k cosine neighbours of every row: ``(indices int64 [N, k], similarities [N, k])``, nearest first,
+    equal similarities by lower index."""
     n = features.shape[0]
     k = min(int(k), n if include_self else n - 1)
     x = F.normalize(features.float(), dim=1)
@@ -27,13 +30,33 @@ def knn_from_features(
     out_idx, out_val = [], []
     for start in range(0, n, block):
         sim = x[start : start + block] @ x.T
-        if not include_self:
-            rows = torch.arange(sim.shape[0], device=sim.device)
-            sim[rows, rows + start] = float("-inf")
-        val, idx = torch.topk(sim, k, dim=1)
+        rows = torch.arange(sim.shape[0], device=sim.device)
+        own = sim[rows, rows + start].clone()
+        # the item itself is always first (kept) or never there (excluded), whatever its duplicates score
+        sim[rows, rows + start] = float("inf") if include_self else float("-inf")
+        val, idx = topk_lower_index_first(sim, k)
+        if include_self:
+            val[:, 0] = own
         out_idx.append(idx)
         out_val.append(val)
     return torch.cat(out_idx), torch.cat(out_val)
+
+
+def topk_lower_index_first(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise top-k ordered by (-score, column index): deterministic where ``torch.topk`` is not.
+
+    Every column scoring above the k-th value is kept; among the columns equal to it, the lowest indices fill
+    the remaining places. The kept columns (ascending) are then sorted stably by descending score.
+    """
+    kth = torch.topk(sim, k, dim=1).values[:, -1:]
+    above = sim > kth
+    tied = sim == kth
+    room = k - above.sum(1, keepdim=True)
+    keep = above | (tied & (torch.cumsum(tied.int(), 1) <= room))
+    idx = keep.nonzero()[:, 1].reshape(sim.shape[0], k)
+    val = sim.gather(1, idx)
+    order = torch.sort(val, dim=1, descending=True, stable=True).indices
+    return val.gather(1, order), idx.gather(1, order)
 
 
 def knn_adjacency(indices: torch.Tensor, values: torch.Tensor, norm: str = "sym") -> SparseOperator:

@@ -7,42 +7,13 @@ import os
 import stat
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from mmformat.atomic import atomic_dir
-from mmformat.errors import UserError
+from mmformat.errors import FormatError, UserError
 from mmprep.dataset import load_dataset, verify_dataset
-from mmprep.dataset.writer import DatasetWriter, interactions_table
-from mmprep.errors import PrepError
-
-
-def _write_small(out, overwrite=False):
-    users = np.array([0, 0, 1, 1, 2, 2, 2])
-    items = np.array([0, 1, 1, 2, 0, 2, 3])
-    rating = np.array([5, 4, 3, 5, 1, 2, 5], dtype=np.float32)
-    ts = np.arange(7, dtype=np.int64) * 100
-    label = np.array([0, 1, 0, 2, 0, 0, 1])
-    with DatasetWriter(out, overwrite=overwrite) as w:
-        w.users(["ua", "ub", "uc"])
-        fields = pa.table({"item_id": ["i0", "i1", "i2", "i3"], "title": ["A", None, "C", "D"]})
-        w.items(["i0", "i1", "i2", "i3"], fields)
-        w.interactions(interactions_table(users, items, rating, ts))
-        w.split_set(
-            "warm",
-            {
-                n: interactions_table(
-                    users[label == c], items[label == c], rating[label == c], ts[label == c]
-                )
-                for c, n in enumerate(("train", "val", "test"))
-            },
-        )
-        feat = np.arange(8, dtype=np.float32).reshape(4, 2)
-        w.feature("image", feat, np.array([True, True, False, True]))
-        w.manifest.update(
-            name="small", counts={"users": 3, "items": 4, "interactions": 7}, features={"image": {}}
-        )
-    return users, items, rating, ts, label
+from mmprep.dataset.writer import DatasetWriter
+from tests.format.helpers import write_small as _write_small
 
 
 def test_round_trip_is_identical(tmp_path):
@@ -87,9 +58,9 @@ def test_missing_feature_and_missing_cold_split_are_clear_errors(tmp_path):
     out = tmp_path / "ds"
     _write_small(out)
     ds = load_dataset(out)
-    with pytest.raises(PrepError, match="no 'text' features \\(available: image\\)"):
+    with pytest.raises(FormatError, match="no 'text' features \\(available: image\\)"):
         ds.feature("text")
-    with pytest.raises(PrepError, match="no cold splits .*mmprep cold-start"):
+    with pytest.raises(FormatError, match="no cold splits .*mmprep cold-start"):
         ds.splits("cold")
 
 
@@ -128,7 +99,7 @@ def test_unsupported_format_version(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     m["format_version"] = 99
     (out / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(PrepError, match="format_version 99 is not supported"):
+    with pytest.raises(FormatError, match="format_version 99 is not supported"):
         load_dataset(out)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmprep.commands.cold_start import add_cold_split
 from mmprep.dataset import load_dataset, verify_dataset
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.info import dataset_info
+from mmprep.split.cold_dataset import add_cold_split
 
 
 def _dataset(out, n_users=40, n_items=30, per_user=6, seed=0):
@@ -59,3 +59,11 @@ def test_info_counts_density_and_degrees(tmp_path):
     assert info["user_degree"]["p0"] == 3 and info["user_degree"]["p100"] == 3
     assert info["item_degree"]["mean"] == 2.5
     assert info["splits"]["warm"] == {"train": 30, "val": 0, "test": 0}
+
+
+def test_add_cold_split_lives_in_the_split_package():
+    """The library function is importable without the CLI module (which only wraps it)."""
+    import mmprep.commands.cold_start as command
+
+    assert add_cold_split.__module__ == "mmprep.split.cold_dataset"
+    assert "add_cold_split" not in command.__dict__ or command.add_cold_split is add_cold_split

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import logging
 import socket
 import threading
 import zipfile
@@ -140,3 +141,93 @@ def test_every_shipped_recipe_loads_and_names_known_roles(name):
         # image_features (the Amazon 2014 .b file) is read by `mmprep features`, not by the source reader
         assert {f.role for f in recipe.files} <= set(roles) | {"image_features"}, (name, roles)
         assert any(f.role == "interactions" and not f.optional for f in recipe.files)
+
+
+# ------------------------------------------------------------------------------ hostile recipes (issue 13)
+
+
+def _recipe(tmp_path, entry: str) -> object:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(f"name: hostile\nsource: amazon2018\nfiles:\n  interactions:\n    - {entry}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://example.org/a.gz",
+        "data:text/plain,hello",
+        "example.org/a.gz",
+        "http:///a.gz",
+    ],
+)
+def test_odd_urls_are_one_line(tmp_path, url):
+    from tests.mmprep.oneline import one_line_error, run_cli
+
+    recipe = _recipe(tmp_path, f"{{name: a.json.gz, url: '{url}'}}")
+    result = run_cli("download", "--dataset", recipe, "--raw-dir", tmp_path / "raw")
+    one_line_error(result, str(recipe), "unsupported URL")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("entry", "what"),
+    [
+        ("{name: ../evil.json.gz, url: 'http://127.0.0.1:9/a'}", "file name '../evil.json.gz'"),
+        ("{name: /tmp/evil.json.gz, url: 'http://127.0.0.1:9/a'}", "file name '/tmp/evil.json.gz'"),
+        ("{name: a.csv, url: 'http://127.0.0.1:9/x.zip', member: ../../a.csv}", "zip member '../../a.csv'"),
+    ],
+)
+def test_names_that_escape_the_raw_dir_are_refused(tmp_path, entry, what):
+    from tests.mmprep.oneline import one_line_error, run_cli
+
+    recipe = _recipe(tmp_path, entry)
+    result = run_cli("download", "--dataset", recipe, "--raw-dir", tmp_path / "raw")
+    one_line_error(result, str(recipe), what, "outside --raw-dir")
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "evil.json.gz").exists()
+
+
+def test_unpinned_download_warns_and_records_its_sha256(server, tmp_path, caplog):
+    root, url = server
+    payload = b"some raw file\n" * 100
+    (root / "a.json").write_bytes(payload)
+    recipe = load_recipe(_recipe(tmp_path, f"{{name: a.json, url: '{url}/a.json'}}"))
+    with caplog.at_level(logging.WARNING, logger="mmprep.download"):
+        download_recipe(recipe, tmp_path / "raw", quiet=True)
+    digest = hashlib.sha256(payload).hexdigest()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "a.json: no sha256 pinned" in warnings[0] and digest in warnings[0]
+    assert (tmp_path / "raw" / "a.json.sha256").read_text() == f"{digest}  a.json\n"
+
+
+def test_damaged_zip_is_downloaded_again_or_refused(server, tmp_path, caplog):
+    root, url = server
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("d/ratings.csv", "1,2,3,4\n" * 1000)
+    good = buf.getvalue()
+    (root / "d.zip").write_bytes(good)
+    recipe = load_recipe(
+        _recipe(tmp_path, f"{{name: ratings.csv, url: '{url}/d.zip', member: d/ratings.csv}}")
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    damaged = bytearray(good)
+    damaged[46] ^= 0xFF  # inside the deflated data of the member
+    (raw / "d.zip").write_bytes(bytes(damaged))
+    with caplog.at_level(logging.WARNING, logger="mmprep.download"):
+        download_recipe(recipe, raw, quiet=True)
+    assert any(
+        "damaged zip archive" in r.getMessage() and "downloading it again" in r.getMessage()
+        for r in caplog.records
+    )
+    assert (raw / "ratings.csv").read_text() == "1,2,3,4\n" * 1000
+    assert (raw / "d.zip").read_bytes() == good
+
+    (root / "d.zip").write_bytes(bytes(damaged))  # the server itself serves a damaged archive
+    for p in raw.iterdir():
+        p.unlink()
+    with pytest.raises(PrepError, match="damaged zip archive .*delete it and run mmprep download again"):
+        download_recipe(recipe, raw, quiet=True)
+    assert not (raw / "ratings.csv").exists() and not (raw / "ratings.csv.part").exists()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mmprep.commands.cold_start import add_cold_split
+from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.cli import main
 from tests.mmtrain.helpers import (
     random_dataset,
@@ -48,6 +48,8 @@ def test_run_eval_compare(dataset, tmp_path):
         "final.json",
         "metrics.csv",
         "tensorboard",
+        "test_per_user.parquet",
+        "val_per_user.parquet",
         "versions.json",
     ]
     assert json.loads((run / "final.json").read_text()) == final
@@ -71,10 +73,11 @@ def test_run_eval_compare(dataset, tmp_path):
     del state["config"]["cold_candidates"], state["config"]["adj_norm"]
     torch.save(state, tmp_path / "old.pt")
     assert json.loads(invoke("eval", str(tmp_path / "old.pt")).stdout)["test"] == evaluated["test"]
-    table = invoke("compare", str(out)).stdout
+    table = invoke("compare", str(out), "--per-run").stdout
     assert table.splitlines()[0].startswith("| run | model | dataset |") and "| r1 | lightgcn |" in table
     assert "ndcg_lattice@20" in table.splitlines()[0]
-    as_csv = invoke("compare", str(run), "--format", "csv", "--metric", "recall@20").stdout.splitlines()
+    as_csv = invoke("compare", str(run), "--per-run", "--format", "csv", "--metric", "recall@20")
+    as_csv = as_csv.stdout.splitlines()
     assert as_csv[0] == "run,model,dataset,split,seed,best_epoch,epochs,val_recall@20,test_recall@20"
     assert float(as_csv[1].split(",")[-1]) == final["test"]["recall@20"]
 

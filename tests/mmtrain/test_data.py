@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmformat.errors import FormatError
 from mmtrain.data import BPRSampler, DatasetDir, Interactions, load_data
 from mmtrain.errors import TrainError
 from tests.mmtrain.helpers import (
@@ -33,9 +34,9 @@ def test_load_hand_made_dataset(tmp_path):
     assert data.modalities() == ["image"]
     assert data.feature("image").dtype == torch.float32 and data.feature("image")[4].tolist() == [12, 13, 14]
     assert data.feature_mask("image").all()
-    with pytest.raises(TrainError, match="no 'text' features"):
+    with pytest.raises(FormatError, match="no 'text' features"):
         data.feature("text")
-    with pytest.raises(TrainError, match="no cold splits"):
+    with pytest.raises(FormatError, match="no cold splits"):
         load_data(root, split="cold")
 
 
@@ -53,17 +54,52 @@ def test_reader_rejects_bad_datasets(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=10, n_items=12, per_user=4)
     manifest = json.loads((root / "manifest.json").read_text())
     (root / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
-    with pytest.raises(TrainError, match="format_version 2 is not supported"):
+    with pytest.raises(FormatError, match="format_version 2 is not supported"):
         DatasetDir(root)
     (root / "manifest.json").write_text(
         json.dumps({**manifest, "counts": {**manifest["counts"], "items": 5}})
     )
-    with pytest.raises(TrainError, match=r"splits/train.parquet:\d+: item_idx \d+ out of range \[0, 5\)"):
+    with pytest.raises(FormatError, match=r"splits/train.parquet:\d+: item_idx \d+ out of range \[0, 5\)"):
         load_data(root)
-    with pytest.raises(TrainError, match="not a dataset directory"):
+    with pytest.raises(FormatError, match="not a dataset directory"):
         DatasetDir(tmp_path)
-    with pytest.raises(TrainError, match="dataset directory not found"):
+    with pytest.raises(FormatError, match="dataset directory not found"):
         DatasetDir(tmp_path / "nope")
+
+
+def test_reader_checks_stored_graphs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = random_dataset(tmp_path / "rand", n_users=10, n_items=6, per_user=3, features=True)
+    item = np.repeat(np.arange(6), 2).astype(np.int32)
+    neighbor = ((item + np.tile([1, 2], 6)) % 6).astype(np.int32)
+    score = np.tile(np.array([0.9, 0.5], np.float32), 6)
+    rank = np.tile(np.arange(2, dtype=np.int16), 6)
+    path = root / "graphs" / "knn_image_k2.parquet"
+    path.parent.mkdir()
+
+    def write(**cols):
+        base = {"item_idx": item, "neighbor_idx": neighbor, "score": score, "rank": rank}
+        pq.write_table(pa.table({k: pa.array(v) for k, v in {**base, **cols}.items()}), path)
+
+    write()
+    idx, val = DatasetDir(root).read_graph(path)
+    assert idx.tolist() == neighbor.reshape(6, 2).tolist() and val[:, 0].tolist() == pytest.approx([0.9] * 6)
+    write(rank=np.zeros(12, np.int16))
+    with pytest.raises(
+        FormatError, match=r"knn_image_k2.parquet: items do not each have exactly 2 neighbours"
+    ):
+        DatasetDir(root).read_graph(path)
+    write(score=np.where(np.arange(12) == 7, np.nan, score).astype(np.float32))
+    with pytest.raises(FormatError, match=r"knn_image_k2.parquet:8: score nan is not finite"):
+        DatasetDir(root).read_graph(path)
+    write(neighbor_idx=np.where(np.arange(12) == 3, 6, neighbor).astype(np.int32))
+    with pytest.raises(FormatError, match=r"knn_image_k2.parquet:4: neighbor_idx 6 out of range \[0, 6\)"):
+        load_data(root).item_knn("image", 2, include_self=False)
+    write(score=score.astype(np.float64))
+    with pytest.raises(FormatError, match="column score is double, expected float"):
+        DatasetDir(root).read_graph(path)
 
 
 def test_sampler_never_returns_a_positive_and_is_seeded():

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-from mmprep.commands.cold_start import add_cold_split
+from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.data import load_data
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator, ranking_metrics, stable_topk
+from mmtrain.per_user import per_user_path, read_per_user, write_per_user
 from tests.mmtrain.helpers import (
     FixedScores,
     random_dataset,
@@ -156,3 +158,45 @@ def test_evaluation_is_batch_size_independent(tmp_path):
     assert set(big) == set(small) and "ndcg_lattice@10" in big
     for key in big:
         assert np.isclose(big[key], small[key], rtol=0, atol=1e-12), key
+
+
+def test_per_user_metrics_hand_computed_and_written_sorted(tmp_path):
+    # the toy of test_evaluator_with_ties_masking_and_short_lists: test lists 5,0,2,3 (user 0, T={3}) and
+    # 5,3,4,2 (user 1, T={2,5}); user 2 has no test item and gets no row
+    root = write_dataset(
+        tmp_path / "toy",
+        {"train": [(0, 1), (1, 0)], "val": [(0, 4), (1, 1)], "test": [(0, 3), (1, 2), (1, 5)]},
+        n_users=3,
+        n_items=6,
+    )
+    data = load_data(root)
+    model = FixedScores(
+        torch.tensor([[0.5, 0.9, 0.5, 0.5, 2.0, 0.9], [3.0, 2.0, 0.1, 0.2, 0.2, 0.3], [0.0] * 6])
+    )
+    ev = Evaluator(data, topk=[1, 4])
+    users, m = ev.per_user(model, "test")
+    assert users.tolist() == [0, 1]
+    assert m["recall@1"].tolist() == [0.0, 0.5]
+    assert m["hit@1"].tolist() == [0.0, 1.0]
+    assert m["recall@4"].tolist() == [1.0, 1.0]
+    assert m["ndcg@4"].tolist() == pytest.approx([1 / L5, (1 / L2 + 1 / L5) / (1 / L2 + 1 / L3)], abs=1e-12)
+    assert m["map@4"].tolist() == pytest.approx([1 / 4, (1 / 2) * (1 + 2 / 4)], abs=1e-12)
+    assert m["precision@4"].tolist() == [0.25, 0.5]
+    means = ev.evaluate(model, "test")
+    for name, values in m.items():
+        assert means[name] == pytest.approx(float(values.mean()), abs=1e-15), name
+    # the file: sorted by user_idx even when handed unsorted, int32 users, float64 metric columns
+    write_per_user(tmp_path, "test", np.array([1, 0]), {k: v.flip(0).numpy() for k, v in m.items()})
+    table = pq.read_table(per_user_path(tmp_path, "test"))
+    assert table.column_names[0] == "user_idx" and table.schema.field("user_idx").type == "int32"
+    assert table.schema.field("ndcg@4").type == "double"
+    read_users, read = read_per_user(tmp_path, "test")
+    assert read_users.tolist() == [0, 1] and read["recall@1"].tolist() == [0.0, 0.5]
+
+
+def test_per_user_read_errors_are_one_line(tmp_path):
+    with pytest.raises(TrainError, match="test_per_user.parquet: per-user metrics missing"):
+        read_per_user(tmp_path, "test")
+    per_user_path(tmp_path, "val").write_bytes(b"not parquet")
+    with pytest.raises(TrainError, match="val_per_user.parquet: unreadable Parquet"):
+        read_per_user(tmp_path, "val")

@@ -241,3 +241,42 @@ def test_timm_backbone_random_and_from_checkpoint(tmp_path):
     assert not np.allclose(random.encode(batch), expected)
     with pytest.raises(PrepError, match="unknown timm model"):
         TimmEncoder("no-such-net", "none", "cpu", "fp32")
+
+
+@pytest.mark.parametrize(
+    "backbone,model", [("torchvision", "mobilenet_v2"), ("timm", "resnet18"), ("clip", "RN50")]
+)
+def test_hostile_or_wrong_pretrained_weights_are_one_line(tmp_path, backbone, model):
+    """Random bytes, a pickle that would run code, a list, and a state dict of another model: each is refused
+    with one line naming the file, nothing runs, and no model ends up with silently random weights."""
+    import pickle
+
+    import torch
+
+    from mmprep.features.backbones import image_encoder
+
+    marker = tmp_path / "ran"
+
+    class Hostile:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    files = {
+        "random.pth": lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)),
+        "hostile.pth": lambda p: p.write_bytes(pickle.dumps(Hostile())),
+        "list.pth": lambda p: torch.save([1, 2, 3], p),
+        "other.pth": lambda p: torch.save({"foo.weight": torch.zeros(2)}, p),
+    }
+    expected = {
+        "random.pth": "not a checkpoint of plain tensors",
+        "hostile.pth": "not a checkpoint of plain tensors",
+        "list.pth": "not a state dict",
+        "other.pth": "missing keys" if backbone != "clip" else "cannot load open_clip",
+    }
+    for name, write in files.items():
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(PrepError, match=expected[name]) as info:
+            image_encoder(backbone, model, str(path), "cpu", "fp32", 0)
+        assert "\n" not in str(info.value)
+        assert not marker.exists()

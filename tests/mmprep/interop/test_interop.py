@@ -12,7 +12,6 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from mmformat.errors import UserError
-from mmprep.commands.cold_start import add_cold_split
 from mmprep.dataset import load_dataset, verify_dataset
 from mmprep.errors import PrepError
 from mmprep.interop import (
@@ -24,6 +23,7 @@ from mmprep.interop import (
     import_mmrec,
 )
 from mmprep.interop.safe_pickle import load_pickle
+from mmprep.split.cold_dataset import add_cold_split
 
 INTER_HEADER = "userID\titemID\trating\ttimestamp\tx_label"
 # user 3 has no train row; items 2, 3 and 4 occur only in val/test

@@ -139,12 +139,15 @@ def test_bad_line_falls_back_to_the_exact_read_with_its_line_number(tmp_path, sm
         ac.read_review_interactions([path], FIELDS, SkipLog(strict=True))
 
 
-def test_truncated_stream_falls_back_and_reports_as_before(dump, tmp_path, small_blocks):
+def test_truncated_stream_is_the_located_error_of_the_exact_read(dump, tmp_path, small_blocks):
+    """No fallback to DuckDB's own gzip read, which would not check the stream: the same located error."""
     path = tmp_path / "reviews_cut.json.gz"
     path.write_bytes(dump.read_bytes()[:300_000])
-    assert _fast(path) is None
-    with pytest.raises(PrepError):
+    with pytest.raises(PrepError, match="truncated gzip stream") as fast:
+        _fast(path)
+    with pytest.raises(PrepError) as exact:
         ac.read_review_interactions([path], FIELDS, SkipLog())
+    assert str(fast.value) == str(exact.value) and fast.value.line is not None
 
 
 def test_plain_file_uses_the_exact_read(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mmprep.commands.cold_start import add_cold_split
+from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.cli import main
 from mmtrain.data.loader import load_data
 from mmtrain.errors import TrainError
