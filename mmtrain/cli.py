@@ -322,6 +322,7 @@ def report(suite_dir: Path, baseline: str | None, metric: str | None) -> None:
     click.echo((suite_dir / LEADERBOARD_MD).read_text(encoding="utf-8"), nl=False)
 
 
+@main.command()
 @click.argument("suite_file", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Suite directory [suites/<name>].")
 @click.option("--dry-run", is_flag=True, help="List the trials and their status (done/todo/running/failed).")
