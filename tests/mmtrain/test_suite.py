@@ -112,6 +112,12 @@ def test_serial_suite_writes_trials_csv_and_selection(serial, subset):
         assert chosen["val_std"] == pytest.approx(np.std(vals, ddof=1)) and chosen["complete"]
         assert {results[t]["model"] for t in chosen["trial_ids"]} == {model}
     assert yaml.safe_load((suite_dir / "suite.yaml").read_text())["seeds"] == [1, 2]
+    # the report read the selection: the same trials per model, the others tested against the baseline
+    board = json.loads((suite_dir / "leaderboard.json").read_text())
+    assert {e["model"]: e["trial_ids"] for e in board["models"]} == {
+        m: c["trial_ids"] for m, c in selection["models"].items()
+    }
+    assert board["baseline"] == "lightgcn" and (suite_dir / "report.html").is_file()
     # everything is done: a rerun trains nothing and the dry run says so
     result = CliRunner().invoke(main, ["suite", str(spec), "--out", str(suite_dir), "--dry-run"])
     assert result.exit_code == 0, result.output
