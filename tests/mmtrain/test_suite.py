@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -198,6 +199,24 @@ def test_killed_driver_rerun_finishes_only_the_missing_trials(serial, tmp_path):
     serial_results = finals(serial_dir)
     for tid, final in finals(out).items():  # restarted from scratch: the same numbers as the clean run
         assert final["test"] == serial_results[tid]["test"]
+
+
+def test_dry_run_tells_running_from_interrupted(serial, tmp_path):
+    spec, _ = serial
+    trials = expand_trials(load_suite(spec))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for trial, pid in zip(trials, [os.getpid(), dead.pid], strict=False):
+        folder = tmp_path / "trials" / trial.trial_id
+        folder.mkdir(parents=True)
+        info = trial.record("running", host=socket.gethostname(), pid=pid)
+        (folder / "trial.json").write_text(json.dumps(info))
+    listing = CliRunner().invoke(main, ["suite", str(spec), "--out", str(tmp_path), "--dry-run"]).stdout
+    assert [line.split()[:2] for line in listing.splitlines()[:2]] == [
+        [trials[0].trial_id, "running"],
+        [trials[1].trial_id, "todo"],
+    ]
+    assert listing.splitlines()[-1].endswith("0 done, 3 todo, 1 running, 0 failed")
 
 
 def test_failed_trial_is_recorded_and_the_suite_goes_on(tmp_path):
