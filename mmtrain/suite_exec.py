@@ -107,10 +107,13 @@ def run_ray(
     try:
         resources = ray.cluster_resources()
         if cpus > resources.get("CPU", 0) or gpus > resources.get("GPU", 0):
-            raise TrainError(
-                f"a trial asks for {cpus} CPU / {gpus} GPU but the Ray cluster has "
+            problem = (
+                f"a trial asks for {cpus:g} CPU / {gpus:g} GPU but the Ray cluster has "
                 f"{resources.get('CPU', 0):g} CPU / {resources.get('GPU', 0):g} GPU"
             )
+            if not address:  # a local Ray never grows; a cluster may (autoscaling), so there it is a warning
+                raise TrainError(problem)
+            log.warning("%s: the trials wait until it grows", problem)
         log.info(
             "Ray: %g CPU / %g GPU, %g CPU and %g GPU per trial, %d trials",
             resources.get("CPU", 0),

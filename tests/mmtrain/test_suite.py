@@ -373,6 +373,19 @@ def test_bad_suite_is_one_line_naming_file_and_key(tmp_path, patch, expected):
     assert all(part in result.stderr for part in ([expected] if isinstance(expected, str) else expected))
 
 
+@pytest.mark.slow
+def test_ray_refuses_a_trial_larger_than_the_machine(serial, tmp_path):
+    pytest.importorskip("ray")
+    spec, _ = serial
+    result = CliRunner().invoke(
+        main, ["suite", str(spec), "--out", str(tmp_path), "--executor", "ray", "--gpus-per-trial", "0.5"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.stderr  # Ray itself may print a notice first
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("mmtrain: error: a trial asks for 1 CPU / 0.5 GPU but the Ray cluster has")
+    assert not list(tmp_path.glob("trials/*"))
+
+
 def test_executor_without_ray(tmp_path, monkeypatch, caplog):
     import mmtrain.suite_exec as suite_exec
 
