@@ -299,5 +299,62 @@ def report(suite_dir: Path, baseline: str | None, metric: str | None) -> None:
     click.echo((suite_dir / LEADERBOARD_MD).read_text(encoding="utf-8"), nl=False)
 
 
+@main.command()
+@click.argument("suite_file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Suite directory [suites/<name>].")
+@click.option("--dry-run", is_flag=True, help="List the trials and their status (done/todo/running/failed).")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip finished trials.")
+@click.option("--executor", type=click.Choice(["auto", "serial", "ray"]), default="auto", show_default=True)
+@click.option("--address", default=None, help="Ray cluster to join: auto or HOST:PORT [a local Ray].")
+@click.option("--cpus-per-trial", type=float, default=1, show_default=True, help="Ray CPUs per trial.")
+@click.option(
+    "--gpus-per-trial",
+    type=float,
+    default=0,
+    show_default=True,
+    help="Ray GPUs per trial (0.5: two share one).",
+)
+@click.pass_context
+def suite(
+    ctx: click.Context,
+    suite_file: Path,
+    out: Path | None,
+    dry_run: bool,
+    resume: bool,
+    executor: str,
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+) -> None:
+    """Run a whole study: datasets x models x grid points x seeds from a suite YAML (recipes/suites/).
+
+    Each trial is a run directory SUITE_DIR/trials/<hash of its resolved config>/; rerunning skips the
+    finished ones and restarts unfinished ones from scratch. At the end: trials.csv, selection.json (per model
+    the grid point with the best mean validation metric over seeds) and the report. Exit code 2 when a trial
+    failed (the others still run). Ray runs trials in parallel when installed (pip install modalrec[ray]).
+
+    \b
+    Examples:
+      mmtrain suite recipes/suites/tiktok.yaml --dry-run
+      mmtrain suite recipes/suites/tiktok.yaml --out suites/tiktok --executor serial
+      mmtrain suite recipes/suites/tiktok.yaml --address auto --cpus-per-trial 4 --gpus-per-trial 0.5
+    """
+    from mmtrain.suite import run_suite
+
+    path = run_suite(
+        suite_file,
+        out,
+        resume=resume,
+        dry_run=dry_run,
+        executor=executor,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        progress=ctx.obj["progress"],
+    )
+    if not dry_run:
+        click.echo(path)
+
+
 if __name__ == "__main__":
     main()

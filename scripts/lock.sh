@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the pinned dependency files from pyproject.toml (README, "Locked dependencies"):
-#   requirements/lock.txt      the runtime dependencies and the dev extra, with torch 2.14.1 / torchvision 0.29.1
+#   requirements/lock.txt      the runtime dependencies and the dev and ray extras, with torch 2.14.1 / torchvision 0.29.1
 #   requirements/lock-gpu.txt  the same plus the gpu extra (faiss-gpu-cu12)
 # For Linux x86_64 and Python 3.11, the platform of CI and the Docker image: run it on such a machine.
 # pip-tools runs from a throw-away virtualenv, so the project's own environment is untouched.
@@ -27,6 +27,6 @@ compile() {
     "$TOOLS/bin/pip-compile" --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
         --resolver=backtracking "$@" --output-file "$out" pyproject.toml requirements/torch.in
 }
-compile requirements/lock.txt --extra dev "${@}"
-compile requirements/lock-gpu.txt --extra dev --extra gpu "${@}"
+compile requirements/lock.txt --extra dev --extra ray "${@}"
+compile requirements/lock-gpu.txt --extra dev --extra ray --extra gpu "${@}"
 echo "lock.sh: wrote requirements/lock.txt and requirements/lock-gpu.txt" >&2

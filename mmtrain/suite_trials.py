@@ -1,0 +1,239 @@
+"""Trials of a suite: expanding a spec into trials, where each one lives, its status, and running one.
+
+A trial is one run (mmtrain.experiment.run_experiment) of a model at one grid point and one seed on one
+dataset. Its folder ``SUITE_DIR/trials/<trial_id>/`` is a normal run directory plus ``trial.json``; the id is
+the first 12 hex digits of the sha256 of the trial's resolved config and the dataset manifest's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmformat.atomic import write_json
+from mmformat.hashing import sha256_file
+from mmformat.layout import MANIFEST
+from mmtrain.config import find_recipe, read_recipe
+from mmtrain.errors import TrainError
+from mmtrain.suite_spec import ModelSpec, SuiteSpec
+
+log = logging.getLogger(__name__)
+
+TRIALS, TRIAL_JSON, FINAL = "trials", "trial.json", "final.json"
+STATUSES = ("done", "todo", "running", "failed")
+
+
+@dataclass
+class Trial:
+    """One run of a suite: a model at one grid point and one seed on one dataset (an absolute path, so that Ray
+    workers in other directories find it), with its resolved config."""
+
+    trial_id: str
+    model: str
+    dataset: Path
+    point: dict[str, Any]
+    seed: int
+    config: dict[str, Any]
+
+    def record(self, status: str, **extra: Any) -> dict[str, Any]:
+        """The ``trial.json`` content for ``status``."""
+        return {
+            "trial_id": self.trial_id,
+            "model": self.model,
+            "dataset": str(self.dataset),
+            "point": self.point,
+            "seed": self.seed,
+            "status": status,
+            **extra,
+        }
+
+    def label(self) -> str:
+        point = ",".join(f"{k}={v}" for k, v in self.point.items()) or "recipe params"
+        return f"{self.model} [{point}] seed {self.seed} on {self.dataset.name}"
+
+
+def trial_id(config: dict[str, Any], manifest_sha256: str) -> str:
+    """First 12 hex digits of sha256 over the canonical JSON of the config and the dataset manifest's sha256."""
+    text = json.dumps(
+        {"config": config, "dataset_manifest_sha256": manifest_sha256},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def model_grid(model: ModelSpec) -> dict[str, list[Any]]:
+    """The grid a suite searches for ``model``: its own, the recipe's ``grid:`` section, or none."""
+    if isinstance(model.grid, dict):
+        return model.grid
+    if model.grid == "none":
+        return {}
+    recipe = find_recipe(model.name)
+    grid = (read_recipe(recipe).get("grid") or {}) if recipe else {}
+    return {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of a grid's values in key order; one empty point for an empty grid."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _manifest_sha256(spec: SuiteSpec, dataset: Path) -> str:
+    manifest = dataset / MANIFEST
+    if not manifest.is_file():
+        raise TrainError(
+            f"dataset {dataset}: not a dataset directory (no {MANIFEST}); paths are relative to the current "
+            "directory; write one with `mmprep import` or `mmprep build`",
+            spec.path,
+        )
+    return sha256_file(manifest)
+
+
+def _resolve(spec: SuiteSpec, model: ModelSpec, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The trial's config: the model's recipe, then each layer in order; a bad key names its layer."""
+    from mmtrain.experiment import make_config
+
+    try:
+        return make_config(model.name, None, [kv for _, values in layers for kv in values.items()])
+    except TrainError as e:
+        for n in range(1, len(layers) + 1):  # find the first layer that makes the config invalid
+            try:
+                make_config(model.name, None, [kv for _, values in layers[:n] for kv in values.items()])
+            except TrainError as inner:
+                problem = inner.problem.removeprefix("--set: ")
+                raise TrainError(f"{layers[n - 1][0]}: {problem}", spec.path) from None
+        raise TrainError(f"models.{model.name}: {e.problem}", spec.path) from None
+
+
+def expand_trials(spec: SuiteSpec) -> list[Trial]:
+    """Every trial of a suite: datasets x models x grid points x seeds, in that order (grid order kept)."""
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    for dataset in spec.datasets:
+        sha = _manifest_sha256(spec, dataset)
+        for model in spec.models:
+            for point in grid_points(model_grid(model)):
+                for seed in spec.seeds:
+                    layers = [
+                        ("set", spec.sets),
+                        ("protocol", spec.protocol),
+                        ("budget", spec.budget),
+                        ("metric", {"valid_metric": spec.metric}),
+                        (f"models.{model.name}.set", model.sets),
+                        (f"models.{model.name}.grid", point),
+                        ("seeds", {"seed": seed}),
+                    ]
+                    config = _resolve(spec, model, layers)
+                    tid = trial_id(config, sha)
+                    if tid in seen:
+                        log.warning(
+                            "%s: %s %s resolves to a trial listed before; run once",
+                            spec.path,
+                            model.name,
+                            point,
+                        )
+                        continue
+                    seen.add(tid)
+                    trials.append(Trial(tid, model.name, Path(os.path.abspath(dataset)), point, seed, config))
+    return trials
+
+
+def trial_dir(suite_dir: Path, trial: Trial) -> Path:
+    return Path(suite_dir) / TRIALS / trial.trial_id
+
+
+def read_trial_json(folder: Path) -> dict[str, Any] | None:
+    """A trial folder's ``trial.json``, or None when it is missing or unreadable (a killed writer)."""
+    try:
+        return json.loads((folder / TRIAL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def trial_status(suite_dir: Path, trial: Trial) -> str:
+    """``done`` (final.json exists), ``failed``, ``running`` (its process is alive, or on another host), or
+    ``todo`` (never started, or interrupted: it will restart)."""
+    folder = trial_dir(suite_dir, trial)
+    if (folder / FINAL).is_file():
+        return "done"
+    info = read_trial_json(folder) or {}
+    if info.get("status") == "failed":
+        return "failed"
+    if info.get("status") == "running":
+        if info.get("host") != socket.gethostname() or _pid_alive(int(info.get("pid", 0))):
+            return "running"
+    return "todo"
+
+
+def _move_up(inner: Path, folder: Path) -> None:
+    """Move the run directory's files from ``inner`` into the trial folder, ``final.json`` last (it marks the
+    trial finished)."""
+    if not inner.is_dir():
+        return
+    entries = sorted(inner.iterdir(), key=lambda p: p.name == FINAL)
+    for entry in entries:
+        os.replace(entry, folder / entry.name)
+    inner.rmdir()
+
+
+def run_trial(trial: Trial, suite_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Run one trial into ``SUITE_DIR/trials/<trial_id>/`` from scratch and return its ``trial.json``.
+
+    A trial that raises is recorded as failed (one-line ``error``, plus the traceback for bugs) instead of
+    propagating, so the rest of the suite goes on. The run is written to ``<trial_id>/<trial_id>/`` by
+    :func:`mmtrain.experiment.run_experiment` and its files moved up when it ends.
+    """
+    from mmtrain.experiment import run_experiment
+
+    folder = trial_dir(suite_dir, trial)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.time()
+    base = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": _now()}
+    write_json(folder / TRIAL_JSON, trial.record("running", **base))
+    try:
+        result = run_experiment(
+            trial.dataset, trial.config, out=folder, name=trial.trial_id, progress=progress
+        )
+    except Exception as e:
+        _move_up(folder / trial.trial_id, folder)
+        error = " ".join(f"{type(e).__name__}: {e}".split())
+        extra = {} if isinstance(e, TrainError) else {"traceback": traceback.format_exc()}
+        record = trial.record("failed", **base, error=error, seconds=time.time() - started, **extra)
+        write_json(folder / TRIAL_JSON, record)
+        log.error("trial %s failed: %s", trial.trial_id, error)
+        return record
+    _move_up(folder / trial.trial_id, folder)
+    record = trial.record(
+        "done", **base, stop_reason=result.final.get("stop_reason"), seconds=time.time() - started
+    )
+    write_json(folder / TRIAL_JSON, record)
+    return record
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
