@@ -72,7 +72,10 @@ def temp_file(parent: Path, name: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine; one of another user counts as alive (not ours to clean)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,7 +99,7 @@ def remove_stale_temps(parent: Path, name: str | None = None) -> list[Path]:
         if not match or (name is not None and match.group("name") != name):
             continue
         pid = int(match.group("pid"))
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

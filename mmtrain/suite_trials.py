@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmformat.atomic import write_json
+from mmformat.atomic import pid_alive, write_json
 from mmformat.hashing import sha256_file
 from mmformat.layout import MANIFEST
 from mmtrain.config import find_recipe, read_recipe
@@ -162,18 +162,6 @@ def read_trial_json(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def trial_status(suite_dir: Path, trial: Trial) -> str:
     """``done`` (final.json exists), ``failed``, ``running`` (its process is alive, or on another host), or
     ``todo`` (never started, or interrupted: it will restart)."""
@@ -184,7 +172,7 @@ def trial_status(suite_dir: Path, trial: Trial) -> str:
     if info.get("status") == "failed":
         return "failed"
     if info.get("status") == "running":
-        if info.get("host") != socket.gethostname() or _pid_alive(int(info.get("pid", 0))):
+        if info.get("host") != socket.gethostname() or pid_alive(int(info.get("pid", 0))):
             return "running"
     return "todo"
 

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from mmformat.atomic import pid_alive
+
 try:
     from isal.igzip import open as _open_gzip
 
@@ -53,24 +55,13 @@ def _scratch_dir(block_bytes: int) -> str | None:
     return str(_SHM) if os.access(_SHM, os.W_OK) and free > 8 * block_bytes else None
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts as alive: it is not ours to clean)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_orphans(scratch: Path) -> list[Path]:
     """Delete the block folders in ``scratch`` whose process is gone (killed with SIGKILL, so its ``finally``
     never ran); their names carry the pid. ``/dev/shm`` is RAM, so an orphan would hold memory until reboot."""
     removed = []
     for folder in scratch.glob(f"{_PREFIX}*-*"):
         pid = folder.name[len(_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
