@@ -206,9 +206,9 @@ def grid(
       mmtrain grid --model lightgcn --dataset out/baby --grid ui_layers=1,2,3 --grid reg_weight=1e-4,1e-3
       mmtrain grid --model mf --dataset out/baby --grid lr=1e-3,5e-4 --seeds 1,2 --set epochs=200
     """
-    grid_values = parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe)
     base = _overrides(sets, split=split, device=device, legacy_ndcg=legacy_ndcg)
-    make_config(model, recipe, base)  # the shared part's errors before torch loads
+    make_config(model, recipe, base)  # model, recipe and --set errors first, before torch loads
+    grid_values = parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe)
     from mmtrain.runs import format_table
     from mmtrain.search import run_grid
 
