@@ -1,9 +1,9 @@
 """Run configuration: built-in defaults < model recipe YAML < ``--set key=value`` overrides.
 
 A configuration is one flat dict. Its keys are the trainer/evaluator keys below plus the hyperparameters the
-model's spec declares in ``ModelSpec.defaults`` (``mmtrain/models/specs/``, read without importing torch, so a bad
-config fails in well under a second); any other key is a user error (a key a model renamed says so, a
-typo gets a "did you mean"). Values are coerced to the type of the default (YAML 1.1 reads ``1e-4`` as a
+model's spec declares in ``ModelSpec.defaults`` (``mmtrain/models/specs/``, read without importing torch, so a
+bad config fails in well under a second); any other key is a user error (a key a model renamed says so, a typo
+gets a "did you mean"). Values are coerced to the type of the default (YAML 1.1 reads ``1e-4`` as a
 string; here it becomes the float 1e-4) and checked against the key's :class:`Range` when the config is
 resolved, before any data is loaded or a run directory is made.
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +168,10 @@ def test_register_needs_the_spec():
 
     with pytest.raises(ValueError, match="must subclass the registered spec of 'mf'"):
         register(NotItsSpec)
+
+
+def test_summaries_match_the_models_page():
+    """`mmtrain models` and the table of docs/models/README.md say the same one line per model."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "models" / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `(\w+)` \| \[\w+\.md\]\(\w+\.md\) \| (.+) \|$", page, flags=re.MULTILINE))
+    assert table == {name: get_spec(name).summary for name in available()}
