@@ -1,4 +1,9 @@
-"""The ``mmtrain`` command line: run, eval, grid, compare (and models)."""
+"""The ``mmtrain`` command line: run, eval, grid, compare, report (and models).
+
+Torch is imported only by the commands that train or evaluate, and only after their config resolved: ``--help``,
+``models``, ``compare``, ``report`` and every config error (unknown model or key, bad value, bad ``--set``,
+missing recipe) answer without it (tests/mmtrain/test_cli_fast.py).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import click
 from mmformat.cli import UserErrorGroup
 from mmformat.progress import setup_logging
 from mmtrain import __version__
-from mmtrain.config import find_recipe, parse_grid, parse_set, read_recipe
+from mmtrain.config import find_recipe, make_config, parse_grid, parse_set, read_recipe
 from mmtrain.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -118,10 +123,10 @@ def run(
       mmtrain run --model micro --dataset out/tiktok --set max_minutes=60   # stop after an hour of training
       mmtrain run --model lattice --dataset out/tiktok --set sampler=users --set neg_items=all  # LATTICE batches
     """
-    from mmtrain.experiment import make_config, run_experiment
-
     pairs = _overrides(sets, split=split, device=device, seed=seed, legacy_ndcg=legacy_ndcg)
     config = make_config(model, recipe, pairs)
+    from mmtrain.experiment import run_experiment  # torch: only once the config is valid
+
     result = run_experiment(dataset, config, out=out, name=name, progress=ctx.obj["progress"])
     click.echo(json.dumps(result.final, indent=2, sort_keys=True))
 
@@ -201,11 +206,12 @@ def grid(
       mmtrain grid --model lightgcn --dataset out/baby --grid ui_layers=1,2,3 --grid reg_weight=1e-4,1e-3
       mmtrain grid --model mf --dataset out/baby --grid lr=1e-3,5e-4 --seeds 1,2 --set epochs=200
     """
+    base = _overrides(sets, split=split, device=device, legacy_ndcg=legacy_ndcg)
+    make_config(model, recipe, base)  # model, recipe and --set errors first, before torch loads
+    grid_values = parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe)
     from mmtrain.runs import format_table
     from mmtrain.search import run_grid
 
-    grid_values = parse_grid(grid_items) if grid_items else _recipe_grid(model, recipe)
-    base = _overrides(sets, split=split, device=device, legacy_ndcg=legacy_ndcg)
     result = run_grid(
         model, dataset, grid_values, _parse_seeds(seeds), base, recipe, out, progress=ctx.obj["progress"]
     )
@@ -258,20 +264,26 @@ def compare(run_dirs: tuple[Path, ...], fmt: str, metrics: tuple[str, ...], per_
 
 
 @main.command()
-def models() -> None:
-    """List the registered models and their hyperparameters (defaults).
+@click.option("--params", is_flag=True, help="Also list each model's hyperparameters (defaults) and recipe.")
+def models(params: bool) -> None:
+    """List the registered models, one line each (name and summary).
 
     \b
-    Example:
+    Examples:
       mmtrain models
+      mmtrain models --params
     """
-    from mmtrain.models import available, get_model
+    from mmtrain.models.registry import available, get_spec
 
-    for name in available():
-        cls = get_model(name)
-        params = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        recipe = find_recipe(name)
-        click.echo(f"{name}: {params}" + (f"  (recipe {recipe})" if recipe else ""))
+    names = available()
+    width = max(map(len, names))
+    for name in names:
+        spec = get_spec(name)
+        click.echo(f"{name:<{width}}  {spec.summary}")
+        if params:
+            recipe = find_recipe(name)
+            click.echo(f"{'':<{width}}  {', '.join(f'{k}={v}' for k, v in spec.defaults.items())}")
+            click.echo(f"{'':<{width}}  recipe: {recipe or 'none'}")
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """Run configuration: built-in defaults < model recipe YAML < ``--set key=value`` overrides.
 
 A configuration is one flat dict. Its keys are the trainer/evaluator keys below plus the hyperparameters the
-model class declares in ``Model.defaults``; any other key is a user error (a key a model renamed says so, a
-typo gets a "did you mean"). Values are coerced to the type of the default (YAML 1.1 reads ``1e-4`` as a
+model's spec declares in ``ModelSpec.defaults`` (``mmtrain/models/specs/``, read without importing torch, so a
+bad config fails in well under a second); any other key is a user error (a key a model renamed says so, a typo
+gets a "did you mean"). Values are coerced to the type of the default (YAML 1.1 reads ``1e-4`` as a
 string; here it becomes the float 1e-4) and checked against the key's :class:`Range` when the config is
 resolved, before any data is loaded or a run directory is made.
 
@@ -17,14 +18,17 @@ from __future__ import annotations
 import difflib
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mmtrain.errors import TrainError
+
+if TYPE_CHECKING:
+    from mmtrain.models.spec import ModelSpec
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "split": "warm",  # warm (splits/) or cold (cold/)
@@ -147,17 +151,6 @@ VOCABULARY_RANGES: dict[str, Range] = {
 }
 
 
-class ModelSpec(Protocol):
-    """What :func:`resolve_config` reads from a model class (see :class:`mmtrain.models.base.Model`)."""
-
-    name: str
-    defaults: Mapping[str, Any]
-    choices: Mapping[str, tuple[str, ...]]
-    renames: Mapping[str, str]
-    ranges: Mapping[str, Range]
-    check_config: Callable[[dict[str, Any]], None]
-
-
 def recipe_dirs() -> list[Path]:
     """Where model recipes are looked up: the source tree, then the installed share directory."""
     return [
@@ -265,7 +258,7 @@ def unknown_key(
 
 
 def check_keys(
-    origin: str, keys: list[str] | Mapping[str, Any], model: ModelSpec, known: list[str] | None = None
+    origin: str, keys: list[str] | Mapping[str, Any], model: type[ModelSpec], known: list[str] | None = None
 ) -> None:
     """Raise :func:`unknown_key` for the first of ``keys`` that is neither a trainer key nor the model's."""
     known = known if known is not None else [*TRAINER_DEFAULTS, *model.defaults]
@@ -274,14 +267,14 @@ def check_keys(
             raise unknown_key(origin, key, model.name, known, model.renames)
 
 
-def model_ranges(model: ModelSpec) -> dict[str, Range]:
+def model_ranges(model: type[ModelSpec]) -> dict[str, Range]:
     """The ranges of a model's keys: the shared vocabulary's (for the keys it has), then its own."""
     shared = {k: r for k, r in VOCABULARY_RANGES.items() if k in model.defaults}
     return {**shared, **model.ranges}
 
 
 def resolve_config(
-    model: ModelSpec,
+    model: type[ModelSpec],
     recipe: dict[str, Any] | None = None,
     sets: list[tuple[str, Any]] | tuple = (),
 ) -> dict[str, Any]:
@@ -305,6 +298,19 @@ def resolve_config(
     validate(config, model_ranges(model))
     model.check_config(config)
     return config
+
+
+def make_config(
+    model: str, recipe_path: Path | None = None, sets: list[tuple[str, Any]] | tuple = ()
+) -> dict[str, Any]:
+    """Resolve a model's config: defaults < recipe (``recipe_path``, else ``recipes/models/<model>.yaml``) <
+    ``sets``. Reads only the model's spec: no torch import."""
+    from mmtrain.models.registry import get_spec
+
+    spec = get_spec(model)
+    path = recipe_path or find_recipe(model)
+    recipe = read_recipe(path) if path else None
+    return resolve_config(spec, recipe, sets)
 
 
 def validate(config: dict[str, Any], ranges: Mapping[str, Range] | None = None) -> None:

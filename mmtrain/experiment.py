@@ -19,12 +19,10 @@ from mmtrain.config import (
     check_keys,
     check_value,
     coerce,
-    find_recipe,
     model_ranges,
-    read_recipe,
-    resolve_config,
     validate,
 )
+from mmtrain.config import make_config as make_config  # moved to config (torch-free); still importable here
 from mmtrain.data.loader import TrainData, load_data, resolve_device
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator, save_per_user
@@ -33,17 +31,6 @@ from mmtrain.runs import RunDir, peak_memory, reset_peak_memory, versions
 from mmtrain.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def make_config(
-    model: str, recipe_path: Path | None = None, sets: list[tuple[str, Any]] | tuple = ()
-) -> dict[str, Any]:
-    """Resolve a model's config: defaults < recipe (``recipe_path``, else ``recipes/models/<model>.yaml``) <
-    ``sets``."""
-    cls = get_model(model)
-    path = recipe_path or find_recipe(model)
-    recipe = read_recipe(path) if path else None
-    return resolve_config(cls, recipe, sets)
 
 
 def build_model(data: TrainData, config: dict[str, Any]) -> Model:

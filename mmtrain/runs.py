@@ -25,16 +25,18 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 import mmtrain
 from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_text
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
 from mmtrain.stats import mean_std
+
+if TYPE_CHECKING:  # torch is imported where it is used: `mmtrain compare` starts without it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ def cpu_name() -> str:
 
 def reset_peak_memory(device: torch.device) -> None:
     """Start counting :func:`peak_memory`'s GPU peak from the memory allocated now."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -82,6 +86,8 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
     """Peak memory of this process in MiB: ``gpu`` (torch's allocated peak on ``device`` since
     :func:`reset_peak_memory`; None on CPU) and ``rss`` (resident set peak of the whole process; None where the
     platform has no ``resource`` module)."""
+    import torch
+
     gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     try:
         import resource
@@ -93,6 +99,8 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
 
 def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> dict[str, Any]:
     """Everything needed to say what produced a run."""
+    import torch
+
     info = {
         "mmtrain": mmtrain.__version__,
         "torch": torch.__version__,
@@ -164,6 +172,8 @@ class RunDir:
         """Write ``best.pt`` atomically. The state is serialised in memory first and written with plain file
         I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the opaque
         ``RuntimeError`` torch's own file writer raises."""
+        import torch
+
         buf = io.BytesIO()
         torch.save(state, buf)
         replace_from_tmp(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))

@@ -1,13 +1,13 @@
 """The model base class: what a model declares, what it implements, and how the trainer talks to it.
 
-A model is one file in ``mmtrain/models/`` with a ``@register``-ed subclass of :class:`Model`:
+A model is a torch-free spec in ``mmtrain/models/specs/<name>.py`` and, in ``mmtrain/models/<name>.py``, a
+``@register``-ed subclass of that spec and of :class:`Model` (``class LightGCN(LightGCNSpec, Model)``):
 
-- ``name``: the CLI name; ``defaults``: its hyperparameters (the keys ``--set`` may change, with their types);
-  ``choices``: allowed values of string hyperparameters; ``ranges``: allowed intervals of numeric ones
-  (:class:`mmtrain.config.Range`; the shared vocabulary's, e.g. ``tau > 0``, apply without being listed);
-  ``check_config(config)``: cross-key checks (e.g. ``head_num`` divides ``embedding_size``); ``renames``: the
-  old names of renamed keys (an old name is a one-line error naming the new one). All of these are checked
-  when the config is resolved, before data loads.
+- the spec (:class:`mmtrain.models.spec.ModelSpec`): ``name``, ``summary``, ``defaults`` (the keys ``--set``
+  may change, with their types), ``choices``, ``ranges`` (:class:`mmtrain.config.Range`; the shared
+  vocabulary's, e.g. ``tau > 0``, apply without being listed), ``renames`` and ``check_config(config)``
+  (cross-key checks, e.g. ``head_num`` divides ``embedding_size``). All are checked when the config is
+  resolved, before data loads and before torch is imported.
 - ``requirements(config)``: the features (by modality), item kNN graphs and U-I adjacency it needs; checked
   against the dataset before the model is built, so a missing feature fails with one clear line. Models over
   feature matrices subclass :class:`mmtrain.models.multimodal.MultimodalModel` instead: it reads the ``modalities``
@@ -29,15 +29,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from mmtrain.config import Range
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
+from mmtrain.models.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,9 @@ def id_embedding(rows: int, dim: int) -> nn.Parameter:
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
 
 
-class Model(nn.Module):
-    """Base class of all recommenders. See the module docstring for the contract."""
-
-    name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
-    ranges: ClassVar[dict[str, Range]] = {}
-    renames: ClassVar[dict[str, str]] = {}
+class Model(ModelSpec, nn.Module):
+    """Base class of all recommenders (the spec attributes come from the model's own spec, listed first among
+    its bases). See the module docstring for the contract."""
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__()
@@ -95,10 +90,6 @@ class Model(nn.Module):
     def requirements(cls, config: dict[str, Any]) -> Requirements:
         """Override when the model needs features, graphs or the U-I adjacency."""
         return Requirements()
-
-    @classmethod
-    def check_config(cls, config: dict[str, Any]) -> None:
-        """Cross-key checks of a resolved config (raise a one-line TrainError); none by default."""
 
     def split_nodes(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The user rows and the item rows of a stacked ``[users; items]`` tensor."""

@@ -27,6 +27,7 @@ from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import emb_loss
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
+from mmtrain.models.specs.bm3 import BM3Spec
 
 
 def cosine_gap(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,20 +36,10 @@ def cosine_gap(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class BM3(MultimodalModel):
+class BM3(BM3Spec, MultimodalModel):
     """LightGCN backbone with a shared predictor; self-supervised cosine losses against dropped-out targets."""
 
-    name = "bm3"
     ui_norm = "sym"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 1,
-        "dropout": 0.5,
-        "reg_weight": 0.1,
-        "cl_weight": 2.0,
-        "modalities": "all",
-    }
-    renames = {"n_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

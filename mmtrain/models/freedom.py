@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmtrain.config import at_least, unit_interval
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
@@ -31,6 +30,7 @@ from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
+from mmtrain.models.specs.freedom import FREEDOMSpec
 
 
 def modality_weights(modalities: list[str], image_weight: float) -> list[float]:
@@ -50,24 +50,10 @@ def frozen_item_graph(data: TrainData, modalities: list[str], k: int, image_weig
 
 
 @register
-class FREEDOM(MultimodalModel):
+class FREEDOM(FREEDOMSpec, MultimodalModel):
     """Frozen kNN item graph added to LightGCN item outputs; training graph re-pruned every epoch."""
 
-    name = "freedom"
     ui_norm = "sym"
-    defaults = {
-        "embedding_size": 64,
-        "feat_embed_dim": 64,
-        "ui_layers": 2,
-        "item_layers": 1,
-        "knn_k": 10,
-        "image_weight": 0.1,
-        "dropout": 0.8,
-        "reg_weight": 0.0,
-        "modalities": "all",
-    }
-    ranges = {"feat_embed_dim": at_least(1), "image_weight": unit_interval()}
-    renames = {"n_layers": "ui_layers", "n_mm_layers": "item_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

@@ -11,26 +11,16 @@ import torch
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
-from mmtrain.graph import NORMS, lightgcn_propagate
+from mmtrain.graph import lightgcn_propagate
 from mmtrain.models.base import Model, Requirements, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
+from mmtrain.models.losses import bpr_of, regularizer
 from mmtrain.models.registry import register
+from mmtrain.models.specs.lightgcn import LightGCNSpec
 
 
 @register
-class LightGCN(Model):
+class LightGCN(LightGCNSpec, Model):
     """``[Z_U; Z_I] = LGN_L([E_U; E_I])`` over ``Â`` (``adj_norm``, MMRec: sym); loss ``L_bpr + λ·reg(ego)``."""
-
-    name = "lightgcn"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 2,
-        "reg_weight": 1e-4,
-        "reg_style": "emb",
-        "adj_norm": "sym",
-    }
-    choices = {"reg_style": REG_STYLES, "adj_norm": NORMS}
-    renames = {"n_layers": "ui_layers"}
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:

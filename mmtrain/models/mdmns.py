@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mmtrain.config import Range, above, at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.errors import TrainError
@@ -58,6 +57,7 @@ from mmtrain.models.diffusion import Denoiser, GaussianDiffusion
 from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
+from mmtrain.models.specs.mdmns import MDMNSSpec
 
 
 def noise_levels(steps: int) -> list[int]:
@@ -128,71 +128,11 @@ def generated_graph(
 
 
 @register
-class MDMNS(MultimodalModel):
+class MDMNS(MDMNSSpec, MultimodalModel):
     """Diffusion-generated modality U-I graphs, per-modality and fused GCN views, BPR per modality view and
     DiffMM or multi-level-negative contrastive learning."""
 
-    name = "mdmns"
     ui_norm = "sym_self"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 1,
-        "reg_weight": 1e-5,
-        "cl_weight": 1e-2,
-        "tau": 0.5,
-        "keepRate": 0.5,
-        "ris_lambda": 0.5,
-        "ris_adj_lambda": 0.2,
-        "trans": 0,
-        "cl_method": 0,
-        "dims": [1000],
-        "time_embedding_size": 10,
-        "norm": False,
-        "steps": 5,
-        "noise_scale": 0.1,
-        "noise_min": 1e-4,
-        "noise_max": 0.02,
-        "sampling_noise": False,
-        "sampling_steps": 0,
-        "rebuild_k": 1,
-        "e_loss": 0.1,
-        "diff_every": 0,
-        "gen_block": 1024,
-        "cl_chunk": 4096,
-        "modalities": "all",
-    }
-    ranges = {
-        "keepRate": Range(0, 1, low_open=True),
-        "trans": Range(0, 1),
-        "cl_method": Range(0, 1),
-        "dims": at_least(1),
-        "steps": at_least(1),
-        "noise_scale": above(0),
-        "noise_min": at_least(0),
-        "noise_max": at_least(0),
-        "sampling_steps": at_least(0),
-        "rebuild_k": at_least(1),
-        "e_loss": at_least(0),
-        "diff_every": at_least(0),
-        "gen_block": at_least(1),
-        "cl_chunk": at_least(1),
-    }
-    renames = {
-        "latdim": "embedding_size",
-        "gnn_layer": "ui_layers",
-        "reg": "reg_weight",
-        "ssl_reg": "cl_weight",
-        "temp": "tau",
-        "d_emb_size": "time_embedding_size",
-    }
-
-    @classmethod
-    def check_config(cls, config: dict[str, Any]) -> None:
-        """``dims`` non-empty; ``sampling_steps`` at most ``steps``."""
-        if not config["dims"]:
-            raise TrainError("dims=[]: expected a non-empty list of positive sizes")
-        if config["sampling_steps"] > config["steps"]:
-            raise TrainError(f"sampling_steps={config['sampling_steps']}: must be between 0 and steps")
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

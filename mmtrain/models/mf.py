@@ -12,17 +12,14 @@ import torch
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.models.base import Model, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
+from mmtrain.models.losses import bpr_of, regularizer
 from mmtrain.models.registry import register
+from mmtrain.models.specs.mf import MFSpec
 
 
 @register
-class MF(Model):
+class MF(MFSpec, Model):
     """``ŷ_ui = e_uᵀ e_i``; loss ``L_bpr + reg_weight · reg(e_u, e_p, e_n)`` (MMRec ``BPR`` model)."""
-
-    name = "mf"
-    defaults = {"embedding_size": 64, "reg_weight": 1e-5, "reg_style": "emb"}
-    choices = {"reg_style": REG_STYLES}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

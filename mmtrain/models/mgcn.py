@@ -36,6 +36,7 @@ from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import bpr_of, info_nce, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
+from mmtrain.models.specs.mgcn import MGCNSpec
 
 TEMPERATURE = 0.2
 
@@ -58,21 +59,10 @@ def attention_fusion(views: list[torch.Tensor], query: nn.Module) -> tuple[torch
 
 
 @register
-class MGCN(MultimodalModel):
+class MGCN(MGCNSpec, MultimodalModel):
     """Purified modality views on frozen kNN graphs, attention-fused and preference-gated, plus LightGCN."""
 
-    name = "mgcn"
     ui_norm = "sym"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 2,
-        "item_layers": 1,
-        "knn_k": 10,
-        "reg_weight": 1e-4,
-        "cl_weight": 0.01,
-        "modalities": "all",
-    }
-    renames = {"n_layers": "item_layers", "n_ui_layers": "ui_layers", "cl_loss": "cl_weight"}
     train_features: ClassVar[bool] = True
     preference_gates: ClassVar[bool] = True
 

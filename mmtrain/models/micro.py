@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtrain.config import at_least, unit_interval
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.knn import knn_adjacency
@@ -36,39 +35,16 @@ from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
+from mmtrain.models.specs.micro import MICROSpec
 
 ModalGraph = tuple[torch.Tensor, torch.Tensor]
 
 
 @register
-class MICRO(MultimodalModel):
+class MICRO(MICROSpec, MultimodalModel):
     """Per-modality learned + kNN item graphs, attention-fused, contrastive to each modality, on LightGCN."""
 
-    name = "micro"
     ui_norm = "rw_self"
-    defaults = {
-        "embedding_size": 64,
-        "feat_embed_dim": 64,
-        "item_layers": 1,
-        "ui_layers": 2,
-        "knn_k": 10,
-        "lambda_coeff": 0.9,
-        "reg_weight": 1e-5,
-        "cl_weight": 0.03,
-        "tau": 0.5,
-        "cl_chunk": 4096,
-        "cl_anchors": 0,
-        "knn_block": 0,
-        "modalities": "all",
-    }
-    ranges = {
-        "feat_embed_dim": at_least(1),
-        "lambda_coeff": unit_interval(),
-        "knn_block": at_least(0),
-        "cl_chunk": at_least(1),
-        "cl_anchors": at_least(0),
-    }
-    renames = {"n_layers": "item_layers", "n_ui_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtrain.config import at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator
@@ -31,6 +30,7 @@ from mmtrain.graph.propagate import spmm
 from mmtrain.models.losses import bpr_of
 from mmtrain.models.multimodal import MultimodalModel, listed
 from mmtrain.models.registry import register
+from mmtrain.models.specs.mmgcn import MMGCNSpec
 
 
 def projected_modalities(value: str, modalities: list[str]) -> list[str]:
@@ -97,22 +97,10 @@ class ModalityGCN(nn.Module):
 
 
 @register
-class MMGCN(MultimodalModel):
+class MMGCN(MMGCNSpec, MultimodalModel):
     """Per-modality mean-aggregation GCNs with ID-embedding skip and concat gates, averaged over modalities."""
 
-    name = "mmgcn"
     ui_norm = "mean"
-    defaults = {
-        "embedding_size": 64,
-        "dim_latent": 256,
-        "ui_layers": 3,
-        "mlp_modalities": "image",
-        "train_id_embedding": True,
-        "reg_weight": 1e-5,
-        "modalities": "all",
-    }
-    ranges = {"ui_layers": at_least(1), "dim_latent": at_least(1)}
-    renames = {"n_layers": "ui_layers"}
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

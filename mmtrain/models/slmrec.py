@@ -42,9 +42,9 @@ from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import info_nce
 from mmtrain.models.multimodal import MultimodalModel
 from mmtrain.models.registry import register
+from mmtrain.models.specs.slmrec import SLMRecSpec
 
 FAC_ORDER = ("image", "audio", "text")
-SSL_TASKS = ("FAC", "FD", "FM", "FD+FM")
 
 
 def fac_order(modalities: Sequence[str]) -> list[str]:
@@ -78,29 +78,10 @@ def _linear(d_in: int, d_out: int) -> nn.Linear:
 
 
 @register
-class SLMRec(MultimodalModel):
+class SLMRec(SLMRecSpec, MultimodalModel):
     """Concat-fused per-modality LightGCN graphs; in-batch InfoNCE plus a FAC/FD/FM self-supervised task."""
 
-    name = "slmrec"
     ui_norm = "sym"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 3,
-        "rec_tau": 0.2,
-        "ssl_task": "FAC",
-        "cl_weight": 0.1,
-        "tau": 0.2,
-        "dropout": 0.3,
-        "modalities": "all",
-    }
-    choices = {"ssl_task": SSL_TASKS}
-    renames = {
-        "n_layers": "ui_layers",
-        "temp": "rec_tau",
-        "ssl_alpha": "cl_weight",
-        "ssl_temp": "tau",
-        "dropout_rate": "dropout",
-    }
 
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import torch
 
-from mmtrain.config import at_least
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.graph.adjacency import SparseOperator, bipartite_block
 from mmtrain.graph.combine import weighted_sum
 from mmtrain.graph.interest import (
-    VARIANTS,
     interest_columns,
     interest_graph,
     interest_pairs,
@@ -40,29 +38,13 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.models.losses import bpr_of, info_nce
 from mmtrain.models.mgcn import MGCN, TEMPERATURE
 from mmtrain.models.registry import register
+from mmtrain.models.specs.soil import SOILSpec
 
 
 @register
-class SOIL(MGCN):
+class SOIL(SOILSpec, MGCN):
     """MGCN over a second-order augmented U-I graph and interest-aware item graphs, two contrastive losses."""
 
-    name = "soil"
-    defaults = {
-        "embedding_size": 64,
-        "ui_layers": 2,
-        "item_layers": 1,
-        "knn_k": 10,
-        "knn_i": 10,
-        "knn_a": 2,
-        "cl_weight": 0.01,
-        "cl_weight2": 0.01,
-        "variant": "paper",
-        "graph_block": 0,
-        "modalities": "all",
-    }
-    choices = {"variant": VARIANTS}
-    ranges = {"knn_i": at_least(1), "knn_a": at_least(0), "graph_block": at_least(0)}
-    renames = {**MGCN.renames, "cl_loss2": "cl_weight2"}
     train_features = False
     preference_gates = False
 

@@ -15,8 +15,9 @@ from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
 from mmtrain.models.augment import feature_dropout
 from mmtrain.models.base import Model, Requirements, id_embedding
-from mmtrain.models.losses import REG_STYLES, bpr_of, regularizer
+from mmtrain.models.losses import bpr_of, regularizer
 from mmtrain.models.registry import register
+from mmtrain.models.specs.vbpr import VBPRSpec
 
 
 def scale_features(x: torch.Tensor, norm: str) -> torch.Tensor:
@@ -31,19 +32,9 @@ def scale_features(x: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 @register
-class VBPR(Model):
+class VBPR(VBPRSpec, Model):
     """``f_i`` = every available modality's features concatenated (sorted by name); ``z_i = [γ_i ; W f_i]``,
     ``z_u = θ_u`` (2d); loss ``L_bpr + λ·reg(z_u, z_p, z_n)``; ``dropout`` on both sides while training."""
-
-    name = "vbpr"
-    defaults = {
-        "embedding_size": 64,
-        "reg_weight": 1e-4,
-        "reg_style": "emb",
-        "dropout": 0.0,
-        "feature_norm": "none",
-    }
-    choices = {"reg_style": REG_STYLES, "feature_norm": ("none", "l2", "zscore")}
 
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> Requirements:

@@ -1,0 +1,1 @@
+"""The models' configuration specs, one torch-free module per model (see ``mmtrain.models.registry``)."""
