@@ -54,7 +54,7 @@ MIN_SEEDS = 3
 
 
 @dataclass
-class ModelSpec:
+class SuiteModel:
     """One model of a suite: its grid (``"recipe"``, ``"none"`` or ``{key: [values]}``), the config keys set
     for it only, and the published numbers to compare with (``{metric: value, "source": text}``)."""
 
@@ -71,7 +71,7 @@ class SuiteSpec:
     path: Path
     name: str
     datasets: list[Path]
-    models: list[ModelSpec]
+    models: list[SuiteModel]
     seeds: list[int]
     protocol: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
@@ -241,7 +241,7 @@ def load_suite(path: Path | str) -> SuiteSpec:
     )
 
 
-def _models(loc: _Located, value: Any, default_grid: str | dict[str, list[Any]]) -> list[ModelSpec]:
+def _models(loc: _Located, value: Any, default_grid: str | dict[str, list[Any]]) -> list[SuiteModel]:
     if isinstance(value, list):
         if any(not isinstance(v, str) for v in value):
             raise loc.error(("models",), "a list of models must hold model names")
@@ -255,7 +255,7 @@ def _models(loc: _Located, value: Any, default_grid: str | dict[str, list[Any]])
         keys = ("models", name)
         entry = _mapping(loc, keys, entry, MODEL_KEYS)
         models.append(
-            ModelSpec(
+            SuiteModel(
                 name=name,
                 grid=_grid(loc, (*keys, "grid"), entry["grid"]) if "grid" in entry else default_grid,
                 sets=_mapping(loc, (*keys, "set"), entry.get("set"), None),

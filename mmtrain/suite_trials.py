@@ -25,7 +25,7 @@ from mmformat.hashing import sha256_file
 from mmformat.layout import MANIFEST
 from mmtrain.config import find_recipe, read_recipe
 from mmtrain.errors import TrainError
-from mmtrain.suite_spec import ModelSpec, SuiteSpec
+from mmtrain.suite_spec import SuiteModel, SuiteSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def trial_id(config: dict[str, Any], manifest_sha256: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def model_grid(model: ModelSpec) -> dict[str, list[Any]]:
+def model_grid(model: SuiteModel) -> dict[str, list[Any]]:
     """The grid a suite searches for ``model``: its own, the recipe's ``grid:`` section, or none."""
     if isinstance(model.grid, dict):
         return model.grid
@@ -101,9 +101,9 @@ def _manifest_sha256(spec: SuiteSpec, dataset: Path) -> str:
     return sha256_file(manifest)
 
 
-def _resolve(spec: SuiteSpec, model: ModelSpec, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def _resolve(spec: SuiteSpec, model: SuiteModel, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The trial's config: the model's recipe, then each layer in order; a bad key names its layer."""
-    from mmtrain.experiment import make_config
+    from mmtrain.config import make_config
 
     try:
         return make_config(model.name, None, [kv for _, values in layers for kv in values.items()])

@@ -175,3 +175,19 @@ def test_summaries_match_the_models_page():
     page = (Path(__file__).resolve().parents[2] / "docs" / "models" / "README.md").read_text(encoding="utf-8")
     table = dict(re.findall(r"^\| `(\w+)` \| \[\w+\.md\]\(\w+\.md\) \| (.+) \|$", page, flags=re.MULTILINE))
     assert table == {name: get_spec(name).summary for name in available()}
+
+
+def test_suite_dry_run_and_suite_errors_without_torch(tmp_path):
+    """A suite's --dry-run resolves every trial's config (ids are config hashes) without torch; a bad suite is
+    one line, also without torch."""
+    data = tiktok_subset(tmp_path / "tiktok")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ndataset: {data}\nseeds: [1, 2]\ngrid: none\nmodels: [mf, lightgcn]\n")
+    code, stdout, stderr, torch_loaded = mmtrain(
+        "suite", str(suite), "--out", str(tmp_path / "out"), "--dry-run"
+    )
+    assert code == 0 and not torch_loaded, stderr
+    assert "4 trials" in stdout + "\n".join(stderr)
+    suite.write_text(f"name: s\ndataset: {data}\nseeds: [1, 2, 3]\nmodels: [mf]\nset: {{lr: .nan}}\n")
+    code, _, stderr, torch_loaded = mmtrain("suite", str(suite), "--out", str(tmp_path / "out2"))
+    assert code == 2 and len(stderr) == 1 and "lr" in stderr[0] and not torch_loaded, stderr
