@@ -7,6 +7,9 @@
   metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
   tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
   best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
+  last.pt         while the run trains: the state after the last finished epoch, for ``mmtrain run --resume``
+                  (model, optimizers, scheduler, every random state, early stopping, metrics rows, time
+                  spent); removed once final.json is written
   final.json      best epoch, val metrics at it, test metrics (evaluated once, at the end), timings, why the
                   run stopped, peak memory (GPU allocated, process RSS)
   curve.png       training loss and validation metric per epoch
@@ -47,6 +50,7 @@ CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
     "curve.png",
     "tensorboard",
 )
+LAST = "last.pt"
 
 
 def git_commit() -> str | None:
@@ -160,13 +164,36 @@ class RunDir:
                     self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
             self._tb.flush()
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``best.pt`` atomically. The state is serialised in memory first and written with plain file
-        I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the opaque
-        ``RuntimeError`` torch's own file writer raises."""
+    def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
+        """Write ``best.pt`` (or ``name``) atomically. The state is serialised in memory first and written with
+        plain file I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the
+        opaque ``RuntimeError`` torch's own file writer raises."""
         buf = io.BytesIO()
         torch.save(state, buf)
-        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
+        replace_from_tmp(self.path / name, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
+
+    def save_last(self, state: dict[str, Any]) -> None:
+        """Write ``last.pt``, the resume state after an epoch, as :meth:`save_checkpoint` writes best.pt."""
+        self.save_checkpoint(state, LAST)
+
+    def load_last(self) -> dict[str, Any]:
+        """The resume state of ``last.pt``; a missing or unreadable file is a one-line TrainError."""
+        path = self.path / LAST
+        if not path.is_file():
+            raise TrainError(
+                "no last.pt: the run stopped before its first epoch ended; start it again", self.path
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file is a user error, not a crash
+            raise TrainError(f"unreadable resume state ({type(e).__name__})", path) from None
+        if not isinstance(state, dict) or "rng" not in state or "model" not in state:
+            raise TrainError("not an mmtrain resume state (no model/rng)", path)
+        return state
+
+    def remove_last(self) -> None:
+        """Delete ``last.pt`` once the run is finished (final.json written): best.pt keeps the model."""
+        (self.path / LAST).unlink(missing_ok=True)
 
     def write_final(self, result: dict[str, Any]) -> None:
         write_json(self.path / FINAL, result)
