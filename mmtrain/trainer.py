@@ -237,10 +237,10 @@ class Trainer:
             elif out_of_time and (epoch < cfg["epochs"] or done < total):
                 result.stop_reason = "time"
             self.finished = result.stop_reason != "epochs" or epoch == cfg["epochs"]
-            if self.run is not None:
-                self.run.log_epoch(row)
+            if self.run is not None:  # last.pt first: a metrics.csv row means its epoch can be resumed
                 self.elapsed = time.perf_counter() - fit_start
-                self.run.save_last(self.resume_state())
+                self.run.save_last(self.resume_state(row))
+                self.run.log_epoch(row)
             if result.stopped_early:
                 log.info("early stop at epoch %d: %d evaluations without improvement", epoch, self.bad_evals)
                 break
@@ -285,9 +285,10 @@ class Trainer:
         found = [(k, v) for k, v in vars(self.model).items() if isinstance(v, torch.optim.Optimizer)]
         return sorted(found, key=lambda kv: kv[0])
 
-    def resume_state(self) -> dict[str, Any]:
+    def resume_state(self, row: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything needed to continue after the last finished epoch exactly as if never stopped
-        (``last.pt``; plain types and tensors only, so it loads with ``weights_only=True``)."""
+        (``last.pt``; plain types and tensors only, so it loads with ``weights_only=True``). ``row`` is that
+        epoch's metrics row when it is not yet in the run's rows."""
         np_state = np.random.get_state()
         return {
             "format": RESUME_FORMAT,
@@ -314,7 +315,7 @@ class Trainer:
                 "bad_evals": self.bad_evals,
             },
             "result": asdict(self.result),
-            "rows": list(self.run.rows) if self.run is not None else [],
+            "rows": [*(self.run.rows if self.run is not None else []), *([row] if row else [])],
             "elapsed_seconds": self.elapsed,
         }
 

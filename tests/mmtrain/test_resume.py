@@ -66,7 +66,7 @@ def subprocess_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_kill_9_after_epoch_2_then_resume_matches_an_uninterrupted_run(tmp_path):
     root = tiktok_subset(tmp_path / "tiktok")
-    # batches of 16 make an epoch last seconds, so the kill lands while epoch 3 trains
+    # batches of 256 make an epoch last about two seconds, so the kill lands while epoch 3 trains
     common = [
         "--model",
         "lightgcn",
@@ -77,7 +77,7 @@ def test_kill_9_after_epoch_2_then_resume_matches_an_uninterrupted_run(tmp_path)
         "--device",
         "cpu",
     ]
-    common += ["--set", "threads=1", "--set", "epochs=4", "--set", "batch_size=16", "--seed", "7"]
+    common += ["--set", "threads=1", "--set", "epochs=4", "--set", "batch_size=256", "--seed", "7"]
     env = subprocess_env()
     reference = tmp_path / "runs" / "whole"
     subprocess.run(mmtrain("run", *common, "--name", "whole"), check=True, env=env, capture_output=True)
