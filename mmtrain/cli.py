@@ -140,9 +140,10 @@ def run(
 
     if resume_dir is not None:
         given = [
-            f"--{p.replace('_', '-')}"
-            for p in ("model", "recipe", "sets", "split", "device", "legacy_ndcg", "out", "seed", "name")
-            if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE
+            param.opts[0]
+            for param in ctx.command.params
+            if param.name not in ("resume_dir", "dataset")
+            and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE
         ]
         if given:
             raise TrainError(f"--resume continues a run with its own config; drop {', '.join(given)}")

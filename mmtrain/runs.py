@@ -150,6 +150,20 @@ class RunDir:
     def log_epoch(self, row: dict[str, Any]) -> None:
         """Append one epoch's row to metrics.csv (rewritten whole, atomically) and to TensorBoard."""
         self.rows.append(row)
+        self._write_metrics()
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
+            self._tb.flush()
+
+    def restore_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Set the epoch rows of a resumed run (from last.pt) and rewrite metrics.csv with exactly them: a run
+        killed after writing last.pt but before its metrics.csv row gets the row back."""
+        self.rows = list(rows)
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
         columns: list[str] = []
         for r in self.rows:
             columns += [c for c in r if c not in columns]
@@ -158,11 +172,6 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path / METRICS_CSV, buf.getvalue())
-        if self._tb is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
-            self._tb.flush()
 
     def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
         """Write ``best.pt`` (or ``name``) atomically. The state is serialised in memory first and written with

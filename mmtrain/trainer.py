@@ -350,7 +350,7 @@ class Trainer:
         self.finished = state["finished"]
         self.elapsed = state["elapsed_seconds"]
         if self.run is not None:
-            self.run.rows = list(state["rows"])
+            self.run.restore_rows(state["rows"])
 
     def checkpoint(self, epoch: int, val: dict[str, float]) -> dict[str, Any]:
         """A self-describing checkpoint: enough to rebuild the model on the same dataset (``mmtrain eval``)."""

@@ -144,10 +144,36 @@ def test_in_process_resume_restores_every_state(tmp_path, monkeypatch, model, se
         with pytest.raises(Killed):
             run_experiment(root, config, out=tmp_path / "runs", name="cut", progress=False)
     cut = tmp_path / "runs" / "cut"
-    assert len(metrics_rows(cut)) == 2 and not (cut / "final.json").exists()
+    # "killed" after epoch 2's last.pt, before its metrics.csv row: the resume writes the row back
+    assert len(metrics_rows(cut)) == 1 and not (cut / "final.json").exists()
     torch.manual_seed(12345)  # a resumed process starts with other global random states
     result = resume_experiment(cut, progress=False)
     assert result.path == cut and not result.already_finished
+    assert_same_run(cut, reference)
+
+
+@pytest.mark.parametrize(
+    ("sets", "killed_after", "epochs_run", "stop_reason"),
+    [
+        ([("epochs", 3)], 3, 3, "epochs"),  # killed after the last epoch, before final.json
+        ([("epochs", 50), ("lr", 1e-30), ("patience", 0)], 2, 2, "patience"),  # killed after early stopping
+    ],
+)
+def test_a_run_killed_after_training_ended_only_tests(
+    tmp_path, monkeypatch, sets, killed_after, epochs_run, stop_reason
+):
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
+    config = make_config("mf", sets=[("device", "cpu"), ("threads", 1), ("max_minutes", 60.0), *sets])
+    reference = run_experiment(root, config, out=tmp_path / "runs", name="whole", progress=False).path
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, killed_after)
+        with pytest.raises(Killed):
+            run_experiment(root, config, out=tmp_path / "runs", name="cut", progress=False)
+    cut = tmp_path / "runs" / "cut"
+    state = torch.load(cut / "last.pt", weights_only=True)
+    assert state["finished"] is True and 0 < state["elapsed_seconds"] < 3600
+    final = resume_experiment(cut, progress=False).final
+    assert (final["epochs_run"], final["stop_reason"]) == (epochs_run, stop_reason)
     assert_same_run(cut, reference)
 
 
@@ -163,10 +189,11 @@ def test_resume_errors_are_one_line(tmp_path):
             run_experiment(root, config, out=tmp_path / "runs", name="cut", progress=False)
     cut = tmp_path / "runs" / "cut"
 
-    result = runner.invoke(main, ["-q", "run", "--resume", str(cut), "--set", "lr=0.1"])
+    result = runner.invoke(main, ["-q", "run", "--resume", str(cut), "--set", "lr=0.1", "--config", "x.yaml"])
     assert result.exit_code == 2
-    assert len(result.output.strip().splitlines()) == 1
-    assert "--resume continues a run with its own config; drop --set" in result.output
+    assert result.output.strip().splitlines() == [
+        "mmtrain: error: --resume continues a run with its own config; drop --config, --set"
+    ]
 
     text = (cut / "config.yaml").read_text(encoding="utf-8")
     (cut / "config.yaml").write_text(text + "n_layers: 2\n", encoding="utf-8")
