@@ -63,7 +63,7 @@ def _common_options(f=None, *, required: bool = True):
             "recipe",
             type=click.Path(path_type=Path),
             default=None,
-            help="Model recipe YAML (default: recipes/models/<model>.yaml when it exists).",
+            help="Model recipe YAML or a run's config.yaml (default: recipes/models/<model>.yaml when it exists).",
         ),
         click.option(
             "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeat)."
@@ -98,6 +98,7 @@ def _overrides(sets: tuple[str, ...], **options: Any) -> list[tuple[str, Any]]:
     "resume_dir",
     type=click.Path(path_type=Path),
     default=None,
+    metavar="RUN_DIR",
     help="Continue a killed run in RUN_DIR after its last finished epoch (--dataset only if the data moved).",
 )
 @click.pass_context

@@ -232,6 +232,8 @@ class Trainer:
             out_of_time = time.perf_counter() >= self.deadline
             if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"] or out_of_time:
                 self._validate(epoch, row, losses, bar)
+                # a budget spent by this validation ends the run here, not after one batch of the next epoch
+                out_of_time = time.perf_counter() >= self.deadline
             if self.bad_evals > cfg["patience"]:
                 result.stopped_early, result.stop_reason = True, "patience"
             elif out_of_time and (epoch < cfg["epochs"] or done < total):
