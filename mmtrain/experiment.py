@@ -97,18 +97,20 @@ def run_experiment(
     run, state = None, None
     if resume_dir is not None:
         run = RunDir(Path(resume_dir), tensorboard=config["tensorboard"])
-        state = run.load_last()
-        _check_resumable(state, config, data, run.path)
-        _note_resume(run.path)
-        log.info("resuming %s after epoch %d", run.path, state["epoch"])
     elif out is not None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = name or f"{config['model']}-{data.name}-{config['split']}-s{config['seed']}-{stamp}"
         run = RunDir(RunDir.new_path(out, name), tensorboard=config["tensorboard"])
-        run.write_config(config)
-        run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
-        log.info("run directory %s", run.path)
     try:
+        if run is not None and resume_dir is not None:
+            state = run.load_last()
+            _check_resumable(state, config, data, run.path)
+            _note_resume(run.path)
+            log.info("resuming %s after epoch %d", run.path, state["epoch"])
+        elif run is not None:
+            run.write_config(config)
+            run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
+            log.info("run directory %s", run.path)
         trainer = Trainer(model, data, config, run, progress=progress)
         if state is not None:
             trainer.restore(state)

@@ -26,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 
 import mmtrain
-from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_text
+from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_lock, write_text
+from mmformat.errors import UserError
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
 from mmtrain.stats import mean_std
@@ -118,10 +120,19 @@ def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> 
 
 
 class RunDir:
-    """Writer for one run directory (layout in the module docstring); every file is written atomically."""
+    """Writer for one run directory (layout in the module docstring); every file is written atomically.
+
+    The writer holds the run's lock (``.<run>.lock`` beside it) until :meth:`close`, so a second process
+    resuming a run that is still going fails with one line instead of interleaving epochs."""
 
     def __init__(self, path: Path, tensorboard: bool = True):
         self.path = Path(path)
+        self._lock = ExitStack()
+        try:
+            self._lock.enter_context(write_lock(self.path))
+        except UserError as e:
+            holder = e.problem.rpartition("(")[2].rstrip(")")
+            raise TrainError(f"another process ({holder}) is writing this run", self.path) from None
         self.path.mkdir(parents=True, exist_ok=True)
         for folder in (self.path.parent, *(p for p in self.path.parent.iterdir() if p.is_dir())):
             remove_stale_temps(folder)  # files half-written by killed runs (kill -9) under the same output
@@ -231,9 +242,11 @@ class RunDir:
         plt.close(fig)
 
     def close(self) -> None:
+        """Close TensorBoard and release the run's lock."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        self._lock.close()
 
 
 def is_run(path: Path) -> bool:

@@ -20,6 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from mmformat.atomic import write_lock
 from mmtrain.cli import main
 from mmtrain.errors import TrainError
 from mmtrain.experiment import make_config, resume_experiment, run_experiment
@@ -206,6 +207,11 @@ def test_resume_errors_are_one_line(tmp_path):
         resume_experiment(cut, progress=False)
 
     (cut / "config.yaml").write_text(text, encoding="utf-8")
+    with write_lock(cut):  # the run is still being written (by this process, as far as flock can tell)
+        with pytest.raises(
+            TrainError, match=rf"cut: another process \(pid {os.getpid()}\) is writing this run"
+        ):
+            resume_experiment(cut, progress=False)
     (cut / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainError, match="last.pt: unreadable resume state"):
         resume_experiment(cut, progress=False)
