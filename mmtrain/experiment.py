@@ -105,7 +105,6 @@ def run_experiment(
         if run is not None and resume_dir is not None:
             state = run.load_last()
             _check_resumable(state, config, data, run.path)
-            _note_resume(run.path)
             log.info("resuming %s after epoch %d", run.path, state["epoch"])
         elif run is not None:
             run.write_config(config)
@@ -114,6 +113,7 @@ def run_experiment(
         trainer = Trainer(model, data, config, run, progress=progress)
         if state is not None:
             trainer.restore(state)
+            _note_resume(run.path)
         fit = trainer.fit()
         test = trainer.test()
         final = {

@@ -294,6 +294,7 @@ class Trainer:
         np_state = np.random.get_state()
         return {
             "format": RESUME_FORMAT,
+            "device_type": self.device.type,
             "config": self.config,
             "epoch": self.result.epochs_run,
             "finished": self.finished,
@@ -326,6 +327,11 @@ class Trainer:
         if state.get("format") != RESUME_FORMAT:
             raise TrainError(
                 f"last.pt has layout {state.get('format')!r}; this mmtrain reads {RESUME_FORMAT}"
+            )
+        if state["device_type"] != self.device.type:  # random states of one device type do not fit another
+            raise TrainError(
+                f"last.pt was written on {state['device_type']}; resume on {state['device_type']}, not on "
+                f"{self.device.type}"
             )
         self.model.load_state_dict(state["model"])
         self.best_state = state["best_state"]

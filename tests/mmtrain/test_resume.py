@@ -207,6 +207,11 @@ def test_resume_errors_are_one_line(tmp_path):
         resume_experiment(cut, progress=False)
 
     (cut / "config.yaml").write_text(text, encoding="utf-8")
+    state = torch.load(cut / "last.pt", weights_only=True)
+    torch.save({**state, "device_type": "cuda"}, cut / "last.pt")
+    with pytest.raises(TrainError, match="last.pt was written on cuda; resume on cuda, not on cpu"):
+        resume_experiment(cut, progress=False)
+    torch.save(state, cut / "last.pt")
     with write_lock(cut):  # the run is still being written (by this process, as far as flock can tell)
         with pytest.raises(
             TrainError, match=rf"cut: another process \(pid {os.getpid()}\) is writing this run"
