@@ -24,6 +24,7 @@ from mmformat.atomic import write_lock
 from mmtrain.cli import main
 from mmtrain.errors import TrainError
 from mmtrain.experiment import make_config, resume_experiment, run_experiment
+from mmtrain.models import available
 from mmtrain.runs import RunDir
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 
@@ -130,15 +131,28 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
 
 @pytest.mark.parametrize(
     ("model", "sets"),
-    [
-        ("mmssl", [("batch_size", 256)]),  # the model's own optimizer (the discriminator's Adam)
-        ("freedom", [("batch_size", 128)]),  # the epoch hook draws from the trainer's generator
-        ("mf", [("lr_decay", 0.5), ("lr_decay_step", 1), ("eval_every", 2), ("patience", 0)]),  # scheduler
+    [pytest.param(name, [], id=name) for name in available()]
+    + [
+        pytest.param(  # the learning-rate scheduler, evaluations every other epoch, the patience counter
+            "mf",
+            [("lr_decay", 0.5), ("lr_decay_step", 1), ("eval_every", 2), ("patience", 1)],
+            id="mf-schedule",
+        )
     ],
 )
 def test_in_process_resume_restores_every_state(tmp_path, monkeypatch, model, sets):
+    # every model: its own optimizers (MMSSL, MDMNS), epoch hooks drawing from the generator (FREEDOM, MDMNS),
+    # cached graphs (LATTICE, MICRO), dropout and augmentations
     root = random_dataset(tmp_path / "rand", n_users=80, n_items=50, features=True)
-    config = make_config(model, sets=[("device", "cpu"), ("threads", 1), ("epochs", 5), *sets])
+    sets = [
+        ("device", "cpu"),
+        ("threads", 1),
+        ("epochs", 4),
+        ("batch_size", 128),
+        ("tensorboard", False),
+        *sets,
+    ]
+    config = make_config(model, sets=sets)
     reference = run_experiment(root, config, out=tmp_path / "runs", name="whole", progress=False).path
     with monkeypatch.context() as patch:
         interrupt_after(patch, 2)
