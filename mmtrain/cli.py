@@ -49,13 +49,17 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj = {"progress": not quiet}
 
 
-def _common_options(f):
-    """Options shared by ``run`` and ``grid``."""
+def _common_options(f=None, *, required: bool = True):
+    """Options shared by ``run`` and ``grid`` (``run`` checks --model/--dataset itself: ``required=False``)."""
+    if f is None:
+        return lambda g: _common_options(g, required=required)
     options = [
-        click.option("--model", "model", required=True, help="Registered model name (see `mmtrain models`)."),
+        click.option(
+            "--model", "model", required=required, help="Registered model name (see `mmtrain models`)."
+        ),
         click.option(
             "--dataset",
-            required=True,
+            required=required,
             type=click.Path(path_type=Path),
             help="Dataset directory written by mmprep.",
         ),
@@ -64,7 +68,7 @@ def _common_options(f):
             "recipe",
             type=click.Path(path_type=Path),
             default=None,
-            help="Model recipe YAML (default: recipes/models/<model>.yaml when it exists).",
+            help="Model recipe YAML or a run's config.yaml (default: recipes/models/<model>.yaml when it exists).",
         ),
         click.option(
             "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeat)."
@@ -91,14 +95,22 @@ def _overrides(sets: tuple[str, ...], **options: Any) -> list[tuple[str, Any]]:
 
 
 @main.command()
-@_common_options
+@_common_options(required=False)
 @click.option("--seed", type=int, default=None, help="Random seed [999].")
 @click.option("--name", default=None, help="Run directory name (default: model-dataset-split-seed-time).")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN_DIR",
+    help="Continue a killed run in RUN_DIR after its last finished epoch (--dataset only if the data moved).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
-    model: str,
-    dataset: Path,
+    model: str | None,
+    dataset: Path | None,
     recipe: Path | None,
     sets: tuple[str, ...],
     split: str | None,
@@ -107,12 +119,16 @@ def run(
     out: Path,
     seed: int | None,
     name: str | None,
+    resume_dir: Path | None,
 ) -> None:
     """Train one model, select the epoch on validation, evaluate test once; write a run directory.
 
     Config resolution: built-in defaults < recipe YAML < --set < the dedicated options (--split, --device,
-    --seed, --legacy-ndcg). The run directory holds config.yaml, versions.json, metrics.csv, tensorboard/,
-    best.pt, final.json and curve.png. The final metrics JSON is also printed on stdout.
+    --seed, --legacy-ndcg). --config also takes a run's own config.yaml (then --model may be left out): any
+    run directory is re-run as it is. The run directory holds config.yaml, versions.json, metrics.csv,
+    tensorboard/, best.pt, final.json and curve.png; while training, last.pt holds the state after the last
+    epoch, and --resume RUN_DIR continues a killed run from it (on CPU with the same numbers as a run never
+    stopped). The final metrics JSON is also printed on stdout.
 
     \b
     Examples:
@@ -122,7 +138,31 @@ def run(
       mmtrain run --model lightgcn --dataset out/baby --split cold --set cold_candidates=cold
       mmtrain run --model micro --dataset out/tiktok --set max_minutes=60   # stop after an hour of training
       mmtrain run --model lattice --dataset out/tiktok --set sampler=users --set neg_items=all  # LATTICE batches
+      mmtrain run --config runs/mf-baby-warm-s999-20250101-120000/config.yaml --dataset out/baby
+      mmtrain run --resume runs/mf-baby-warm-s999-20250101-120000
     """
+    from mmformat.progress import echo
+
+    if resume_dir is not None:
+        given = [
+            param.opts[0]
+            for param in ctx.command.params
+            if param.name not in ("resume_dir", "dataset")
+            and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise TrainError(f"--resume continues a run with its own config; drop {', '.join(given)}")
+        from mmtrain.experiment import resume_experiment  # torch: only to train
+
+        result = resume_experiment(resume_dir, dataset, progress=ctx.obj["progress"])
+        if result.already_finished:
+            echo(f"{resume_dir}: the run already finished (final.json); nothing to resume")
+        click.echo(json.dumps(result.final, indent=2, sort_keys=True))
+        return
+    if model is None and recipe is not None:
+        model = read_recipe(recipe).get("model")
+    if model is None or dataset is None:
+        raise TrainError("run needs --model (or a --config naming one) and --dataset, or --resume RUN_DIR")
     pairs = _overrides(sets, split=split, device=device, seed=seed, legacy_ndcg=legacy_ndcg)
     config = make_config(model, recipe, pairs)
     from mmtrain.experiment import run_experiment  # torch: only once the config is valid

@@ -167,8 +167,17 @@ def find_recipe(model: str) -> Path | None:
     return None
 
 
+def is_run_config(doc: Mapping[str, Any]) -> bool:
+    """Whether a parsed YAML mapping is a run's own ``config.yaml`` (one flat resolved mapping with ``model``
+    and trainer keys) rather than a recipe (``model``/``source``/``notes``/``params``/``grid``)."""
+    return "model" in doc and bool(set(doc) & set(TRAINER_DEFAULTS)) and not set(doc) & {"params", "grid"}
+
+
 def read_recipe(path: Path) -> dict[str, Any]:
-    """Parse a model recipe: ``model``, ``params`` (values), ``grid`` (lists to search), ``source``, ``notes``."""
+    """Parse a model recipe: ``model``, ``params`` (values), ``grid`` (lists to search), ``source``, ``notes``.
+
+    A run directory's ``config.yaml`` is accepted too (:func:`is_run_config`): its keys become the recipe's
+    ``params``, so ``--config RUN_DIR/config.yaml`` re-runs that run."""
     path = Path(path)
     if not path.is_file():
         raise TrainError("recipe not found", path)
@@ -181,6 +190,8 @@ def read_recipe(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(doc, dict):
         raise TrainError("a recipe must be a mapping", path)
+    if is_run_config(doc):
+        return {"model": doc["model"], "params": {k: v for k, v in doc.items() if k != "model"}}
     unknown = sorted(set(doc) - set(RECIPE_KEYS))
     if unknown:
         raise TrainError(f"unknown recipe keys {unknown} (allowed: {', '.join(RECIPE_KEYS)})", path)

@@ -1,18 +1,23 @@
 """One experiment end to end: config -> data on a device -> model -> trainer -> test once -> run directory.
 
-The CLI commands (``run``, ``grid``, ``eval``) are thin wrappers around these functions.
+The CLI commands (``run``, ``grid``, ``eval``) are thin wrappers around these functions. A run killed while
+training continues with :func:`resume_experiment` (``mmtrain run --resume RUN_DIR``) from the ``last.pt``
+written after each epoch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mmformat.atomic import write_json
 from mmtrain.config import (
     CHOICES,
     TRAINER_DEFAULTS,
@@ -27,7 +32,7 @@ from mmtrain.data.loader import TrainData, load_data, resolve_device
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator, save_per_user
 from mmtrain.models import Model, get_model
-from mmtrain.runs import RunDir, peak_memory, reset_peak_memory, versions
+from mmtrain.runs import CONFIG, FINAL, VERSIONS, RunDir, peak_memory, reset_peak_memory, versions
 from mmtrain.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -50,10 +55,15 @@ def prepare(dataset: Path, config: dict[str, Any]) -> TrainData:
 
 @dataclass
 class RunResult:
-    """The outcome of :func:`run_experiment`."""
+    """The outcome of :func:`run_experiment` (``already_finished``: a resume found final.json, nothing ran)."""
 
     path: Path | None
     final: dict[str, Any]
+    already_finished: bool = False
+
+
+# keys that may differ between a run and its resume without changing its numbers on one device
+MACHINE_KEYS = ("device", "threads", "tensorboard")
 
 
 def run_experiment(
@@ -62,21 +72,35 @@ def run_experiment(
     out: Path | None = None,
     name: str | None = None,
     progress: bool = True,
+    resume_dir: Path | None = None,
 ) -> RunResult:
-    """Train ``config["model"]`` on ``dataset``, select on val, test once; write a run directory under ``out``."""
+    """Train ``config["model"]`` on ``dataset``, select on val, test once; write a run directory under ``out``.
+
+    With ``resume_dir`` (a run directory holding ``last.pt``) the run continues in that directory after its
+    last finished epoch instead (see :func:`resume_experiment`, which also reads the config and dataset)."""
     data = prepare(dataset, config)
     reset_peak_memory(data.device)
     model = build_model(data, config)
-    run = None
-    if out is not None:
+    run, state = None, None
+    if resume_dir is not None:
+        run = RunDir(Path(resume_dir), tensorboard=config["tensorboard"])
+    elif out is not None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = name or f"{config['model']}-{data.name}-{config['split']}-s{config['seed']}-{stamp}"
         run = RunDir(RunDir.new_path(out, name), tensorboard=config["tensorboard"])
-        run.write_config(config)
-        run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
-        log.info("run directory %s", run.path)
     try:
+        if run is not None and resume_dir is not None:
+            state = run.load_last()
+            _check_resumable(state, config, data, run.path)
+            log.info("resuming %s after epoch %d", run.path, state["epoch"])
+        elif run is not None:
+            run.write_config(config)
+            run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
+            log.info("run directory %s", run.path)
         trainer = Trainer(model, data, config, run, progress=progress)
+        if state is not None:
+            trainer.restore(state)
+            _note_resume(run.path)
         fit = trainer.fit()
         test = trainer.test()
         final = {
@@ -99,6 +123,7 @@ def run_experiment(
         if run is not None:
             save_per_user(trainer.evaluator, model, run.path)  # before final.json, which marks a run finished
             run.write_final(final)
+            run.remove_last()
             run.plot(config["valid_metric"])
     finally:
         if run is not None:
@@ -113,6 +138,63 @@ def run_experiment(
         test.get(metric, float("nan")),
     )
     return RunResult(run.path if run else None, final)
+
+
+def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainData, run_dir: Path) -> None:
+    """Refuse a resume whose config or dataset differs from the one the run started with (one line)."""
+    saved = state.get("config", {})
+    changed = sorted(k for k in saved if k in config and k not in MACHINE_KEYS and saved[k] != config[k])
+    if changed:
+        raise TrainError(f"config.yaml differs from the run's last.pt in {', '.join(changed)}", run_dir)
+    try:
+        started = json.loads((run_dir / VERSIONS).read_text(encoding="utf-8")).get("dataset_manifest_sha256")
+    except (OSError, ValueError):
+        started = None
+    if started is not None and started != data.manifest_sha256():
+        raise TrainError(
+            f"dataset {data.root} is not the one this run started on (manifest differs)", run_dir
+        )
+
+
+def resume_experiment(run_dir: Path, dataset: Path | None = None, progress: bool = True) -> RunResult:
+    """Continue the run in ``run_dir`` after its last finished epoch (``last.pt``), on the dataset it started
+    on (``versions.json``) unless ``dataset`` is given. A finished run (final.json) is returned as it is.
+
+    On CPU the result is bit-identical to the run never having stopped (timings and memory aside)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise TrainError("not a run directory (no config.yaml)", run_dir)
+    if (run_dir / FINAL).is_file():
+        try:
+            final = json.loads((run_dir / FINAL).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise TrainError(f"unreadable final.json ({e})", run_dir / FINAL) from None
+        log.info("run %s already finished (final.json): nothing to resume", run_dir)
+        return RunResult(run_dir, final, already_finished=True)
+    try:
+        recipe = read_recipe(run_dir / CONFIG)
+        config = resolve_config(get_model(str(recipe.get("model"))), recipe)
+    except TrainError as e:
+        raise TrainError(f"the run's config no longer resolves: {e.problem}", run_dir / CONFIG) from None
+    if dataset is None:
+        try:
+            info = json.loads((run_dir / VERSIONS).read_text(encoding="utf-8"))
+            dataset = Path(info["dataset"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise TrainError("versions.json does not name the dataset; give --dataset", run_dir) from None
+    return run_experiment(dataset, config, progress=progress, resume_dir=run_dir)
+
+
+def _note_resume(run_dir: Path) -> None:
+    """Add this resume's time to ``versions.json`` (``resumed_at``): a reader sees the run was interrupted."""
+    path = run_dir / VERSIONS
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict):
+        info.setdefault("resumed_at", []).append(datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_json(path, info)
 
 
 EVAL_KEYS = (

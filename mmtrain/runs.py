@@ -7,6 +7,9 @@
   metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
   tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
   best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
+  last.pt         while the run trains: the state after the last finished epoch, for ``mmtrain run --resume``
+                  (model, optimizers, scheduler, every random state, early stopping, metrics rows, time
+                  spent); removed once final.json is written
   final.json      best epoch, val metrics at it, test metrics (evaluated once, at the end), timings, why the
                   run stopped, peak memory (GPU allocated, process RSS)
   curve.png       training loss and validation metric per epoch
@@ -23,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import mmtrain
-from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_text
+from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_lock, write_text
+from mmformat.errors import UserError
 from mmtrain.config import dump_config
 from mmtrain.errors import TrainError
 from mmtrain.stats import mean_std
@@ -49,6 +54,7 @@ CONFIG, VERSIONS, METRICS_CSV, CHECKPOINT, FINAL, CURVE, TENSORBOARD = (
     "curve.png",
     "tensorboard",
 )
+LAST = "last.pt"
 
 
 def git_commit() -> str | None:
@@ -122,10 +128,19 @@ def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> 
 
 
 class RunDir:
-    """Writer for one run directory (layout in the module docstring); every file is written atomically."""
+    """Writer for one run directory (layout in the module docstring); every file is written atomically.
+
+    The writer holds the run's lock (``.<run>.lock`` beside it) until :meth:`close`, so a second process
+    resuming a run that is still going fails with one line instead of interleaving epochs."""
 
     def __init__(self, path: Path, tensorboard: bool = True):
         self.path = Path(path)
+        self._lock = ExitStack()
+        try:
+            self._lock.enter_context(write_lock(self.path))
+        except UserError as e:
+            holder = e.problem.rpartition("(")[2].rstrip(")")
+            raise TrainError(f"another process ({holder}) is writing this run", self.path) from None
         self.path.mkdir(parents=True, exist_ok=True)
         for folder in (self.path.parent, *(p for p in self.path.parent.iterdir() if p.is_dir())):
             remove_stale_temps(folder)  # files half-written by killed runs (kill -9) under the same output
@@ -154,6 +169,20 @@ class RunDir:
     def log_epoch(self, row: dict[str, Any]) -> None:
         """Append one epoch's row to metrics.csv (rewritten whole, atomically) and to TensorBoard."""
         self.rows.append(row)
+        self._write_metrics()
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
+            self._tb.flush()
+
+    def restore_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Set the epoch rows of a resumed run (from last.pt) and rewrite metrics.csv with exactly them: a run
+        killed after writing last.pt but before its metrics.csv row gets the row back."""
+        self.rows = list(rows)
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
         columns: list[str] = []
         for r in self.rows:
             columns += [c for c in r if c not in columns]
@@ -162,21 +191,41 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path / METRICS_CSV, buf.getvalue())
-        if self._tb is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(key.replace("@", "_at_"), value, row["epoch"])
-            self._tb.flush()
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``best.pt`` atomically. The state is serialised in memory first and written with plain file
-        I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the opaque
-        ``RuntimeError`` torch's own file writer raises."""
+    def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
+        """Write ``best.pt`` (or ``name``) atomically. The state is serialised in memory first and written with
+        plain file I/O, so a full disk is an ``OSError`` (one line from the CLI, old checkpoint kept), not the
+        opaque ``RuntimeError`` torch's own file writer raises."""
         import torch
 
         buf = io.BytesIO()
         torch.save(state, buf)
-        replace_from_tmp(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
+        replace_from_tmp(self.path / name, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
+
+    def save_last(self, state: dict[str, Any]) -> None:
+        """Write ``last.pt``, the resume state after an epoch, as :meth:`save_checkpoint` writes best.pt."""
+        self.save_checkpoint(state, LAST)
+
+    def load_last(self) -> dict[str, Any]:
+        """The resume state of ``last.pt``; a missing or unreadable file is a one-line TrainError."""
+        import torch
+
+        path = self.path / LAST
+        if not path.is_file():
+            raise TrainError(
+                "no last.pt: the run stopped before its first epoch ended; start it again", self.path
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file is a user error, not a crash
+            raise TrainError(f"unreadable resume state ({type(e).__name__})", path) from None
+        if not isinstance(state, dict) or "rng" not in state or "model" not in state:
+            raise TrainError("not an mmtrain resume state (no model/rng)", path)
+        return state
+
+    def remove_last(self) -> None:
+        """Delete ``last.pt`` once the run is finished (final.json written): best.pt keeps the model."""
+        (self.path / LAST).unlink(missing_ok=True)
 
     def write_final(self, result: dict[str, Any]) -> None:
         write_json(self.path / FINAL, result)
@@ -205,9 +254,11 @@ class RunDir:
         plt.close(fig)
 
     def close(self) -> None:
+        """Close TensorBoard and release the run's lock."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        self._lock.close()
 
 
 def is_run(path: Path) -> bool:

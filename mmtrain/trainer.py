@@ -3,8 +3,18 @@
 Model selection uses validation only (``valid_metric``, default Recall@20): the best epoch is the one with
 the highest value (strict improvement), and training stops once more than ``patience`` consecutive
 evaluations have not improved it (MMRec's ``cur_step > stopping_step``), or once ``max_minutes`` of wall
-time (training and validation) are spent; an epoch that ends a run is always validated. The test split is
-evaluated once, after training, with the best epoch's weights.
+time (training and validation) are spent. The budget is checked after every batch: when it runs out inside
+an epoch, that epoch ends there (a partial epoch, marked in metrics.csv with ``batches_done`` of
+``batches``). An epoch that ends a run is always validated. The test split is evaluated once, after
+training, with the best epoch's weights.
+
+Inside an epoch, progress is a batch bar under the epoch bar on a terminal, else one log line every
+:data:`LOG_EVERY_SECONDS` (batch i/n, mean loss so far, seconds per batch, time left in the epoch).
+
+Resume: after every epoch :meth:`Trainer.resume_state` is written to ``last.pt`` (model, optimizers,
+scheduler, every random state, early-stopping state, the metrics rows, the time spent);
+:meth:`Trainer.restore` puts a new trainer back exactly there, so on CPU a resumed run is bit-identical to
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,8 +24,9 @@ import logging
 import math
 import os
 import random
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +41,9 @@ from mmtrain.models.base import Model
 from mmtrain.runs import RunDir
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY_SECONDS = 30.0  # without a terminal: one progress line per this many seconds inside an epoch
+RESUME_FORMAT = 1  # version of the last.pt layout (Trainer.resume_state)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -61,6 +75,57 @@ class FitResult:
     @property
     def seconds_per_eval(self) -> float:
         return float(np.mean(self.eval_seconds)) if self.eval_seconds else 0.0
+
+
+class BatchProgress:
+    """Progress inside one epoch: a batch bar under the epoch bar on a terminal, else one log line every
+    :data:`LOG_EVERY_SECONDS` with batch i/n, the mean loss so far, seconds per batch and the epoch's ETA."""
+
+    def __init__(self, epoch: int, total: int, show_bar: bool):
+        self.epoch, self.total = epoch, total
+        self.start = self.last = time.perf_counter()
+        self.bar = (
+            progress_bar(total=total, desc=f"epoch {epoch}", unit="batch", position=1, leave=False)
+            if show_bar
+            else None
+        )
+
+    def update(self, done: int, loss_sum: torch.Tensor) -> None:
+        """Count one finished batch; ``loss_sum`` (the epoch's summed loss) is read only when a loss is shown,
+        as reading it waits for a GPU."""
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(1)
+            if now - self.last >= 1.0:
+                self.last = now
+                self.bar.set_postfix(loss=f"{float(loss_sum) / done:.4f}", refresh=False)
+            return
+        if now - self.last < LOG_EVERY_SECONDS:
+            return
+        self.last = now
+        per_batch = (now - self.start) / done
+        log.info(
+            "epoch %d batch %d/%d loss %.5f %.3f s/batch ETA %s",
+            self.epoch,
+            done,
+            self.total,
+            float(loss_sum) / done,
+            per_batch,
+            duration(per_batch * (self.total - done)),
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def duration(seconds: float) -> str:
+    """``1h02m03s``, ``4m05s`` or ``6s``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class Trainer:
@@ -95,25 +160,41 @@ class Trainer:
         )
         self.loss_fn = torch.compile(model.loss, dynamic=True) if config["compile"] else model.loss
         self.best_state: dict[str, torch.Tensor] | None = None
+        # early-stopping state and what fit() has done so far (all of it saved in last.pt)
+        self.best_value, self.best_epoch, self.best_val, self.bad_evals = -math.inf, 0, {}, 0
+        self.result = FitResult(0, {}, 0, False)
+        self.finished = False  # training is over (last epoch, patience or time); only the test remains
+        self.elapsed = 0.0  # seconds of the time budget spent, resumed runs included
+        self.deadline = math.inf  # perf_counter() time at which the budget runs out (set by fit)
+        self.batches = (0, 0)  # batches done / in the last train_epoch
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training pairs; returns the mean of each loss part."""
+        """One pass over the training pairs, cut short when the time budget (``self.deadline``) runs out;
+        returns the mean of each loss part over the batches done (counts in ``self.batches``)."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.generator)
         totals: dict[str, torch.Tensor] = {}
-        n_batches = 0
-        for batch in self.sampler.epoch():
-            auxiliary = self.model.auxiliary_step(batch)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.config["amp"]):
-                out = self.loss_fn(batch)
-            parts = out if isinstance(out, dict) else {"loss": out}
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(parts["loss"]).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            for name, value in {**auxiliary, **parts}.items():
-                totals[name] = totals.get(name, 0.0) + value.detach().float()
-            n_batches += 1
+        n_batches, total = 0, len(self.sampler)
+        progress = BatchProgress(epoch, total, self.progress and sys.stderr.isatty())
+        try:
+            for batch in self.sampler.epoch():
+                auxiliary = self.model.auxiliary_step(batch)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.config["amp"]):
+                    out = self.loss_fn(batch)
+                parts = out if isinstance(out, dict) else {"loss": out}
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(parts["loss"]).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                for name, value in {**auxiliary, **parts}.items():
+                    totals[name] = totals.get(name, 0.0) + value.detach().float()
+                n_batches += 1
+                progress.update(n_batches, totals["loss"])
+                if time.perf_counter() >= self.deadline:
+                    break
+        finally:
+            progress.close()
+        self.batches = (n_batches, total)
         self.scheduler.step()
         means = {name: float(v) / n_batches for name, v in totals.items()}
         if not math.isfinite(means["loss"]):
@@ -121,63 +202,163 @@ class Trainer:
         return means
 
     def fit(self) -> FitResult:
-        """Train until ``epochs`` or early stopping; keeps (and saves) the best validation state."""
+        """Train until ``epochs``, early stopping or the time budget, from the epoch after the last one done
+        (a restored trainer continues); keeps (and saves) the best validation state."""
         cfg = self.config
-        metric = cfg["valid_metric"]
-        best_value, best_epoch, best_val, bad_evals = -math.inf, 0, {}, 0
-        result = FitResult(0, {}, 0, False)
+        result = self.result
         budget = cfg["max_minutes"] * 60 or math.inf
-        fit_start = time.perf_counter()
+        fit_start = time.perf_counter() - self.elapsed
+        self.deadline = fit_start + budget
+        first = result.epochs_run + 1
         bar = progress_bar(
-            range(1, cfg["epochs"] + 1), desc=cfg["model"], unit="ep", disable=None if self.progress else True
+            range(first, cfg["epochs"] + 1) if not self.finished else range(0),
+            desc=cfg["model"],
+            unit="ep",
+            initial=first - 1,
+            total=cfg["epochs"],
+            disable=None if self.progress else True,
         )
         for epoch in bar:
             start = time.perf_counter()
             losses = self.train_epoch(epoch)
+            done, total = self.batches
             result.train_seconds.append(time.perf_counter() - start)
             result.epochs_run = epoch
             row: dict[str, Any] = {"epoch": epoch, **losses, "lr": self.scheduler.get_last_lr()[0]}
             row["train_seconds"] = round(result.train_seconds[-1], 4)
-            out_of_time = time.perf_counter() - fit_start >= budget
+            if done < total:
+                row["batches_done"], row["batches"] = done, total
+                log.info("time budget spent after batch %d of %d in epoch %d", done, total, epoch)
+            out_of_time = time.perf_counter() >= self.deadline
             if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"] or out_of_time:
-                start = time.perf_counter()
-                val = self.evaluator.evaluate(self.model, "val")
-                result.eval_seconds.append(time.perf_counter() - start)
-                row["eval_seconds"] = round(result.eval_seconds[-1], 4)
-                row.update({f"val_{k}": v for k, v in val.items() if k != "n_users"})
-                improved = val[metric] > best_value
-                if improved:
-                    best_value, best_epoch, best_val, bad_evals = val[metric], epoch, val, 0
-                    self.best_state = copy.deepcopy(self.model.state_dict())
-                    if self.run is not None:
-                        self.run.save_checkpoint(self.checkpoint(epoch, val))
-                else:
-                    bad_evals += 1
-                log.info(
-                    "epoch %d loss %.5f val %s %.5f%s (%.1fs train, %.1fs eval)",
-                    epoch,
-                    losses["loss"],
-                    metric,
-                    val[metric],
-                    " *" if improved else "",
-                    result.train_seconds[-1],
-                    result.eval_seconds[-1],
-                )
-                bar.set_postfix(loss=f"{losses['loss']:.4f}", val=f"{val[metric]:.4f}", best=best_epoch)
-                if bad_evals > cfg["patience"]:
-                    result.stopped_early, result.stop_reason = True, "patience"
-            if self.run is not None:
+                self._validate(epoch, row, losses, bar)
+                # a budget spent by this validation ends the run here, not after one batch of the next epoch
+                out_of_time = time.perf_counter() >= self.deadline
+            if self.bad_evals > cfg["patience"]:
+                result.stopped_early, result.stop_reason = True, "patience"
+            elif out_of_time and (epoch < cfg["epochs"] or done < total):
+                result.stop_reason = "time"
+            self.finished = result.stop_reason != "epochs" or epoch == cfg["epochs"]
+            if self.run is not None:  # last.pt first: a metrics.csv row means its epoch can be resumed
+                self.elapsed = time.perf_counter() - fit_start
+                self.run.save_last(self.resume_state(row))
                 self.run.log_epoch(row)
             if result.stopped_early:
-                log.info("early stop at epoch %d: %d evaluations without improvement", epoch, bad_evals)
+                log.info("early stop at epoch %d: %d evaluations without improvement", epoch, self.bad_evals)
                 break
-            if out_of_time and epoch < cfg["epochs"]:
-                result.stop_reason = "time"
-                log.info("time budget of %g min spent after epoch %d", cfg["max_minutes"], epoch)
+            if result.stop_reason == "time":
+                log.info("time budget of %g min spent in epoch %d", cfg["max_minutes"], epoch)
                 break
         bar.close()
-        result.best_epoch, result.best_val = best_epoch, best_val
+        self.finished = True
+        result.best_epoch, result.best_val = self.best_epoch, self.best_val
         return result
+
+    def _validate(self, epoch: int, row: dict[str, Any], losses: dict[str, float], bar: Any) -> None:
+        """Evaluate val, add it to ``row``, update the early-stopping state and the best checkpoint."""
+        metric = self.config["valid_metric"]
+        start = time.perf_counter()
+        val = self.evaluator.evaluate(self.model, "val")
+        self.result.eval_seconds.append(time.perf_counter() - start)
+        row["eval_seconds"] = round(self.result.eval_seconds[-1], 4)
+        row.update({f"val_{k}": v for k, v in val.items() if k != "n_users"})
+        improved = val[metric] > self.best_value
+        if improved:
+            self.best_value, self.best_epoch, self.best_val, self.bad_evals = val[metric], epoch, val, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            if self.run is not None:
+                self.run.save_checkpoint(self.checkpoint(epoch, val))
+        else:
+            self.bad_evals += 1
+        log.info(
+            "epoch %d loss %.5f val %s %.5f%s (%.1fs train, %.1fs eval)",
+            epoch,
+            losses["loss"],
+            metric,
+            val[metric],
+            " *" if improved else "",
+            self.result.train_seconds[-1],
+            self.result.eval_seconds[-1],
+        )
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", val=f"{val[metric]:.4f}", best=self.best_epoch)
+
+    def _model_optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        """The optimizers a model owns for its auxiliary parts (MMSSL's discriminator, MDMNS's denoisers)."""
+        found = [(k, v) for k, v in vars(self.model).items() if isinstance(v, torch.optim.Optimizer)]
+        return sorted(found, key=lambda kv: kv[0])
+
+    def resume_state(self, row: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything needed to continue after the last finished epoch exactly as if never stopped
+        (``last.pt``; plain types and tensors only, so it loads with ``weights_only=True``). ``row`` is that
+        epoch's metrics row when it is not yet in the run's rows."""
+        np_state = np.random.get_state()
+        return {
+            "format": RESUME_FORMAT,
+            "device_type": self.device.type,
+            "config": self.config,
+            "epoch": self.result.epochs_run,
+            "finished": self.finished,
+            "model": self.model.state_dict(),
+            "best_state": self.best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "model_optimizers": {name: opt.state_dict() for name, opt in self._model_optimizers()},
+            "rng": {
+                "python": random.getstate(),
+                "numpy": [np_state[0], np_state[1].tolist(), *(float(x) for x in np_state[2:])],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "generator": self.generator.get_state(),
+            },
+            "early_stopping": {
+                "best_value": self.best_value,
+                "best_epoch": self.best_epoch,
+                "best_val": self.best_val,
+                "bad_evals": self.bad_evals,
+            },
+            "result": asdict(self.result),
+            "rows": [*(self.run.rows if self.run is not None else []), *([row] if row else [])],
+            "elapsed_seconds": self.elapsed,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put this freshly built trainer (same config, same data) back where :meth:`resume_state` was taken."""
+        if state.get("format") != RESUME_FORMAT:
+            raise TrainError(
+                f"last.pt has layout {state.get('format')!r}; this mmtrain reads {RESUME_FORMAT}"
+            )
+        if state["device_type"] != self.device.type:  # random states of one device type do not fit another
+            raise TrainError(
+                f"last.pt was written on {state['device_type']}; resume on {state['device_type']}, not on "
+                f"{self.device.type}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.best_state = state["best_state"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        owned = dict(self._model_optimizers())
+        if sorted(owned) != sorted(state["model_optimizers"]):
+            raise TrainError("last.pt was written by a model with other auxiliary optimizers")
+        for name, opt_state in state["model_optimizers"].items():
+            owned[name].load_state_dict(opt_state)
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), cached))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.generator.set_state(rng["generator"])
+        stopping = state["early_stopping"]
+        self.best_value, self.best_epoch = stopping["best_value"], stopping["best_epoch"]
+        self.best_val, self.bad_evals = stopping["best_val"], stopping["bad_evals"]
+        self.result = FitResult(**state["result"])
+        self.finished = state["finished"]
+        self.elapsed = state["elapsed_seconds"]
+        if self.run is not None:
+            self.run.restore_rows(state["rows"])
 
     def checkpoint(self, epoch: int, val: dict[str, float]) -> dict[str, Any]:
         """A self-describing checkpoint: enough to rebuild the model on the same dataset (``mmtrain eval``)."""

@@ -1,16 +1,22 @@
-"""mmtrain training: loss goes down on the real data, seeded CPU runs are bit-identical, early stopping."""
+"""mmtrain training: loss goes down on the real data, seeded CPU runs are bit-identical, early stopping, the
+per-batch time budget, progress inside an epoch."""
 
 from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import sys
 
 import pytest
 import torch
 
+import mmtrain.trainer as trainer_module
 from mmtrain.errors import TrainError
 from mmtrain.experiment import build_model, make_config, prepare, run_experiment
 from mmtrain.trainer import Trainer
-from tests.mmtrain.helpers import (
-    random_dataset,
-)
+from tests.mmtrain.helpers import random_dataset, tiktok_subset
 
 
 @pytest.mark.parametrize(
@@ -139,3 +145,61 @@ def test_amp_runs_the_training_step_under_autocast(tmp_path, amp, dtype):
     trainer.model.item_linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     parts = trainer.train_epoch(1)
     assert seen and set(seen) == {dtype} and parts["loss"] > 0
+
+
+def test_time_budget_is_checked_every_batch_on_real_tiktok(tmp_path):
+    root = tiktok_subset(tmp_path / "tiktok")
+    # 13,749 training pairs in batches of 256: 54 batches; a budget below one batch stops epoch 1 after its
+    # first batch, which is still validated, tested and marked partial in metrics.csv
+    sets = [("device", "cpu"), ("threads", 1), ("batch_size", 256), ("max_minutes", 1e-9), ("eval_every", 5)]
+    result = run_experiment(root, make_config("lightgcn", sets=sets), out=tmp_path / "runs", progress=False)
+    final = result.final
+    assert (final["epochs_run"], final["best_epoch"], final["stop_reason"]) == (1, 1, "time")
+    assert final["stopped_early"] is False and final["test"]["recall@20"] >= 0
+    rows = list(csv.DictReader((result.path / "metrics.csv").open(encoding="utf-8")))
+    assert len(rows) == 1 and (rows[0]["batches_done"], rows[0]["batches"]) == ("1", "54")
+    assert float(rows[0]["val_recall@20"]) >= 0 and float(rows[0]["loss"]) > 0
+    # with a budget of minutes nothing is cut: no partial marker
+    sets = [("device", "cpu"), ("threads", 1), ("batch_size", 256), ("epochs", 1), ("max_minutes", 10.0)]
+    whole = run_experiment(root, make_config("lightgcn", sets=sets), out=tmp_path / "runs", progress=False)
+    rows = list(csv.DictReader((whole.path / "metrics.csv").open(encoding="utf-8")))
+    assert "batches_done" not in rows[0] and whole.final["stop_reason"] == "epochs"
+
+
+def test_progress_log_lines_inside_an_epoch_without_a_terminal(tmp_path, monkeypatch, caplog):
+    root = random_dataset(tmp_path / "rand", n_users=60, n_items=40)
+    config = make_config("mf", sets=[("device", "cpu"), ("threads", 1), ("batch_size", 50), ("epochs", 1)])
+    data = prepare(root, config)
+    trainer = Trainer(build_model(data, config), data, config, progress=True)
+    monkeypatch.setattr(trainer_module, "LOG_EVERY_SECONDS", 0.0)  # a line per batch instead of per 30 s
+    with caplog.at_level(logging.INFO, logger="mmtrain.trainer"):
+        trainer.train_epoch(1)
+    lines = [r.getMessage() for r in caplog.records if " batch " in r.getMessage()]
+    assert len(trainer.sampler) == 8  # 360 training pairs
+    assert [line.split()[3] for line in lines] == [f"{i}/8" for i in range(1, 9)]
+    pattern = re.compile(r"epoch 1 batch (\d)/8 loss 0\.[67]\d{4} \d+\.\d{3} s/batch ETA \d+s")
+    assert all(pattern.fullmatch(line) for line in lines), lines
+    monkeypatch.setattr(trainer_module, "LOG_EVERY_SECONDS", 30.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mmtrain.trainer"):
+        trainer.train_epoch(2)
+    assert not [r for r in caplog.records if " batch " in r.getMessage()]  # a fast epoch logs no line
+
+
+def test_batch_bar_on_a_terminal(tmp_path, monkeypatch):
+    root = random_dataset(tmp_path / "rand", n_users=60, n_items=40)
+    config = make_config("mf", sets=[("device", "cpu"), ("threads", 1), ("batch_size", 50), ("epochs", 1)])
+    data = prepare(root, config)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    Trainer(build_model(data, config), data, config, progress=True).train_epoch(1)
+    assert "epoch 1:" in terminal.getvalue() and "0/8 [" in terminal.getvalue()  # the batch bar
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    Trainer(build_model(data, config), data, config, progress=False).train_epoch(1)
+    assert quiet.getvalue() == ""
