@@ -25,6 +25,8 @@ from mmtrain.config import (
     check_value,
     coerce,
     model_ranges,
+    read_recipe,
+    resolve_config,
     validate,
 )
 from mmtrain.config import make_config as make_config  # moved to config (torch-free); still importable here
