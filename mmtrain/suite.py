@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ from mmformat.atomic import write_text
 from mmtrain.errors import TrainError
 from mmtrain.suite_spec import SuiteSpec, load_suite
 from mmtrain.suite_tables import dry_run_table, write_report, write_tables
-from mmtrain.suite_trials import TRIALS, Trial, expand_trials, trial_id, trial_status
+from mmtrain.suite_trials import TRIALS, Trial, expand_trials, trial_dir, trial_id, trial_status
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def run_suite(
     """Run every unfinished trial of the suite at ``spec_path`` into ``out_dir`` (default ``suites/<name>``),
     then write ``trials.csv``, ``selection.json`` and the report; return the suite directory.
 
-    ``resume`` skips finished trials (``--no-resume`` reruns all). ``dry_run`` prints the trials and their
+    ``resume`` skips finished trials and continues interrupted ones from their ``last.pt`` (``--no-resume``
+    reruns all from scratch). ``dry_run`` prints the trials and their
     status and writes nothing. ``executor``: ``serial`` (in this process, one after another), ``ray`` (one
     Ray task per trial), ``auto`` (Ray when it is installed). Raises :class:`SuiteFailed` at the end when a
     trial failed.
@@ -122,6 +124,9 @@ def run_suite(
     with suite_lock(suite_dir):
         write_text(suite_dir / "suite.yaml", yaml.safe_dump(spec.resolved(), sort_keys=False))
         todo = [t for t in trials if not (resume and trial_status(suite_dir, t) == "done")]
+        if not resume:  # start every trial afresh: no resume state of an earlier driver is used
+            for t in todo:
+                shutil.rmtree(trial_dir(suite_dir, t), ignore_errors=True)
         log.info(
             "suite %s: %d trials, %d finished, %d to run -> %s",
             spec.name,

@@ -189,33 +189,45 @@ def _move_up(inner: Path, folder: Path) -> None:
 
 
 def run_trial(trial: Trial, suite_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Run one trial into ``SUITE_DIR/trials/<trial_id>/`` from scratch and return its ``trial.json``.
+    """Run one trial into ``SUITE_DIR/trials/<trial_id>/`` and return its ``trial.json``.
 
-    A trial that raises is recorded as failed (one-line ``error``, plus the traceback for bugs) instead of
-    propagating, so the rest of the suite goes on. The run is written to ``<trial_id>/<trial_id>/`` by
-    :func:`mmtrain.experiment.run_experiment` and its files moved up when it ends.
+    The run is written to ``<trial_id>/<trial_id>/`` by :func:`mmtrain.experiment.run_experiment` and its files
+    moved up when it ends. An interrupted trial (a killed driver or node) whose run left a ``last.pt`` is
+    continued from it (:func:`mmtrain.experiment.resume_experiment`: the same numbers as an uninterrupted run on
+    CPU); one without starts again from scratch. A trial that raises is recorded as failed (one-line
+    ``error``, plus the traceback for bugs) instead of propagating, so the rest of the suite goes on.
     """
-    from mmtrain.experiment import run_experiment
+    from mmtrain.experiment import resume_experiment, run_experiment
+    from mmtrain.runs import LAST
 
     folder = trial_dir(suite_dir, trial)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    inner = folder / trial.trial_id
+    resumable = (inner / LAST).is_file()
+    if not resumable:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
     base = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": _now()}
+    if resumable:
+        base["resumed"] = True
+        log.info("trial %s: resuming from %s", trial.trial_id, inner / LAST)
     write_json(folder / TRIAL_JSON, trial.record("running", **base))
     try:
-        result = run_experiment(
-            trial.dataset, trial.config, out=folder, name=trial.trial_id, progress=progress
-        )
+        if resumable:
+            result = resume_experiment(inner, progress=progress)
+        else:
+            result = run_experiment(
+                trial.dataset, trial.config, out=folder, name=trial.trial_id, progress=progress
+            )
     except Exception as e:
-        _move_up(folder / trial.trial_id, folder)
+        _move_up(inner, folder)
         error = " ".join(f"{type(e).__name__}: {e}".split())
         extra = {} if isinstance(e, TrainError) else {"traceback": traceback.format_exc()}
         record = trial.record("failed", **base, error=error, seconds=time.time() - started, **extra)
         write_json(folder / TRIAL_JSON, record)
         log.error("trial %s failed: %s", trial.trial_id, error)
         return record
-    _move_up(folder / trial.trial_id, folder)
+    _move_up(inner, folder)
     record = trial.record(
         "done", **base, stop_reason=result.final.get("stop_reason"), seconds=time.time() - started
     )

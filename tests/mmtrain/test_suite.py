@@ -181,8 +181,12 @@ def test_killed_driver_rerun_finishes_only_the_missing_trials(serial, tmp_path):
     ]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not list(out.glob("trials/*/final.json")) and driver.poll() is None and time.time() < deadline:
+    # kill while a trial is mid-run: one trial finished and the next has written its first last.pt
+    while driver.poll() is None and time.time() < deadline:
+        if list(out.glob("trials/*/final.json")) and list(out.glob("trials/*/*/last.pt")):
+            break
         time.sleep(0.02)
+    interrupted = {p.parent.parent.name for p in out.glob("trials/*/*/last.pt")}
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert driver.returncode == -signal.SIGKILL
@@ -196,9 +200,14 @@ def test_killed_driver_rerun_finishes_only_the_missing_trials(serial, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/final.json")}
     assert len(after) == 4 and {t: after[t] for t in done} == done  # finished trials were not rerun
+    resumed = {
+        p.parent.name for p in out.glob("trials/*/trial.json") if json.loads(p.read_text()).get("resumed")
+    }
+    assert interrupted and resumed == interrupted  # the interrupted trial went on from its last.pt
     serial_results = finals(serial_dir)
-    for tid, final in finals(out).items():  # restarted from scratch: the same numbers as the clean run
+    for tid, final in finals(out).items():  # resumed or restarted: the same numbers as the clean run
         assert final["test"] == serial_results[tid]["test"]
+        assert final["val"] == serial_results[tid]["val"]
 
 
 def test_dry_run_tells_running_from_interrupted(serial, tmp_path):
