@@ -263,7 +263,7 @@ def test_hostile_or_wrong_pretrained_weights_are_one_line(tmp_path, backbone, mo
 
     files = {
         "random.pth": lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)),
-        "hostile.pth": lambda p: p.write_bytes(pickle.dumps(Hostile())),
+        "hostile.pth": lambda p: p.write_bytes(pickle.dumps(Hostile(), protocol=2)),
         "list.pth": lambda p: torch.save([1, 2, 3], p),
         "other.pth": lambda p: torch.save({"foo.weight": torch.zeros(2)}, p),
     }
