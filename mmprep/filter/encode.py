@@ -8,9 +8,19 @@ import pyarrow.compute as pc
 
 
 def encode_first_appearance(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """``(codes int64, vocabulary)``: ``vocabulary[codes[r]] == ids[r]``, codes numbered by first appearance."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    encoded = pc.dictionary_encode(ids)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary
+    """``(codes int32, vocabulary)``: ``vocabulary[codes[r]] == ids[r]``, codes numbered by first appearance.
+
+    A chunked column is encoded chunk by chunk against one shared dictionary, so the strings are never
+    copied into one contiguous array (at 100M rows that copy alone is gigabytes).
+    """
+    if isinstance(ids, pa.Array):
+        ids = pa.chunked_array([ids])
+    if ids.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32), pa.array([], type=ids.type)
+    encoded = pc.dictionary_encode(ids).unify_dictionaries()
+    codes = np.empty(len(ids), dtype=np.int32)
+    start = 0
+    for chunk in encoded.chunks:
+        codes[start : start + len(chunk)] = chunk.indices.to_numpy(zero_copy_only=False)
+        start += len(chunk)
+    return codes, encoded.chunk(0).dictionary
