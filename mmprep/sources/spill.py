@@ -106,12 +106,9 @@ def remove_orphans(parent: Path) -> list[Path]:
 def spill_settings(limit_bytes: int, out: Path) -> Iterator[SpillSettings]:
     """Within the block, DuckDB sessions use at most ``limit_bytes`` and spill next to ``out``."""
     parent = Path(out).absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(parent)
-        folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=parent))
-    except OSError as e:
-        raise PrepError(f"cannot create the spill folder ({e.strerror or e})", parent) from None
+    parent.mkdir(parents=True, exist_ok=True)  # an OSError names the path: the CLI prints it as one line
+    remove_orphans(parent)
+    folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=parent))
     settings = SpillSettings(limit_bytes, folder)
     _current.append(settings)
     try:

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import threading
 
 import pytest
 
@@ -45,10 +46,11 @@ def _parquet_hashes(folder):
     }
 
 
-@pytest.mark.parametrize("kind", ["gz", "plain"])
-def test_tiny_memory_limit_builds_the_same_bytes_and_leaves_no_spill_folder(dumps, tmp_path, kind):
+# the gzip dump is parsed in blocks; the plain file is read whole by DuckDB, whose result must fit the limit
+@pytest.mark.parametrize(("kind", "limit"), [("gz", "64MB"), ("plain", "128MB")])
+def test_tiny_memory_limit_builds_the_same_bytes_and_leaves_no_spill_folder(dumps, tmp_path, kind, limit):
     _build(dumps[kind], tmp_path / "free" / "ds", "--memory-limit", "100%")
-    _build(dumps[kind], tmp_path / "tiny" / "ds", "--memory-limit", "64MB")
+    _build(dumps[kind], tmp_path / "tiny" / "ds", "--memory-limit", limit)
     free, tiny = _parquet_hashes(tmp_path / "free" / "ds"), _parquet_hashes(tmp_path / "tiny" / "ds")
     assert len(free) >= 5 and free == tiny
     assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["ds"]
@@ -63,14 +65,25 @@ def test_sessions_inside_the_settings_are_capped_and_spill_next_to_the_output(tm
             temp = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
             assert os.path.dirname(temp) == str(settings.temp_dir)
             # a sort of ~250 MB of rows cannot fit in 64 MiB: it must spill into the folder and still finish
-            n = con.execute(
-                "SELECT count(*) FROM (SELECT i, md5(i::VARCHAR) AS h FROM range(6000000) t(i) ORDER BY h)"
-            ).fetchone()[0]
-            spilled = sum(f.stat().st_size for f in settings.temp_dir.rglob("*") if f.is_file())
-            assert n == 6_000_000
-            assert (
-                spilled > 0 or con.execute("SELECT count(*) FROM duckdb_temporary_files()").fetchone()[0] > 0
-            )
+            largest, done = [0], threading.Event()
+
+            def watch():
+                while not done.wait(0.01):
+                    files = [f for f in settings.temp_dir.rglob("*") if f.is_file()]
+                    largest[0] = max(largest[0], sum(f.stat().st_size for f in files if f.exists()))
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                rows = con.execute(
+                    "SELECT max(r), count(*) FROM (SELECT row_number() OVER (ORDER BY h) AS r "
+                    "FROM (SELECT md5(i::VARCHAR) AS h FROM range(6000000) t(i)))"
+                ).fetchone()
+            finally:
+                done.set()
+                watcher.join()
+            assert rows == (6_000_000, 6_000_000)
+            assert largest[0] > 64 << 20
     assert not settings.temp_dir.exists()
     assert spill.current() is None
     with duckdb_session() as con:  # outside a build: DuckDB's default limit again
