@@ -11,8 +11,10 @@ import threading
 import pytest
 
 from benchmarks._generate import generate
+from mmprep.build import BuildParams, build_dataset
 from mmprep.errors import PrepError
 from mmprep.sources import spill
+from mmprep.sources.base import SourceFiles
 from mmprep.sources.netflix import duckdb_session
 from tests.mmprep.oneline import one_line_error, run_cli
 
@@ -134,3 +136,14 @@ def test_bad_memory_limit_is_one_line(tmp_path, value, needle):
     )
     one_line_error(result, "--memory-limit", needle)
     assert not (tmp_path / "o").exists()
+
+
+def test_running_out_of_duckdb_memory_is_a_user_error_naming_the_limit(dumps, tmp_path):
+    """Below what the CLI accepts, DuckDB fails on the whole-file read: one PrepError, nothing left behind."""
+    files = SourceFiles({"interactions": [dumps["plain"]]})
+    out = tmp_path / "ds"
+    with pytest.raises(PrepError, match=r"DuckDB ran out of memory under --memory-limit 16MB"):
+        build_dataset(
+            "x", "amazon2014", files, BuildParams(item_text="none"), out, quiet=True, memory_limit=16 << 20
+        )
+    assert list(tmp_path.iterdir()) == []
