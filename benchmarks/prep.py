@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class RunResult:
     exit_code: int = 0
     error: str | None = None
     runs: list[dict[str, float]] = field(default_factory=list)
+    temp_disk_mib: float = 0.0
 
 
 def package_versions() -> dict[str, str]:
@@ -68,22 +70,49 @@ def package_versions() -> dict[str, str]:
     return {"pandas": pd.__version__, "pyarrow": pa.__version__, "duckdb": duckdb.__version__}
 
 
-def run_measured(cmd: list[str], log_path: Path) -> tuple[int, float, float]:
-    """Run ``cmd`` as a child; return ``(exit code, wall seconds, peak RSS MiB of that child)``.
+def _spill_bytes(folder: Path) -> int:
+    """Bytes in the ``mmprep build`` spill folders (``.mmprep-spill-*``) directly inside ``folder``."""
+    total = 0
+    for spill in folder.glob(".mmprep-spill-*"):
+        for dirpath, _, names in os.walk(spill):
+            for name in names:
+                try:
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+                except OSError:  # removed while walking
+                    pass
+    return total
+
+
+def run_measured(
+    cmd: list[str], log_path: Path, spill_parent: Path | None = None
+) -> tuple[int, float, float, float]:
+    """Run ``cmd`` as a child; return ``(exit code, wall seconds, peak RSS MiB, peak spill MiB)``.
 
     ``os.wait4`` reports the child's own ``ru_maxrss`` (KiB on Linux), so every run is measured on its own,
-    unlike ``RUSAGE_CHILDREN`` which is a maximum over all children ever waited for.
+    unlike ``RUSAGE_CHILDREN`` which is a maximum over all children ever waited for. With ``spill_parent``
+    a thread samples the size of the build's spill folder there every 0.2 s (the temp disk it used).
     """
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while spill_parent is not None and not done.wait(0.2):
+            peak[0] = max(peak[0], _spill_bytes(spill_parent))
+
+    watcher = threading.Thread(target=watch, daemon=True)
     with open(log_path, "wb") as log:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+    done.set()
+    watcher.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss / 1024
+    return proc.returncode, wall, usage.ru_maxrss / 1024, peak[0] / MIB
 
 
-def mmprep_command(dump: Path, out: Path) -> list[str]:
+def mmprep_command(dump: Path, out: Path, memory_limit: str | None = None) -> list[str]:
     """The ``mmprep build`` invocation benchmarked (the console script next to this interpreter)."""
     exe = Path(sys.executable).with_name("mmprep")
     head = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mmprep.cli"]
@@ -99,6 +128,7 @@ def mmprep_command(dump: Path, out: Path) -> list[str]:
         "--item-text",
         "none",
         "--quiet",
+        *(["--memory-limit", memory_limit] if memory_limit else []),
     ]
 
 
@@ -185,28 +215,31 @@ def pandas_pipeline(dump: Path, out: Path) -> dict[str, int]:
     }
 
 
-def run_once(impl: str, dump: DumpInfo, scratch: Path) -> RunResult:
-    """Time one implementation on one dump in a fresh subprocess and collect its counts."""
+def run_once(impl: str, dump: DumpInfo, scratch: Path, memory_limit: str | None = None) -> RunResult:
+    """Time one implementation on one dump in a fresh subprocess and collect its counts.
+
+    ``mmprep-limited`` is ``mmprep build --memory-limit memory_limit``; ``mmprep`` is the default build."""
     out = scratch / f"{impl}-out"
     shutil.rmtree(out, ignore_errors=True)
     counts_file = scratch / f"{impl}-counts.json"
     counts_file.unlink(missing_ok=True)
-    if impl == "mmprep":
-        cmd = mmprep_command(dump.path, out)
+    if impl.startswith("mmprep"):
+        cmd = mmprep_command(dump.path, out, memory_limit if impl == "mmprep-limited" else None)
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--pandas-worker", str(dump.path), str(out)]
         cmd += [str(counts_file)]
     log = scratch / f"{impl}.log"
-    code, wall, rss = run_measured(cmd, log)
+    code, wall, rss, spilled = run_measured(cmd, log, scratch if impl.startswith("mmprep") else None)
     result = RunResult(
         impl, dump.rows, round(wall, 2), round(dump.rows / wall), round(rss, 1), exit_code=code
     )
+    result.temp_disk_mib = round(spilled, 1)
     if code != 0:
         text = log.read_text(errors="replace") if log.is_file() else ""
         tail = text.strip().splitlines()[-1:] or ["(no output)"]
         result.error = f"exit {code}: {tail[0]}"
         return result
-    result.counts = mmprep_counts(out) if impl == "mmprep" else json.loads(counts_file.read_text())
+    result.counts = mmprep_counts(out) if impl.startswith("mmprep") else json.loads(counts_file.read_text())
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -226,12 +259,15 @@ def summarise(runs: list[RunResult]) -> RunResult:
         max(r.peak_rss_mib for r in runs),
         counts=first.counts,
         runs=[{"wall_s": r.wall_s, "peak_rss_mib": r.peak_rss_mib} for r in runs],
+        temp_disk_mib=max(r.temp_disk_mib for r in runs),
     )
 
 
 def compare_counts(a: RunResult, b: RunResult) -> list[str]:
     """Differences in after-k-core counts between two successful runs (empty when they agree)."""
-    keys = ("after_dedupe", "users", "items", "interactions")
+    keys = ["after_dedupe", "users", "items", "interactions"]
+    if a.impl.startswith("mmprep") and b.impl.startswith("mmprep"):  # two builds: the splits must agree too
+        keys += sorted(k for k in a.counts if k.startswith("split_"))
     return [
         f"{k}: {a.impl}={a.counts.get(k)} {b.impl}={b.counts.get(k)}"
         for k in keys
@@ -249,6 +285,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "peak RSS MiB",
         "RSS / dump",
         "speedup",
+        "temp MiB",
         "users",
         "items",
         "inter.",
@@ -265,12 +302,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f"{r['peak_rss_mib']:,.0f}",
                 f"{r['rss_over_uncompressed']:.2f}",
                 f"{r['speedup']:.1f}x" if r.get("speedup") else "",
+                f"{r['temp_disk_mib']:,.0f}",
                 f"{c.get('users', 0):,}",
                 f"{c.get('items', 0):,}",
                 f"{c.get('interactions', 0):,}",
             ]
         )
-    print("mmprep build vs pandas (Amazon-2014 synthetic dump, 5-core, random split)")
+    print("mmprep build (Amazon-2014 synthetic dump, 5-core, random split)")
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
     print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
     for row in cells:
@@ -284,11 +322,17 @@ def benchmark(
     seed: int,
     repeat: int = 1,
     json_path: Path | None = None,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
-    """Generate (or reuse) the dumps and run every implementation on each; return the JSON document."""
+    """Generate (or reuse) the dumps and run every implementation on each; return the JSON document.
+
+    With ``memory_limit`` the pair compared is ``mmprep build --memory-limit`` against the default build."""
     rows: list[dict[str, Any]] = []
     mismatches: list[str] = []
-    impls = ["mmprep"] if skip_pandas else ["mmprep", "pandas"]
+    if memory_limit:
+        impls = ["mmprep-limited"] if skip_pandas else ["mmprep-limited", "mmprep"]
+    else:
+        impls = ["mmprep"] if skip_pandas else ["mmprep", "pandas"]
     dumps: list[dict[str, Any]] = []
     doc = {
         "benchmark": "prep",
@@ -301,6 +345,7 @@ def benchmark(
             "split": "random 8:1:1",
             "seed": seed,
             "repeat": repeat,
+            "memory_limit": memory_limit,
         },
         "dumps": dumps,
         "results": rows,
@@ -324,14 +369,14 @@ def benchmark(
             for attempt in range(repeat):
                 for impl in impls:
                     print(f"  {impl} on {n:,} rows (run {attempt + 1}) ...", file=sys.stderr, flush=True)
-                    res = run_once(impl, dump, Path(tmp))
+                    res = run_once(impl, dump, Path(tmp), memory_limit)
                     runs[impl].append(res)
                     status = res.error or f"{res.wall_s:.1f} s, peak {res.peak_rss_mib:,.0f} MiB"
                     print(f"  {impl}: {status}", file=sys.stderr, flush=True)
         by_impl = {impl: summarise(rs) for impl, rs in runs.items()}
         ok = {k: v for k, v in by_impl.items() if v.error is None}
         if len(ok) == 2:
-            diff = compare_counts(ok["mmprep"], ok["pandas"])
+            diff = compare_counts(*ok.values())
             if diff:
                 msg = f"COUNT MISMATCH at {n:,} rows: " + "; ".join(diff)
                 mismatches.append(msg)
@@ -339,7 +384,7 @@ def benchmark(
         for impl, res in by_impl.items():
             row = asdict(res)
             row["rss_over_uncompressed"] = round(res.peak_rss_mib * MIB / dump.uncompressed_bytes, 3)
-            if impl == "mmprep" and "pandas" in ok and res.error is None:
+            if impl.startswith("mmprep") and "pandas" in ok and res.error is None:
                 row["speedup"] = round(ok["pandas"].wall_s / res.wall_s, 2)
             rows.append(row)
         if json_path is not None:
@@ -362,11 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", type=Path, default=Path("/tmp/modalrec-bench"), help="Cache of the generated dumps."
     )
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="Where to write the results.")
+    parser.add_argument("--json", type=Path, help=f"Where to write the results (default {DEFAULT_JSON}).")
     parser.add_argument("--skip-pandas", action="store_true", help="Run only mmprep.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthetic dumps.")
     parser.add_argument(
         "--repeat", type=int, default=1, help="Runs per implementation (interleaved); median wall, max RSS."
+    )
+    parser.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Benchmark mmprep build --memory-limit SIZE against the default build (instead of pandas); "
+        "records peak temp disk too. Default JSON: benchmarks/results/prep_memory_limit.json.",
     )
     parser.add_argument("--pandas-worker", nargs=3, metavar=("DUMP", "OUT", "COUNTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -375,7 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         counts.write_text(json.dumps(pandas_pipeline(dump, out)))
         return 0
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    doc = benchmark(args.sizes, args.work_dir, args.skip_pandas, args.seed, max(1, args.repeat), args.json)
+    args.json = args.json or (RESULTS / "prep_memory_limit.json" if args.memory_limit else DEFAULT_JSON)
+    doc = benchmark(
+        args.sizes,
+        args.work_dir,
+        args.skip_pandas,
+        args.seed,
+        max(1, args.repeat),
+        args.json,
+        args.memory_limit,
+    )
     print_table(doc["results"])
     for msg in doc["count_mismatches"]:
         print(msg)

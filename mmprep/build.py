@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,6 +19,7 @@ from mmprep.filter.encode import encode_first_appearance
 from mmprep.filter.kcore import dedupe_first, dense_remap, kcore
 from mmprep.progress import stage
 from mmprep.sources.base import SkipLog, SourceFiles, get_source
+from mmprep.sources.spill import spill_settings
 from mmprep.split.warm import warm_split
 
 ITEM_TEXT_CHOICES = ("meta", "reviews", "none")
@@ -57,25 +59,49 @@ def _to_numpy(column: pa.ChunkedArray, dtype, fill) -> np.ndarray:
     return column.fill_null(fill).to_numpy().astype(dtype, copy=False)
 
 
-def filter_interactions(
-    raw: pa.Table, params: BuildParams, skips: SkipLog, source_label: str = "interactions"
-) -> Filtered:
-    """Dedupe (first occurrence of each user-item pair wins), optional rating threshold, iterative k-core,
-    then dense re-indexing in the requested order. Vectorised; raw ids stay Arrow strings."""
-    counts: dict[str, Any] = {"raw_records": raw.num_rows}
+@dataclass
+class Encoded:
+    """The raw interactions as integer codes and numeric columns; the raw string columns can then be freed."""
+
+    u_codes: np.ndarray
+    i_codes: np.ndarray
+    u_vocab: pa.Array
+    i_vocab: pa.Array
+    rating: np.ndarray
+    timestamp: np.ndarray
+
+
+def encode_interactions(raw: pa.Table) -> Encoded:
+    """Encode the user and item ids (first-appearance codes, int32) and pull out rating and timestamp."""
     with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow hashing releases the GIL: users and items at once
         users_encoded = pool.submit(encode_first_appearance, raw.column("user_id"))
         i_codes, i_vocab = encode_first_appearance(raw.column("item_id"))
         u_codes, u_vocab = users_encoded.result()
     rating = _to_numpy(raw.column("rating"), np.float32, np.nan)
     timestamp = _to_numpy(raw.column("timestamp"), np.int64, -1)
+    return Encoded(u_codes, i_codes, u_vocab, i_vocab, rating, timestamp)
+
+
+def filter_interactions(
+    raw: pa.Table | Encoded, params: BuildParams, skips: SkipLog, source_label: str = "interactions"
+) -> Filtered:
+    """Dedupe (first occurrence of each user-item pair wins), optional rating threshold, iterative k-core,
+    then dense re-indexing in the requested order. Vectorised; raw ids stay Arrow strings.
+
+    Pass :func:`encode_interactions` output (and drop the raw table) to keep peak memory low."""
+    enc = raw if isinstance(raw, Encoded) else encode_interactions(raw)
+    u_codes, i_codes, u_vocab, i_vocab = enc.u_codes, enc.i_codes, enc.u_vocab, enc.i_vocab
+    rating, timestamp = enc.rating, enc.timestamp
+    n_raw = len(u_codes)
+    counts: dict[str, Any] = {"raw_records": n_raw}
 
     keep = dedupe_first(u_codes, i_codes, len(i_vocab))
-    n_dup = raw.num_rows - len(keep)
+    n_dup = n_raw - len(keep)
     if n_dup:
-        dup_mask = np.ones(raw.num_rows, dtype=bool)
+        dup_mask = np.ones(n_raw, dtype=bool)
         dup_mask[keep] = False
         r = int(np.flatnonzero(dup_mask)[0])
+        del dup_mask
         skips.add(
             "duplicates",
             source_label,
@@ -176,8 +202,34 @@ def build_dataset(
     overwrite: bool = False,
     quiet: bool = False,
     recipe: dict[str, Any] | None = None,
+    memory_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Run the whole pipeline and write ``out`` atomically. Returns the manifest."""
+    """Run the whole pipeline and write ``out`` atomically. Returns the manifest.
+
+    ``memory_limit`` (bytes) caps DuckDB, which then spills to a folder next to ``out`` that is removed
+    afterwards (:mod:`mmprep.sources.spill`); it changes neither the result nor the manifest.
+    """
+    if memory_limit is None:
+        return _build(name, source_format, files, params, out, overwrite, quiet, recipe)
+    with spill_settings(memory_limit, out):
+        try:
+            return _build(name, source_format, files, params, out, overwrite, quiet, recipe)
+        except duckdb.OutOfMemoryException:
+            raise PrepError(
+                f"DuckDB ran out of memory under --memory-limit {memory_limit >> 20}MB; give it more"
+            ) from None
+
+
+def _build(
+    name: str,
+    source_format: str,
+    files: SourceFiles,
+    params: BuildParams,
+    out: Path,
+    overwrite: bool,
+    quiet: bool,
+    recipe: dict[str, Any] | None,
+) -> dict[str, Any]:
     from mmprep.split.warm import METHODS
 
     if params.item_text not in ITEM_TEXT_CHOICES:
@@ -195,8 +247,10 @@ def build_dataset(
             raise nothing_read_error(files.get("interactions"), skips, source_format)
         with stage(f"dedupe + k-core ({raw.num_rows:,} records)", quiet):
             label = ", ".join(p.name for p in files.get("interactions"))
-            filtered = filter_interactions(raw, params, skips, label)
-        del raw
+            encoded = encode_interactions(raw)
+            del raw
+            filtered = filter_interactions(encoded, params, skips, label)
+            del encoded
         with stage("item fields", quiet):
             fields = None
             if params.item_text == "meta":

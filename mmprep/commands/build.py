@@ -13,6 +13,7 @@ from mmprep.progress import console
 from mmprep.recipes import load_recipe
 from mmprep.reuse import up_to_date
 from mmprep.sources.base import SourceFiles
+from mmprep.sources.spill import DEFAULT_RAM_SHARE, parse_memory_limit
 from mmprep.split.warm import METHODS
 
 
@@ -124,9 +125,20 @@ def _import_recipe(recipe, raw_dir: Path, out: Path, name: str, overwrite: bool)
 @click.option(
     "--strict", is_flag=True, help="Fail on the first bad line or duplicate instead of skipping and counting."
 )
+@click.option(
+    "--memory-limit",
+    default=f"{int(DEFAULT_RAM_SHARE * 100)}%",
+    show_default=True,
+    metavar="SIZE",
+    callback=lambda ctx, param, value: parse_memory_limit(value),
+    help="Memory DuckDB may use (e.g. 4GB, 512MB, or a share of RAM such as 50%); beyond it DuckDB spills "
+    "to a temporary folder next to --out, removed afterwards. Does not change the dataset.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, quiet, **overrides) -> None:
+def build_cmd(
+    dataset, raw_dir, source_format, inputs, name, out, overwrite, quiet, memory_limit, **overrides
+) -> None:
     """Build a dataset: parse raw dumps, dedupe, k-core, re-index, split, write Parquet + manifest.
 
     \b
@@ -193,6 +205,7 @@ def build_cmd(dataset, raw_dir, source_format, inputs, name, out, overwrite, qui
         overwrite=overwrite,
         quiet=quiet,
         recipe={"name": recipe.name, "path": str(recipe.path)} if recipe else None,
+        memory_limit=memory_limit,
     )
     c = manifest["counts"]
     s = manifest["splits"]["warm"]["counts"]

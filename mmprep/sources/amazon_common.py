@@ -9,6 +9,7 @@ reported) with its exact line number; the good records are then read again with 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmprep.errors import PrepError
-from mmprep.sources import fastjson, scan
+from mmprep.sources import fastjson, scan, spill
 from mmprep.sources.base import INTERACTION_COLUMNS, ITEM_FIELD_TYPES, REVIEW_TEXT_COLUMNS, SkipLog
 from mmprep.sources.fastjson import InflateError, inflated_blocks
 from mmprep.sources.netflix import duckdb_session, is_gzip, load_lines, report_problems, sql_quote
@@ -80,13 +81,24 @@ def _lit(text: str) -> str:
     return "'" + sql_quote(text) + "'"
 
 
+def max_object_bytes() -> int:
+    """The longest JSON record read: :data:`_MAX_OBJECT_BYTES`, less under a small ``--memory-limit``
+    (DuckDB allocates read buffers of twice this per thread, all of which must fit in the limit)."""
+    settings = spill.current()
+    return (
+        _MAX_OBJECT_BYTES
+        if settings is None
+        else min(_MAX_OBJECT_BYTES, settings.limit_bytes // (8 * (os.cpu_count() or 1)))
+    )
+
+
 def _json_source(path: Path, columns: dict[str, str], ignore_errors: bool, gzip: bool | None = None) -> str:
     cols = "{" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in columns.items()) + "}"
     gzip = is_gzip(path) if gzip is None else gzip
     return (
         f"read_json({_lit(str(path))}, format='newline_delimited', columns={cols}, "
         f"ignore_errors={'true' if ignore_errors else 'false'}, "
-        f"compression='{'gzip' if gzip else 'none'}', maximum_object_size={_MAX_OBJECT_BYTES})"
+        f"compression='{'gzip' if gzip else 'none'}', maximum_object_size={max_object_bytes()})"
     )
 
 
@@ -156,6 +168,8 @@ def _read_json_blocks(
                 tables.append(table)
     except InflateError as e:
         raise scan.corrupt_stream_error(path, e) from None
+    except duckdb.OutOfMemoryException:
+        raise  # the exact path would need more memory still: the build reports the limit
     except (duckdb.Error, OSError):
         return None
     finally:

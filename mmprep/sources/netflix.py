@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmprep.errors import PrepError
-from mmprep.sources import scan
+from mmprep.sources import scan, spill
 from mmprep.sources.base import INTERACTION_COLUMNS, SkipLog, Source, register
 
 # Bytes read (after decompression) per block of lines; a longer line just spans several reads.
@@ -40,9 +40,17 @@ _DETAILED_PROBLEMS = 1000
 
 @contextmanager
 def duckdb_session() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection that keeps file order and spills to a private temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="mmprep-duckdb-") as tmp, duckdb.connect() as con:
+    """An in-memory DuckDB connection that keeps file order and spills to a private temporary directory.
+
+    Inside :func:`mmprep.sources.spill.spill_settings` (``mmprep build --memory-limit``) it uses at most that
+    much memory and spills into the build's folder next to the output; otherwise DuckDB's defaults apply.
+    """
+    settings = spill.current()
+    where = str(settings.temp_dir) if settings else None
+    with tempfile.TemporaryDirectory(prefix="mmprep-duckdb-", dir=where) as tmp, duckdb.connect() as con:
         con.execute(f"SET temp_directory = '{sql_quote(tmp)}'")
+        if settings:
+            con.execute(f"SET memory_limit = '{settings.limit_bytes}B'")
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
         yield con

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from mmprep.filter.encode import encode_first_appearance
 from mmprep.filter.kcore import dedupe_first, dense_remap, duplicate_rows, kcore
 
 
@@ -62,3 +65,15 @@ def test_dense_remap_first_appearance_and_sorted():
     new, old = dense_remap(codes, "sorted", labels)
     assert old.tolist() == [9, 7, 3]  # "a" < "b" < "c"
     assert new.tolist() == [1, 2, 1, 0, 2]
+
+
+def test_encoding_a_chunked_column_matches_the_contiguous_one():
+    """Many chunks (one per parsed block) give the same codes and vocabulary as one array, in int32."""
+    rng = np.random.default_rng(3)
+    values = pa.array([f"u{v}" for v in rng.zipf(1.3, 50_000) % 7_000])
+    chunked = pa.chunked_array([values.slice(i, 700) for i in range(0, len(values), 700)])
+    codes, vocab = encode_first_appearance(chunked)
+    full = pc.dictionary_encode(values)
+    assert codes.dtype == np.int32
+    assert np.array_equal(codes, full.indices.to_numpy()) and vocab.equals(full.dictionary)
+    assert vocab.take(pa.array(codes)).equals(values)
