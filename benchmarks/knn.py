@@ -122,6 +122,7 @@ def run_scale(args: argparse.Namespace) -> dict:
             params=params,
             progress=progress.update,
             info=info,
+            gpus=args.gpus,
         )
     build_s = time.perf_counter() - start
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-dim", type=int, default=512, help="dimension of the --scale build")
     p.add_argument("--nlist", type=int, default=2048, help="IVF lists of the --scale build")
     p.add_argument("--nprobe", type=int, default=4, help="IVF lists probed per query in the --scale build")
+    p.add_argument("--gpus", default=None, help="with --scale and --device cuda: all or N GPUs (faiss-gpu)")
     p.add_argument("--niter", type=int, default=10, help="k-means iterations of the --scale build")
     args = p.parse_args(argv)
 
