@@ -8,6 +8,7 @@ for approximate indexes, recall@k against exact search on a sample of items. A c
 
     python benchmarks/knn.py                                   # 10k items, d=512 and 4096, exact/ivf/hnsw
     python benchmarks/knn.py --sizes 10000,100000,1000000 --dims 512,4096 --device cuda --timeout 900
+    nice python benchmarks/knn.py --scale 1m    # 1M x 512 IVF build, progress bar, recall@10 -> results/knn-1m.json
 """
 
 from __future__ import annotations
@@ -88,6 +89,70 @@ def run_one(n: int, d: int, index: str, k: int, device: str, recall_sample: int,
     return row
 
 
+def parse_count(text: str) -> int:
+    """``1m`` -> 1,000,000, ``20k`` -> 20,000, ``5000`` -> 5,000."""
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def run_scale(args: argparse.Namespace) -> dict:
+    """One large IVF build: features generated and L2-normalised in chunks (no second copy), the graph searched
+    in query blocks with a progress bar (ETA), then recall@k against exact search on a sample of items."""
+    from mmformat.progress import bar
+    from mmprep.graph.knn import SearchInfo, knn_graph, l2_normalize, sample_recall
+
+    n, d = parse_count(args.scale), args.scale_dim
+    t0 = time.perf_counter()
+    x = synthetic(n, d, args.seed)
+    for s in range(0, n, 65536):
+        x[s : s + 65536] = l2_normalize(x[s : s + 65536])
+    gen_s = time.perf_counter() - t0
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    params = {"nlist": args.nlist, "nprobe": args.nprobe, "niter": args.niter, "seed": args.seed}
+    info = SearchInfo(backend="", index="ivf")
+    start = time.perf_counter()
+    with bar(total=n, unit="item", desc=f"ivf {n:,} x {d}") as progress:
+        idx, _ = knn_graph(
+            x,
+            args.k,
+            index="ivf",
+            normalize=False,
+            device=args.device,
+            params=params,
+            progress=progress.update,
+            info=info,
+            gpus=args.gpus,
+        )
+    build_s = time.perf_counter() - start
+    rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t1 = time.perf_counter()
+    recall, size = sample_recall(x, idx, sample=args.recall_sample, seed=args.seed, normalize=False)
+    recall_s = time.perf_counter() - t1
+    return {
+        "n": n,
+        "d": d,
+        "index": "ivf",
+        "k": args.k,
+        "device": args.device,
+        "backend": info.backend,
+        "index_params": info.params,
+        "widened_rows": info.widened_rows,
+        "generate_s": round(gen_s, 1),
+        "build_s": round(build_s, 1),
+        "items_per_s": round(n / build_s, 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "features_mib": round(x.nbytes / 2**20, 1),
+        "rss_after_data_mib": round(rss_data, 1),
+        "peak_rss_build_mib": round(rss_build, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "nxn_mib": round(n * n * 4 / 2**20, 1),
+        "recall_at_k": round(recall, 4),
+        "recall_sample": size,
+        "recall_s": round(recall_s, 1),
+    }
+
+
 def machine() -> dict:
     """What the numbers were measured on, with an sgemm calibration and the faiss and torch builds."""
     info: dict = {"numpy_sgemm_gflops": sgemm_gflops()}
@@ -122,7 +187,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-gb", type=float, default=8.0, help="skip feature matrices larger than this")
     p.add_argument("--out", type=Path, default=RESULTS / "knn.json")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--scale", default=None, help="one large IVF build instead of the grid, e.g. 1m (or 20k)")
+    p.add_argument("--scale-dim", type=int, default=512, help="dimension of the --scale build")
+    p.add_argument("--nlist", type=int, default=2048, help="IVF lists of the --scale build")
+    p.add_argument("--nprobe", type=int, default=4, help="IVF lists probed per query in the --scale build")
+    p.add_argument("--gpus", default=None, help="with --scale and --device cuda: all or N GPUs (faiss-gpu)")
+    p.add_argument("--niter", type=int, default=10, help="k-means iterations of the --scale build")
     args = p.parse_args(argv)
+
+    if args.scale:
+        out = args.out if args.out != RESULTS / "knn.json" else RESULTS / f"knn-{args.scale.lower()}.json"
+        row = run_scale(args)
+        print(json.dumps(row, indent=2))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"machine": machine(), "args": vars(args) | {"out": str(out)}, "result": row}
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(out)
+        print(f"wrote {out}")
+        return 0
 
     if args.one:
         n, d, index = args.one.split(",")

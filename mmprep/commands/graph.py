@@ -8,7 +8,7 @@ import click
 
 from mmprep.errors import PrepError
 from mmprep.graph.build import GraphOptions, add_graphs
-from mmprep.graph.knn import INDEX_TYPES
+from mmprep.graph.knn import GPU_LAYOUTS, INDEX_TYPES
 from mmprep.progress import console
 
 
@@ -56,6 +56,19 @@ def _weights(text: str | None) -> list[float] | None:
     help="auto searches on a GPU when present: a FAISS GPU index with faiss-gpu, else torch (exact only).",
 )
 @click.option(
+    "--gpus",
+    default=None,
+    metavar="all|N",
+    help="Spread the FAISS index over all (or N) GPUs (needs faiss-gpu); same graph as one GPU.",
+)
+@click.option(
+    "--gpu-layout",
+    type=click.Choice(GPU_LAYOUTS),
+    default="auto",
+    show_default=True,
+    help="With --gpus: replicate the index on every GPU, or shard it; auto shards when it fills half a GPU.",
+)
+@click.option(
     "--block-size", default=4096, show_default=True, help="Query rows searched at once (bounds memory)."
 )
 @click.option("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(N)).")
@@ -79,6 +92,8 @@ def graph_cmd(
     fuse: str | None,
     fused_only: bool,
     device: str,
+    gpus: str | None,
+    gpu_layout: str,
     block_size: int,
     nlist: int | None,
     nprobe: int | None,
@@ -98,6 +113,7 @@ def graph_cmd(
       mmprep graph out/baby --modality image
       mmprep graph out/baby --modality image --modality text --fuse 0.1,0.9
       mmprep graph out/big --modality image --index hnsw --k 20
+      mmprep graph out/big --modality image --index ivf --device cuda --gpus all
     """
     if not dataset_dir.is_dir():
         raise PrepError("dataset directory not found", dataset_dir)
@@ -107,6 +123,8 @@ def graph_cmd(
         k=k,
         index=index,
         device=device,
+        gpus=gpus,
+        gpu_layout=gpu_layout,
         block_size=block_size,
         recall_sample=recall_sample,
         seed=seed,

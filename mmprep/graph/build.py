@@ -18,7 +18,7 @@ from mmformat.update import dataset_update
 from mmprep.dataset.reader import Dataset, load_dataset
 from mmprep.errors import PrepError
 from mmprep.graph.fuse import fuse_features, normalize_weights
-from mmprep.graph.knn import SearchInfo, knn_graph, sample_recall
+from mmprep.graph.knn import SearchInfo, check_gpu_request, knn_graph, sample_recall
 from mmprep.graph.table import graph_table
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class GraphOptions:
     nprobe: int | None = None
     hnsw_m: int | None = None
     ef_search: int | None = None
+    gpus: str | None = None
+    gpu_layout: str = "auto"
 
 
 def _build_one(matrix: np.ndarray, opts: GraphOptions, label: str, normalize: bool) -> tuple[Any, ...]:
@@ -49,6 +51,7 @@ def _build_one(matrix: np.ndarray, opts: GraphOptions, label: str, normalize: bo
         "hnsw_m": opts.hnsw_m,
         "ef_search": opts.ef_search,
         "seed": opts.seed,
+        "gpu_layout": opts.gpu_layout,
     }
     start = time.perf_counter()
     with progress_bar(total=matrix.shape[0], unit="item", desc=f"knn {label}", leave=False) as bar:
@@ -63,6 +66,7 @@ def _build_one(matrix: np.ndarray, opts: GraphOptions, label: str, normalize: bo
             params=params,
             progress=bar.update,
             info=info,
+            gpus=opts.gpus,
         )
     elapsed = time.perf_counter() - start
     entry: dict[str, Any] = {
@@ -115,6 +119,7 @@ def add_graphs(
     Returns the manifest entries written, keyed by graph file path.
     """
     root = Path(root)
+    check_gpu_request(opts.device, opts.index, opts.gpus, opts.gpu_layout)
     ds = load_dataset(root)
     if not modalities:
         raise PrepError("give at least one --modality", root)

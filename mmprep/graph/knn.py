@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 INDEX_TYPES = ("exact", "ivf", "hnsw")
 _GPU_MAX_K = 2048  # FAISS GPU indexes return at most this many neighbours per query
 _RESCORE_BUDGET = 1 << 24  # float64 elements gathered at once when re-scoring (128 MiB)
+_ADD_BLOCK = 65536  # vectors added to an index at once
 
 
 @dataclass
@@ -131,6 +132,7 @@ class _Searcher:
         self.max_width = max_width
         self.rescore = rescore
         self._fallback = fallback
+        self.resources: Any = None
 
     def __call__(self, q: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         if width > self.max_width and self._fallback is not None:
@@ -212,14 +214,103 @@ def gpu_available() -> bool:
     return bool(faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
 
 
-def _wants_gpu(device: str, index: str) -> bool:
-    """Whether to search on the GPU: ``cuda`` always, ``auto`` when a GPU backend exists for this index."""
+GPU_LAYOUTS = ("auto", "replicate", "shard")
+_REPLICA_FRACTION = 0.5  # ``auto`` replicates an index that takes at most this share of one GPU's memory
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """How a FAISS index is put on GPUs: ``single`` (one GPU), ``replicate`` (a full copy per GPU, queries
+    split between them) or ``shard`` (the vectors split between GPUs, results merged)."""
+
+    gpus: int
+    layout: str
+
+
+def plan_gpus(
+    faiss: Any,
+    gpus: str | int,
+    index_bytes: int,
+    layout: str = "auto",
+    gpu_memory: int | None = None,
+) -> GpuPlan:
+    """Decide how many GPUs and which layout ``--gpus`` asks for; ``faiss`` is the module (a stand-in in tests).
+
+    ``gpus`` is ``all`` or a count. ``auto`` replicates when the index fits in half of one GPU's memory
+    (``gpu_memory`` bytes; unknown counts as fitting) and shards it otherwise. Every layout returns the same graph:
+    sharded results are merged exactly and every candidate is re-scored and ordered afterwards.
+    """
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        raise PrepError(
+            f"--gpus {gpus} needs a FAISS GPU build (pip install 'modalrec[gpu]'); this FAISS is CPU-only"
+        )
+    have = int(faiss.get_num_gpus())
+    if have < 1:
+        raise PrepError(f"--gpus {gpus}: FAISS sees no GPU")
+    if str(gpus).lower() == "all":
+        want = have
+    else:
+        try:
+            want = int(gpus)
+        except ValueError:
+            raise PrepError(f"--gpus wants 'all' or a number of GPUs, got {gpus!r}") from None
+        if not 1 <= want <= have:
+            raise PrepError(f"--gpus {want}: FAISS sees {have} GPU(s)")
+    if layout not in GPU_LAYOUTS:
+        raise PrepError(f"unknown GPU layout {layout!r} (choose from {', '.join(GPU_LAYOUTS)})")
+    if want == 1:
+        return GpuPlan(1, "single")
+    if layout == "auto":
+        fits = gpu_memory is None or index_bytes <= _REPLICA_FRACTION * gpu_memory
+        layout = "replicate" if fits else "shard"
+    return GpuPlan(want, layout)
+
+
+def index_to_gpus(faiss: Any, cpu_index: Any, plan: GpuPlan) -> tuple[Any, Any]:
+    """Copy ``cpu_index`` to the GPUs of ``plan`` (``index_cpu_to_gpu`` or ``index_cpu_to_all_gpus``).
+
+    Returns ``(gpu_index, resources)``; keep the resources alive as long as the index.
+    """
+    if plan.layout == "single":
+        res = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(res, 0, cpu_index), res
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard = plan.layout == "shard"
+    return faiss.index_cpu_to_all_gpus(cpu_index, co=options, ngpu=plan.gpus), None
+
+
+def check_gpu_request(device: str, index: str, gpus: str | int | None, layout: str = "auto") -> None:
+    """Refuse an impossible ``--device``/``--gpus`` combination before any work starts (one-line error)."""
+    if gpus is None:
+        return
+    _wants_gpu(device, index, gpus)
+    if index == "hnsw":
+        raise PrepError("--index hnsw has no FAISS GPU version; use --device cpu or --index ivf")
+    plan_gpus(_faiss(), gpus, 0, layout)
+
+
+def _gpu_memory() -> int | None:
+    """Total memory of GPU 0 in bytes, when torch can tell."""
+    if not torch_cuda_available():
+        return None
+    import torch
+
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
+def _wants_gpu(device: str, index: str, gpus: str | int | None = None) -> bool:
+    """Whether to search on the GPU: ``cuda`` always, ``auto`` when a GPU backend exists for this index
+    or ``--gpus`` asks for one."""
     if device == "cpu":
+        if gpus is not None:
+            raise PrepError(f"--gpus {gpus} needs --device cuda or auto, not cpu")
         return False
     if device == "cuda":
         return True
     if device != "auto":
         raise PrepError(f"unknown device {device!r} (choose cpu, cuda or auto)")
+    if gpus is not None:
+        return True
     if index == "hnsw":
         return False
     return gpu_available() or (index == "exact" and torch_cuda_available())
@@ -232,16 +323,25 @@ def _gpu_tensor(xb: np.ndarray):
 
 
 def _build_index(
-    xb: np.ndarray, index: str, device: str, params: dict[str, Any], info: SearchInfo
+    xb: np.ndarray,
+    index: str,
+    device: str,
+    params: dict[str, Any],
+    info: SearchInfo,
+    gpus: str | int | None = None,
 ) -> _Searcher:
-    """Build the candidate search: FAISS on CPU or GPU, torch on a CUDA GPU, or NumPy without FAISS."""
+    """Build the candidate search: FAISS on CPU or GPU(s), torch on a CUDA GPU, or NumPy without FAISS."""
     faiss = _faiss()
     n, d = xb.shape
     if index not in INDEX_TYPES:
         raise PrepError(f"unknown index type {index!r} (choose from {', '.join(INDEX_TYPES)})")
-    use_gpu = _wants_gpu(device, index)
+    use_gpu = _wants_gpu(device, index, gpus)
     if use_gpu and index == "hnsw":
         raise PrepError("--index hnsw has no FAISS GPU version; use --device cpu or --index ivf")
+    plan = None
+    if gpus is not None:
+        layout = str(params.get("gpu_layout") or "auto")
+        plan = plan_gpus(faiss, gpus, xb.nbytes, layout, _gpu_memory())
     if use_gpu and not gpu_available():
         if index != "exact":
             raise PrepError(f"--index {index} on the GPU needs faiss-gpu (pip install faiss-gpu-cu12)")
@@ -263,18 +363,26 @@ def _build_index(
         nprobe = params.get("nprobe") or max(1, min(nlist, max(16, nlist // 8)))
         cpu = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, metric)
         cpu.cp.seed = int(params.get("seed", 0))
+        if params.get("niter"):
+            cpu.cp.niter = int(params["niter"])
         rng = np.random.default_rng(params.get("seed", 0))
         n_train = min(n, nlist * int(params.get("train_per_list", 40)))
         sample = np.sort(rng.choice(n, n_train, replace=False))
+        log.info(
+            "ivf: training %d lists on %d vectors (k-means, %d iterations)", nlist, n_train, cpu.cp.niter
+        )
         cpu.train(xb[sample])
         cpu.nprobe = nprobe
-        info.params.update(nlist=nlist, nprobe=nprobe, train_size=int(n_train))
+        info.params.update(nlist=nlist, nprobe=nprobe, train_size=int(n_train), niter=int(cpu.cp.niter))
     else:
         m = int(params.get("hnsw_m") or 32)
         cpu = faiss.IndexHNSWFlat(d, m, metric)
         cpu.hnsw.efConstruction = int(params.get("ef_construction") or 200)
         info.params.update(hnsw_m=m, ef_construction=cpu.hnsw.efConstruction)
-    cpu.add(xb)
+    log.info("%s: adding %d vectors", index, n)
+    step = n if index == "hnsw" else _ADD_BLOCK  # flat/IVF in blocks: FAISS's assignment buffers stay bounded
+    for s in range(0, n, step):
+        cpu.add(xb[s : s + step])
     ef = int(params.get("ef_search") or 128)
     if index == "hnsw":
         info.params["ef_search"] = ef
@@ -285,11 +393,14 @@ def _build_index(
         return cpu.search(q, width)
 
     if use_gpu:
-        res = faiss.StandardGpuResources()
-        gpu = faiss.index_cpu_to_gpu(res, 0, cpu)
+        gpu, res = index_to_gpus(faiss, cpu, plan or GpuPlan(1, "single"))
         info.backend = "faiss-gpu"
+        if plan is not None:
+            info.params.update(gpus=plan.gpus, gpu_layout=plan.layout)
         rescore = _torch_rescorer(_gpu_tensor(xb)) if torch_cuda_available() else _numpy_rescorer(xb)
-        return _Searcher(lambda q, w: gpu.search(q, w), _GPU_MAX_K, rescore, cpu_search)
+        searcher = _Searcher(gpu.search, _GPU_MAX_K, rescore, cpu_search)
+        searcher.resources = res  # the GPU memory the index lives in must outlive it
+        return searcher
     info.backend = "faiss-cpu"
     return _Searcher(cpu_search, n, _numpy_rescorer(xb))
 
@@ -349,14 +460,18 @@ def knn_graph(
     params: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     info: SearchInfo | None = None,
+    gpus: str | int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours of every row by cosine similarity: ``(indices int32 [N,k], scores float32 [N,k])``.
 
     ``normalize=False`` takes the rows as they are (inner product), e.g. for fused features that are already
     weighted. Self is excluded unless ``exclude_self=False``. Equal scores order by lower neighbour index.
     ``index`` is ``exact`` (default), ``ivf`` or ``hnsw`` (``params``: nlist, nprobe, hnsw_m, ef_search,
-    ef_construction, seed). ``device`` ``auto`` searches on the GPU when there is one (a FAISS GPU index with
-    faiss-gpu, else torch for exact search; HNSW stays on the CPU), ``cuda`` insists, ``cpu`` never does.
+    ef_construction, seed, niter, train_per_list, gpu_layout). ``device`` ``auto`` searches on the GPU when there
+    is one (a FAISS GPU index with faiss-gpu, else torch for exact search; HNSW stays on the CPU), ``cuda``
+    insists, ``cpu`` never does. ``gpus`` (``all`` or a count) spreads the FAISS index over several GPUs,
+    replicated or sharded (:func:`plan_gpus`); the graph is the same as on one GPU. Queries are searched in
+    blocks of ``block_size`` rows, so memory stays O(N d + block_size * N) at most, never N x N.
     """
     x = np.asarray(features)
     if x.ndim != 2:
@@ -370,7 +485,7 @@ def knn_graph(
     xb = l2_normalize(x) if normalize else np.ascontiguousarray(x, dtype=np.float32)
     info = info if info is not None else SearchInfo(backend="", index=index)
     info.index = index
-    searcher = _build_index(xb, index, device, dict(params or {}), info)
+    searcher = _build_index(xb, index, device, dict(params or {}), info, gpus)
     tol = _tolerance(xb)
     out_idx = np.empty((n, k), dtype=np.int32)
     out_score = np.empty((n, k), dtype=np.float32)
