@@ -193,4 +193,6 @@ def test_benchmark_scale_mode_shows_progress_and_writes_recall(tmp_path):
     result = json.loads(out.read_text())["result"]
     assert result["n"] == 20_000 and result["d"] == 32 and result["recall_sample"] == 300
     assert result["index_params"]["nlist"] == 64 and 0.9 <= result["recall_at_k"] <= 1.0
-    assert result["peak_rss_mib"] < result["nxn_mib"]
+    # recorded, not compared: Linux carries a parent's peak RSS into a forked child (ru_maxrss survives exec), so
+    # the child's figure depends on the test process; bounded memory is checked with tracemalloc above
+    assert result["peak_rss_mib"] > 0 and result["nxn_mib"] > 1000
