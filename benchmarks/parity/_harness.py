@@ -1,0 +1,176 @@
+"""What every parity script shares: running our side over seeds, reading curves, the verdict and the result file.
+
+A parity script (``benchmarks/parity/<original>.py``) runs one original repository (its path is an argument; the
+code never enters this project) and our implementation on the same TikTok split with the same hyperparameters,
+batches and epochs, and writes ``benchmarks/results/parity/<model>.json`` through :func:`write_result`.
+``benchmarks/parity/table.py`` turns those files into ``docs/parity.md``.
+
+Result file (one per model, every key present; ``null`` where a value does not exist)::
+
+    {"model": "mmssl",                     # our registered model name (a variant: "micro-anchors")
+     "original": {"repo": "HKUDS/MMSSL", "commit": "<40 hex>", "entry": "MMSSL/main.py"},
+     "shims": ["what was changed to run it, one line each"],
+     "protocol": {"dataset": "tiktok", "epochs": 20, "hyperparameters": {...}, "batches": "..."},
+     "ours": {"seeds": [1, 2, 3], "val_recall@20": [[...per epoch...], ...], "loss": [[...], ...],
+              "s_per_epoch": 12.3, "command": "mmtrain run ..."},
+     "theirs": {"val_recall@20": [...], "loss": [...], "s_per_epoch": 40.1, "evaluator": "theirs",
+                "command": "python main.py ...", "error": null},
+     "theirs_under_ours": {"val_recall@20": [...]} or null,   # their embeddings ranked by our evaluator
+     "verdict": "parity" | "differs: <cause>" | "not run: <why>",
+     "details": "what was compared, what was found, bugs fixed (markdown, a few sentences)",
+     "machine": {...}}                       # _common.machine_info()
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import REPO, RESULTS, machine_info
+
+PARITY_RESULTS = RESULTS / "parity"
+METRIC = "val_recall@20"
+REL_TOL = 0.05
+
+
+@dataclass
+class Curve:
+    """Per-epoch training loss and validation Recall@20 of one run (epochs without validation hold None)."""
+
+    loss: list[float | None] = field(default_factory=list)
+    recall: list[float | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def s_per_epoch(self) -> float | None:
+        return sum(self.seconds) / len(self.seconds) if self.seconds else None
+
+
+def read_metrics_csv(path: Path) -> Curve:
+    """The curve of one of our runs from its ``metrics.csv`` (one row per finished epoch)."""
+    curve = Curve()
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            curve.loss.append(float(row["loss"]) if row.get("loss") else None)
+            curve.recall.append(float(row[METRIC]) if row.get(METRIC) else None)
+            curve.seconds.append(float(row.get("train_seconds") or 0.0))
+    return curve
+
+
+def run_ours(
+    model: str,
+    dataset: Path,
+    seeds: list[int],
+    epochs: int,
+    overrides: dict[str, Any],
+    out: Path,
+    extra_args: list[str] | None = None,
+) -> tuple[list[Curve], str]:
+    """Train our ``model`` once per seed for exactly ``epochs`` epochs (validation every epoch, no early stop).
+
+    Returns the curves and the command line (seed shown as ``SEED``) for the result file. A finished run
+    directory is reused, so an interrupted parity script restarts where it stopped.
+    """
+    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
+    sets.update(overrides)
+    base = ["mmtrain", "-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
+    base += ["--legacy-ndcg", "lattice", *(extra_args or [])]
+    for key, value in sets.items():
+        base += ["--set", f"{key}={value}"]
+    curves = []
+    for seed in seeds:
+        name = f"{model}-s{seed}"
+        run_dir = out / name
+        if not (run_dir / "final.json").exists():
+            subprocess.run([*base, "--seed", str(seed), "--out", str(out), "--name", name], check=True)
+        curves.append(read_metrics_csv(run_dir / "metrics.csv"))
+    command = shlex.join([*base, "--seed", "SEED"])
+    return curves, command
+
+
+def verdict(
+    ours: list[list[float | None]], theirs: list[float | None], rel_tol: float = REL_TOL
+) -> tuple[str, str]:
+    """``("parity", why)`` when at every epoch both sides evaluated, theirs lies inside our seed band
+    [min, max] or within ``rel_tol`` relative of our seed mean; else ``("differs", first epoch that does not)``."""
+    epochs = [
+        e
+        for e in range(min(len(theirs), *(len(c) for c in ours)))
+        if theirs[e] is not None and all(c[e] is not None for c in ours)
+    ]
+    if not epochs:
+        return "differs", "no epoch evaluated on both sides"
+    for e in epochs:
+        values = [c[e] for c in ours]
+        low, high, mean = min(values), max(values), sum(values) / len(values)
+        if not (low <= theirs[e] <= high or abs(theirs[e] - mean) <= rel_tol * abs(mean)):
+            return "differs", (
+                f"epoch {e + 1}: theirs {theirs[e]:.4f}, ours {mean:.4f} (band {low:.4f}-{high:.4f})"
+            )
+    return "parity", f"{len(epochs)} epochs inside the seed band or within {rel_tol:.0%}"
+
+
+def git_commit(repo: Path) -> str | None:
+    """The checked-out commit of the original repository (None when it is not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def run_theirs(
+    command: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> tuple[int, float]:
+    """Run the original code (CPU only, one thread), its stdout+stderr into ``log``; returns (exit code, seconds)."""
+    full_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    full_env.update(env or {})
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as f:
+        code = subprocess.run(command, cwd=cwd, env=full_env, stdout=f, stderr=subprocess.STDOUT).returncode
+    return code, time.perf_counter() - start
+
+
+def write_result(result: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/parity/<model>.json`` atomically, with the machine description added."""
+    missing = {
+        "model",
+        "original",
+        "shims",
+        "protocol",
+        "ours",
+        "theirs",
+        "verdict",
+        "details",
+    } - result.keys()
+    if missing:
+        raise ValueError(f"parity result lacks {sorted(missing)}")
+    result = {**result, "machine": machine_info()}
+    PARITY_RESULTS.mkdir(parents=True, exist_ok=True)
+    path = PARITY_RESULTS / f"{result['model']}.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+__all__ = [
+    "REPO",
+    "Curve",
+    "read_metrics_csv",
+    "run_ours",
+    "run_theirs",
+    "verdict",
+    "git_commit",
+    "write_result",
+]
