@@ -1,0 +1,110 @@
+"""Turn a finished TikTok suite into ``benchmarks/results/tiktok-table.json`` (schema in BENCHMARKS.md).
+
+    mmtrain suite recipes/suites/tiktok.yaml --out suites/tiktok
+    python benchmarks/tiktok_table.py suites/tiktok [--out benchmarks/results/tiktok-table.json]
+
+Per model: test Recall@20 and NDCG@20 of the val-selected grid point over its seeds, the published number from
+the suite spec, the selected hyperparameters, s/epoch, each seed's best epoch and stop reason, and the parity
+verdict from ``benchmarks/results/parity/<model>.json`` ("not run: no parity result" when there is none).
+``converged`` is true only when every seed was stopped by early stopping (patience): a seed cut by the time budget
+or by the epoch cap may still have been improving, so a cost-bounded suite cannot pass for a converged table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine_info
+
+PARITY = RESULTS / "parity"
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.mean(values), "std": std, "seeds": values}
+
+
+def parity_verdict(model: str, folder: Path | None = None) -> str:
+    """The parity verdict recorded for ``model`` (in ``folder``, default the parity results), or why there is none."""
+    path = (folder or PARITY) / f"{model}.json"
+    if not path.exists():
+        return "not run: no parity result"
+    return json.loads(path.read_text())["verdict"]
+
+
+def model_entry(suite_dir: Path, name: str, chosen: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The table entry of one model from its selected trials' ``final.json``."""
+    finals = [json.loads((suite_dir / "trials" / t / "final.json").read_text()) for t in chosen["trial_ids"]]
+    model_spec = (spec.get("models") or {}).get(name) or {}
+    published = model_spec.get("published") or {}
+    stops = [f.get("stop_reason") for f in finals]
+    return {
+        "recall@20": _stats([f["test"]["recall@20"] for f in finals]),
+        "ndcg@20": _stats([f["test"]["ndcg@20"] for f in finals]),
+        "published_recall@20": published.get("recall@20"),
+        "published_source": published.get("source"),
+        "selected": {**(model_spec.get("set") or {}), **chosen.get("point", {})},
+        "seeds": [f["seed"] for f in finals],
+        "s_per_epoch": statistics.mean(f["seconds_per_epoch"] for f in finals),
+        "best_epoch": [f["best_epoch"] for f in finals],
+        "epochs_run": [f["epochs_run"] for f in finals],
+        "stop_reason": stops,
+        "converged": all(s == "patience" for s in stops),
+        "parity": parity_verdict(name),
+    }
+
+
+def build_table(suite_dir: Path) -> dict[str, Any]:
+    """The whole table from ``suite_dir`` (its ``suite.yaml`` and ``selection.json``)."""
+    spec = yaml.safe_load((suite_dir / "suite.yaml").read_text())
+    selection = json.loads((suite_dir / "selection.json").read_text())
+    models = {
+        name: model_entry(suite_dir, name, chosen, spec)
+        for name, chosen in sorted(selection["models"].items())
+        if chosen.get("trial_ids")
+    }
+    protocol = {
+        **(spec.get("protocol") or {}),
+        "selection_metric": selection.get("metric", "recall@20"),
+        "budget": spec.get("budget"),
+        "set": spec.get("set"),
+        "suite": spec.get("name"),
+        "full_ranking": True,
+    }
+    return {"dataset": "tiktok", "protocol": protocol, "models": models, "machine": machine_info()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("suite_dir", type=Path, help="a finished `mmtrain suite` output directory")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tiktok-table.json")
+    args = parser.parse_args()
+    table = build_table(args.suite_dir)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table, indent=2) + "\n")
+    tmp.replace(args.out)
+    width = max(len(m) for m in table["models"]) if table["models"] else 5
+    print(f"{'model':<{width}}  R@20 mean ± std   published  converged  parity")
+    for name, entry in table["models"].items():
+        r = entry["recall@20"]
+        pub = entry["published_recall@20"]
+        pub_text = f"{pub:.4f}" if pub is not None else "—"
+        print(
+            f"{name:<{width}}  {r['mean']:.4f} ± {r['std']:.4f}  {pub_text:>9}  {entry['converged']!s:>9}  {entry['parity']}"
+        )
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

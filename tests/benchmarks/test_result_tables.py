@@ -1,0 +1,134 @@
+"""The parity verdict, docs/parity.md rendering and the TikTok table builder, on hand-made result files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.paths import REPO as ROOT
+
+
+def _load(name: str, path: Path):
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load("_harness", ROOT / "benchmarks" / "parity" / "_harness.py")
+table = _load("parity_table", ROOT / "benchmarks" / "parity" / "table.py")
+tiktok = _load("tiktok_table", ROOT / "benchmarks" / "tiktok_table.py")
+
+OURS = [[0.050, 0.070, 0.080], [0.054, 0.072, 0.082], [0.052, 0.074, 0.084]]
+
+
+def test_verdict_parity_inside_the_seed_band():
+    assert harness.verdict(OURS, [0.051, 0.073, 0.083])[0] == "parity"
+
+
+def test_verdict_parity_within_five_percent_of_the_mean_outside_the_band():
+    # epoch 3: band .080-.084, mean .082; .0852 is outside the band but 3.9% above the mean
+    assert harness.verdict(OURS, [0.052, 0.072, 0.0852])[0] == "parity"
+
+
+def test_verdict_differs_names_the_first_epoch_outside():
+    kind, why = harness.verdict(OURS, [0.052, 0.060, 0.090])
+    assert kind == "differs"
+    assert why.startswith("epoch 2: theirs 0.0600, ours 0.0720")
+
+
+def test_verdict_skips_epochs_without_validation():
+    ours = [[None, 0.07], [None, 0.072], [None, 0.074]]
+    assert harness.verdict(ours, [0.0, 0.071]) == ("parity", "1 epochs inside the seed band or within 5%")
+    assert harness.verdict(ours, [0.071, None])[0] == "differs"
+
+
+def _result(model: str, verdict: str) -> dict:
+    return {
+        "model": model,
+        "original": {"repo": "owner/repo", "commit": "a" * 40, "entry": "main.py"},
+        "shims": [".cuda() -> CPU"],
+        "protocol": {"dataset": "tiktok", "epochs": 3},
+        "ours": {"seeds": [1, 2, 3], "val_recall@20": OURS, "s_per_epoch": 2.0, "command": "mmtrain run"},
+        "theirs": {"val_recall@20": [0.05, 0.07, 0.081], "s_per_epoch": 4.0, "command": "python main.py"},
+        "theirs_under_ours": None,
+        "verdict": verdict,
+        "details": "Compared three epochs.",
+    }
+
+
+def test_parity_table_row_and_details():
+    rendered = table.render([_result("lightgcn", "parity")])
+    row = next(line for line in rendered.splitlines() if line.startswith("| [lightgcn]"))
+    # last-epoch mean of .080/.082/.084 = .082, sample std = .002
+    assert "0.0820 ± 0.0020 (3 seeds)" in row and "| 0.0810 |" in row and "2.0 / 4.0" in row
+    assert row.endswith("| parity |") and "`aaaaaaaaaa`" in row
+    assert "| 3 | 0.0800 | 0.0820 | 0.0840 | 0.0810 |" in rendered
+    assert "- .cuda() -> CPU" in rendered
+
+
+def test_write_result_refuses_a_result_without_a_verdict(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "PARITY_RESULTS", tmp_path)
+    bad = _result("mf", "parity")
+    del bad["verdict"]
+    with pytest.raises(ValueError, match="verdict"):
+        harness.write_result(bad)
+    path = harness.write_result(_result("mf", "parity"))
+    assert json.loads(path.read_text())["machine"]["cpu_count"] >= 1
+
+
+def _suite(tmp_path: Path, stops: list[str]) -> Path:
+    suite = tmp_path / "suite"
+    spec = {
+        "name": "t",
+        "protocol": {"split": "warm"},
+        "budget": {"max_minutes": 30},
+        "models": {"vbpr": {"set": {"lr": 0.001}, "published": {"recall@20": 0.038, "source": "paper"}}},
+    }
+    (suite / "trials").mkdir(parents=True)
+    (suite / "suite.yaml").write_text(yaml.safe_dump(spec))
+    ids = []
+    for seed, (recall, stop) in enumerate(zip([0.04, 0.05, 0.06], stops, strict=True), start=1):
+        ids.append(f"t{seed}")
+        final = {
+            "seed": seed,
+            "best_epoch": 10 * seed,
+            "epochs_run": 10 * seed + 5,
+            "stop_reason": stop,
+            "seconds_per_epoch": float(seed),
+            "test": {"recall@20": recall, "ndcg@20": recall / 2},
+        }
+        (suite / "trials" / f"t{seed}").mkdir()
+        (suite / "trials" / f"t{seed}" / "final.json").write_text(json.dumps(final))
+    selection = {"metric": "recall@20", "models": {"vbpr": {"point": {"reg_weight": 0.1}, "trial_ids": ids}}}
+    (suite / "selection.json").write_text(json.dumps(selection))
+    return suite
+
+
+def test_tiktok_table_entry(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiktok, "PARITY", tmp_path / "parity")
+    entry = tiktok.build_table(_suite(tmp_path, ["patience"] * 3))["models"]["vbpr"]
+    assert entry["recall@20"]["mean"] == pytest.approx(0.05) and entry["recall@20"]["std"] == pytest.approx(
+        0.01
+    )
+    assert entry["ndcg@20"]["seeds"] == [0.02, 0.025, 0.03]
+    assert entry["selected"] == {"lr": 0.001, "reg_weight": 0.1}
+    assert entry["published_recall@20"] == 0.038 and entry["s_per_epoch"] == pytest.approx(2.0)
+    assert entry["best_epoch"] == [10, 20, 30] and entry["converged"] is True
+    assert entry["parity"] == "not run: no parity result"
+
+
+def test_tiktok_table_budget_cut_seed_is_not_converged_and_parity_is_read(tmp_path, monkeypatch):
+    (tmp_path / "parity").mkdir()
+    (tmp_path / "parity" / "vbpr.json").write_text(json.dumps({"verdict": "differs: their lr schedule"}))
+    monkeypatch.setattr(tiktok, "PARITY", tmp_path / "parity")
+    entry = tiktok.build_table(_suite(tmp_path, ["patience", "time", "patience"]))["models"]["vbpr"]
+    assert entry["converged"] is False and entry["stop_reason"] == ["patience", "time", "patience"]
+    assert entry["parity"] == "differs: their lr schedule"
