@@ -85,7 +85,6 @@ def session(opts: RayOptions) -> Iterator[None]:
                 f"--address {opts.address}: cannot connect to Ray ({str(e).splitlines()[0]})"
             ) from None
     try:
-        _check_resources(ray.cluster_resources(), opts)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver draws one bar over items, as the local engine does
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
@@ -96,16 +95,21 @@ def session(opts: RayOptions) -> Iterator[None]:
             ray.shutdown()
 
 
-def _check_resources(resources: dict[str, float], opts: RayOptions) -> None:
+def check_resources(opts: RayOptions, decode_tasks: bool) -> None:
+    """The encoder actors (plus one CPU for an image decoding task) must fit in the cluster: a local Ray that
+    is too small is a one-line error (it would wait forever), a cluster only a warning (it may autoscale)."""
+    import ray
+
+    resources = ray.cluster_resources()
     gpus = opts.workers * opts.gpus_per_worker
-    cpus = 0 if opts.gpus_per_worker > 0 else opts.workers * opts.cpus_per_worker
+    cpus = opts.workers * opts.cpus_per_worker + (1 if decode_tasks else 0)
     have_cpu, have_gpu = resources.get("CPU", 0), resources.get("GPU", 0)
     if gpus > have_gpu or cpus > have_cpu:
         problem = (
-            f"{opts.workers} encoder actors need {cpus:g} CPU / {gpus:g} GPU but the Ray cluster has "
-            f"{have_cpu:g} CPU / {have_gpu:g} GPU"
+            f"{opts.workers} encoder actors{' and an image decoding task' if decode_tasks else ''} need "
+            f"{cpus:g} CPU / {gpus:g} GPU but the Ray cluster has {have_cpu:g} CPU / {have_gpu:g} GPU"
         )
-        if not opts.address:  # a local Ray never grows; a cluster may autoscale
+        if not opts.address:  # a local Ray never grows
             raise PrepError(f"{problem} (lower --workers or --gpus-per-worker)")
         log.warning("%s: waiting for the cluster to grow", problem)
 
@@ -220,6 +224,7 @@ def encode_on_ray(
 
     from mmformat.progress import bar as progress_bar
 
+    check_resources(opts, decode_tasks=decode is not None)
     batches, owner = pending_batches(store, chunks, batch_size)
     total = sum(len(c) for c in chunks)
     assembler = ChunkAssembler(store, batches, owner)
@@ -237,7 +242,7 @@ def encode_on_ray(
             batch_size=1,
             fn_constructor_kwargs={"spec": spec},
             compute=ray.data.ActorPoolStrategy(size=opts.workers),
-            num_cpus=opts.cpus_per_worker if opts.gpus_per_worker == 0 else 1,
+            num_cpus=opts.cpus_per_worker,
             num_gpus=opts.gpus_per_worker,
             max_restarts=0,  # a lost actor fails the run; its finished chunks are kept for the rerun
         )
@@ -257,9 +262,9 @@ def encode_on_ray(
 
 
 def _first_line(e: BaseException) -> str:
-    """The most specific one-line message of a (possibly wrapped) Ray error."""
+    """One line for a Ray error: the error raised in a task or actor when there is one, else Ray's own."""
     cause = getattr(e, "cause", None)
-    if isinstance(cause, PrepError):
-        return str(cause)
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[-1] if lines else type(e).__name__
+    source = cause if isinstance(cause, BaseException) else e
+    lines = [line.strip() for line in str(source).splitlines() if line.strip()]
+    text = lines[0] if lines else type(source).__name__
+    return text if isinstance(source, PrepError) else f"{type(source).__name__}: {text}"
