@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     titles = movielens_titles(args.texts)
     work = Path(tempfile.mkdtemp(prefix="mmprep-bench-features-ray-", dir=args.work_dir))
     result = {
-        "machine": machine_info(load_average=list(os.getloadavg())),
+        "machine": machine_info(
+            ray_memory_monitor_refresh_ms=os.environ.get("RAY_memory_monitor_refresh_ms"),
+        ),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": [],
     }

@@ -234,7 +234,8 @@ def encode_on_ray(
         if not batches:
             return
         rows = [{"position": p, **batch_rows(p, b)} for p, b in enumerate(batches)]
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * opts.workers * 8))
+        # about one block per chunk: the unit of work an actor (or a decoding task) takes at a time
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), len(set(owner)))))
         if decode is not None:
             ds = ds.map_batches(decode_images, batch_size=1, fn_kwargs=decode, num_cpus=1)
         ds = ds.map_batches(
