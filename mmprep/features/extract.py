@@ -29,10 +29,17 @@ from mmprep.errors import PrepError
 from mmprep.features.amazon_b import DEFAULT_DIM, read_amazon_b
 from mmprep.features.backbones import image_encoder, resolve_device, resolve_precision, text_encoder
 from mmprep.features.chunked import ChunkStore, fingerprint, plan_chunks, run_chunks
-from mmprep.features.download import default_cache_dir, download_images, read_url_file
+from mmprep.features.download import default_cache_dir, download_images, fetch_in_threads, read_url_file
 from mmprep.features.folder import folder_images
 from mmprep.features.images import encode_image_batches
-from mmprep.features.ray_engine import EncoderSpec, RayOptions, build_texts_on_ray, encode_on_ray, session
+from mmprep.features.ray_engine import (
+    EncoderSpec,
+    RayOptions,
+    build_texts_on_ray,
+    encode_on_ray,
+    fetch_on_ray,
+    session,
+)
 from mmprep.features.text import build_texts
 from mmprep.features.weights import DEFAULT_TEXT_MODEL, resolve_sentence_model
 
@@ -328,6 +335,7 @@ def _extract_images(
             timeout=download.timeout,
             backoff=download.backoff,
             failure_log=download.failure_log,
+            fetcher=fetch_in_threads if ray is None else fetch_on_ray,
         )
         entry.update(cache_dir=str(cache), download=report.as_dict())
     else:

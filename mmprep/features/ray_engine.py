@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 INSTALL = "pip install 'modalrec[ray]'"
 TEXT_BLOCK_ROWS = 50_000
+DOWNLOAD_BLOCK = 256
 
 
 @dataclass
@@ -168,6 +170,39 @@ def decode_images(batch: dict[str, np.ndarray], preprocess, shape: tuple[int, ..
     pixels = torch.stack([t for t, _ in decoded]).numpy()
     ok = np.array([k for _, k in decoded], dtype=bool)
     return {"position": batch["position"], "pixels": pixels[None], "ok": ok[None]}
+
+
+def _fetch_block(block: dict[str, np.ndarray], retries: int, timeout: float, backoff: float, threads: int):
+    """A Ray Data CPU task: download a block of URLs with ``threads`` concurrent requests."""
+    from mmprep.features.download import fetch_in_threads
+
+    target = {str(u): Path(str(d)) for u, d in zip(block["url"], block["dest"], strict=True)}
+    results = list(fetch_in_threads(list(target), target, retries, timeout, backoff, threads))
+    return {
+        "url": np.array([r[0] for r in results], dtype=object),
+        "ok": np.array([r[1] for r in results], dtype=bool),
+        "attempts": np.array([r[2] for r in results], dtype=np.int64),
+        "error": np.array([r[3] for r in results], dtype=object),
+    }
+
+
+def fetch_on_ray(
+    todo: list[str], target: dict[str, Path], retries: int, timeout: float, backoff: float, workers: int
+) -> Iterator[tuple[str, bool, int, str]]:
+    """A :data:`~mmprep.features.download.Fetcher` that downloads in Ray CPU tasks (blocks of
+    ``DOWNLOAD_BLOCK`` URLs, ``workers`` concurrent requests in each); the cache must be on a filesystem that
+    every node shares."""
+    import ray
+
+    rows = [{"url": u, "dest": str(target[u])} for u in todo]
+    blocks = max(1, -(-len(rows) // DOWNLOAD_BLOCK))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        _fetch_block,
+        batch_size=None,
+        fn_kwargs={"retries": retries, "timeout": timeout, "backoff": backoff, "threads": workers},
+    )
+    for out in ds.iter_rows():
+        yield str(out["url"]), bool(out["ok"]), int(out["attempts"]), str(out["error"] or "")
 
 
 def _texts_block(block: pa.Table, fields: list[str] | None, template: str | None) -> pa.Table:

@@ -1,5 +1,6 @@
-"""`mmprep features --engine ray` on a local Ray with two encoder actors: byte-identical to the local engine (real MiniLM on
-MovieLens titles, random-init CLIP on pictures), resumable after the driver is killed, and one line without Ray."""
+"""`mmprep features --engine ray` on a local Ray with two encoder actors: byte-identical to the local engine
+(real MiniLM on MovieLens titles; random-init CLIP on pictures downloaded in Ray tasks), resumable after the
+driver is killed, and one line without Ray."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ from click.testing import CliRunner
 from mmprep.commands.features import features_cmd
 from mmprep.dataset import load_dataset, verify_dataset
 from mmprep.features.chunked import ChunkStore
-from tests.mmprep.features.helpers import gradient_picture, make_dataset, stripes_picture, tiny_clip_config
+from tests.mmprep.features.helpers import (
+    ImageServer,
+    gradient_picture,
+    image_bytes,
+    make_dataset,
+    stripes_picture,
+    tiny_clip_config,
+)
 from tests.mmprep.oneline import one_line_error, run_cli
 from tests.paths import REPO
 
@@ -77,28 +85,57 @@ def test_minilm_movielens_titles_two_workers_byte_identical(tmp_path, ray_addres
     assert not (distributed / "features" / ".partial-text").exists() and verify_dataset(distributed) == []
 
 
-def test_random_clip_images_two_workers_byte_identical(tmp_path, ray_address):
+def test_random_clip_images_downloaded_two_workers_byte_identical(tmp_path, ray_address):
     pytest.importorskip("open_clip")
     config = tiny_clip_config(tmp_path)
-    images = tmp_path / "images"
-    images.mkdir()
-    ids = [f"p{i}" for i in range(11)]
-    for i, item in enumerate(ids[:9]):  # p9 has no file, p10 a file that is no picture
+    files = {}
+    for i in range(9):  # p9 has no URL, p10's URL serves no picture, p11's URL is not found
         picture = (gradient_picture if i % 2 else stripes_picture)(48 + 16 * i).rotate(20 * i)
-        picture.save(images / f"{item}.{'png' if i % 3 else 'jpg'}")
-    (images / "p10.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    args = ["--modality", "image", "--image-dir", str(images), "--model", str(config), "--pretrained", "none"]
-    args += ["--batch-size", "2", "--chunk-size", "4", "--device", "cpu", "--normalize"]
-    local = make_dataset(tmp_path / "local", ids)
-    _run(local, *args, "--workers", "1")
-    distributed = make_dataset(tmp_path / "ray", ids)
-    _run(distributed, *args, "--engine", "ray", "--workers", "2")
+        files[f"/p{i}.{'png' if i % 3 else 'jpg'}"] = image_bytes(picture, "PNG" if i % 3 else "JPEG")
+    files["/p10.jpg"] = b"\xff\xd8 not really a jpeg"
+    ids = [f"p{i}" for i in range(12)]
+    with ImageServer(files, flaky={"/p4.png": 1}) as server:
+        urls = [server.base + p for p in files][:9] + [
+            None,
+            server.base + "/p10.jpg",
+            server.base + "/p11.jpg",
+        ]
+        args = ["--modality", "image", "--source", "url", "--model", str(config), "--pretrained", "none"]
+        args += ["--batch-size", "2", "--chunk-size", "4", "--device", "cpu", "--normalize", "--retries", "2"]
+        local = make_dataset(tmp_path / "local", ids, pa.table({"image_url": urls}))
+        _run(local, *args, "--workers", "1", "--cache-dir", str(tmp_path / "cache-local"))
+        server.flaky["/p4.png"] = 1
+        distributed = make_dataset(tmp_path / "ray", ids, pa.table({"image_url": urls}))
+        _run(
+            distributed,
+            *args,
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache-ray"),
+        )
+        assert server.requests["/p4.png"] == 4 and server.requests["/p11.jpg"] == 2  # 503 retried, 404 not
 
     _same_output(local, distributed, "image")
     matrix, mask = load_dataset(distributed).feature("image")
-    assert mask.tolist() == [True] * 9 + [False, False]
+    assert mask.tolist() == [True] * 9 + [False] * 3
     assert np.allclose(np.linalg.norm(matrix[:9], axis=1), 1, atol=1e-5)
-    assert load_dataset(distributed).manifest["features"]["image"]["undecodable"] == 1
+    entries = [load_dataset(root).manifest["features"]["image"] for root in (local, distributed)]
+    assert entries[1]["undecodable"] == entries[0]["undecodable"] == 1
+    reports = [{k: v for k, v in e["download"].items() if k != "failure_log"} for e in entries]
+    assert (
+        reports[1]
+        == reports[0]
+        == {
+            "items_with_url": 11,
+            "urls": 11,
+            "cached": 0,
+            "downloaded": 10,
+            "failed": 1,
+        }
+    )
 
 
 def _text_args(config) -> list[str]:
