@@ -16,6 +16,7 @@ from mmprep.features.extract import (
     extract_text,
     import_amazon_b,
 )
+from mmprep.features.ray_engine import ENGINES, RayOptions, require_ray
 from mmprep.features.text import DEFAULT_FIELDS
 from mmprep.progress import console
 
@@ -32,6 +33,22 @@ def _source(modality: str, source: str | None, image_dir: Path | None, b_file: P
     if b_file is not None:
         return "amazon-b"
     return "url"
+
+
+def _ray_options(
+    engine: str, address: str | None, workers: int, gpus_per_worker: float, source: str
+) -> RayOptions | None:
+    """The Ray engine's settings, or None for the local engine (where the Ray-only options are refused)."""
+    if engine == "local":
+        if address is not None or gpus_per_worker:
+            raise PrepError("--address and --gpus-per-worker are for --engine ray")
+        return None
+    if source == "amazon-b":
+        raise PrepError("--source amazon-b only reads a file; it runs with --engine local")
+    if workers < 1 or gpus_per_worker < 0:
+        raise PrepError("--engine ray needs --workers >= 1 and --gpus-per-worker >= 0")
+    require_ray()
+    return RayOptions(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 @click.command("features")
@@ -105,7 +122,31 @@ def _source(modality: str, source: str | None, image_dir: Path | None, b_file: P
     help="Items per saved chunk; a killed run resumes from the last complete chunk.",
 )
 @click.option(
-    "--workers", default=2, show_default=True, help="Image decoding processes (DataLoader workers)."
+    "--workers",
+    default=2,
+    show_default=True,
+    help="local: image decoding processes (DataLoader workers); ray: encoder actors, each with its own copy "
+    "of the model (one per GPU with --gpus-per-worker 1).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: text building and image decoding in Ray CPU tasks, encoding on --workers "
+    "model actors (pip install 'modalrec[ray]'). Same output, same resumable chunks.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="ray: the cluster to join (auto, or HOST:PORT); default: start a local Ray on this machine.",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="ray: GPUs per encoder actor (1 = one actor per GPU, 0.5 = two share one); 0 = CPU actors.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed for random weights (--pretrained none).")
 @click.option(
@@ -160,6 +201,9 @@ def features_cmd(
     batch_size: int,
     chunk_size: int,
     workers: int,
+    engine: str,
+    address: str | None,
+    gpus_per_worker: float,
     seed: int,
     image_dir: Path | None,
     url_file: Path | None,
@@ -186,6 +230,8 @@ def features_cmd(
       mmprep features out/baby --modality image --image-dir images/ --backbone torchvision --model resnet50
       mmprep features out/baby --modality image --image-dir images/ --backbone timm --model convnext_tiny
       mmprep features out/baby --modality text --encoder clip --name text_clip
+      mmprep features out/baby --modality text --engine ray --workers 2
+      mmprep features out/baby --modality image --image-dir images/ --engine ray --address auto --workers 8 --gpus-per-worker 1
     """
     if not dataset_dir.is_dir():
         raise PrepError("dataset directory not found", dataset_dir)
@@ -193,6 +239,7 @@ def features_cmd(
         raise PrepError("--batch-size and --chunk-size must be >= 1")
     name = name or modality
     src = _source(modality, source, image_dir, b_file)
+    ray = _ray_options(engine, address, workers, gpus_per_worker, src)
     opts = RunOptions(
         device=device,
         precision=precision,
@@ -214,6 +261,7 @@ def features_cmd(
             model=model,
             pretrained=pretrained,
             opts=opts,
+            ray=ray,
         )
     elif src == "amazon-b":
         if b_file is None:
@@ -238,6 +286,7 @@ def features_cmd(
             model=model,
             pretrained=pretrained,
             opts=opts,
+            ray=ray,
         )
     console.print(
         f"features/{name}.npy: d={entry['dim']}, {entry['present']:,} items with {modality}, "

@@ -142,6 +142,52 @@ class ChunkStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pending_batches(
+    store: ChunkStore, chunks: list[np.ndarray], batch_size: int
+) -> tuple[list[np.ndarray], list[int]]:
+    """The batches of the chunks not yet in ``store`` and the chunk each belongs to, in plan order.
+
+    Saved chunks that do not load with their planned shape are recomputed first
+    (:meth:`ChunkStore.discard_unreadable`). Batches never cross a chunk, so every engine encodes exactly the
+    same batches and the saved chunks are the same bytes whichever engine wrote them.
+    """
+    store.discard_unreadable(chunks)
+    batches: list[np.ndarray] = []
+    owner: list[int] = []
+    for c in range(len(chunks)):
+        if c in store.done:
+            continue
+        for s in range(0, len(chunks[c]), batch_size):
+            batches.append(chunks[c][s : s + batch_size])
+            owner.append(c)
+    return batches, owner
+
+
+class ChunkAssembler:
+    """Collects encoded batches (in any order) and saves each chunk once all of its batches are in."""
+
+    def __init__(self, store: ChunkStore, batches: list[np.ndarray], owner: list[int]):
+        self.store = store
+        self.batches = batches
+        self.owner = owner
+        self.remaining = Counter(owner)
+        self.parts: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {c: {} for c in self.remaining}
+
+    def add(self, position: int, vectors: np.ndarray, ok: np.ndarray) -> None:
+        """Record the result of batch ``position`` (an index into ``batches``); save its chunk when complete."""
+        if len(vectors) != len(self.batches[position]) or len(ok) != len(vectors):
+            raise RuntimeError(
+                f"encoder returned {len(vectors)} rows for a batch of {len(self.batches[position])}"
+            )
+        c = self.owner[position]
+        self.parts[c][position] = (vectors, ok)
+        self.remaining[c] -= 1
+        if self.remaining[c] == 0:
+            done = self.parts.pop(c)
+            parts = [done[p] for p in sorted(done)]
+            self.store.save(c, np.concatenate([v for v, _ in parts]), np.concatenate([o for _, o in parts]))
+
+
 def run_chunks(
     store: ChunkStore,
     chunks: list[np.ndarray],
@@ -149,33 +195,16 @@ def run_chunks(
     encode_batches: Callable[[list[np.ndarray]], Iterable[tuple[np.ndarray, np.ndarray]]],
     desc: str,
 ) -> None:
-    """Encode every chunk not yet in ``store``; ``encode_batches(batches)`` yields ``(vectors, ok)`` per batch.
-
-    Saved chunks that do not load with their planned shape are recomputed (:meth:`ChunkStore.discard_unreadable`).
-    """
-    store.discard_unreadable(chunks)
-    todo = [c for c in range(len(chunks)) if c not in store.done]
-    batches: list[np.ndarray] = []
-    owner: list[int] = []
-    for c in todo:
-        for s in range(0, len(chunks[c]), batch_size):
-            batches.append(chunks[c][s : s + batch_size])
-            owner.append(c)
+    """Encode every chunk not yet in ``store`` in this process; ``encode_batches(batches)`` yields
+    ``(vectors, ok)`` per batch, in order."""
+    batches, owner = pending_batches(store, chunks, batch_size)
     total = sum(len(c) for c in chunks)
-    done_items = total - sum(len(chunks[c]) for c in todo)
-    remaining = Counter(owner)
-    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in todo}
-    with progress_bar(total=total, initial=done_items, unit="item", desc=desc, smoothing=0.1) as bar:
+    assembler = ChunkAssembler(store, batches, owner)
+    with progress_bar(
+        total=total, initial=total - sum(map(len, batches)), unit="item", desc=desc, smoothing=0.1
+    ) as bar:
         results: Iterator = iter(encode_batches(batches))
-        for c, batch in zip(owner, batches, strict=True):
+        for position, batch in enumerate(batches):
             vectors, ok = next(results)
-            if len(vectors) != len(batch):
-                raise RuntimeError(f"encoder returned {len(vectors)} rows for a batch of {len(batch)}")
-            parts[c].append((vectors, ok))
-            remaining[c] -= 1
-            if remaining[c] == 0:
-                store.save(
-                    c, np.concatenate([v for v, _ in parts[c]]), np.concatenate([o for _, o in parts[c]])
-                )
-                del parts[c]
+            assembler.add(position, vectors, ok)
             bar.update(len(batch))

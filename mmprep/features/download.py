@@ -16,6 +16,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,20 @@ def fetch(url: str, dest: Path, retries: int, timeout: float, backoff: float) ->
     return False, retries + 1, error
 
 
+FetchResult = tuple[str, bool, int, str]  # url, ok, attempts, last error
+Fetcher = Callable[[list[str], dict[str, Path], int, float, float, int], Iterator[FetchResult]]
+
+
+def fetch_in_threads(
+    todo: list[str], target: dict[str, Path], retries: int, timeout: float, backoff: float, workers: int
+) -> Iterator[FetchResult]:
+    """Fetch ``todo`` in a pool of ``workers`` threads of this process, yielding each result when done."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(fetch, u, target[u], retries, timeout, backoff): u for u in todo}
+        for fut in as_completed(futures):
+            yield (futures[fut], *fut.result())
+
+
 def download_images(
     urls: pa.Array,
     item_ids: pa.Array,
@@ -111,8 +126,12 @@ def download_images(
     timeout: float = 20.0,
     backoff: float = 0.5,
     failure_log: Path | None = None,
+    fetcher: Fetcher = fetch_in_threads,
 ) -> tuple[list[str | None], DownloadReport]:
-    """Fetch every item's URL (row i = item_idx i; null or empty = no image); returns local paths or None."""
+    """Fetch every item's URL (row i = item_idx i; null or empty = no image); returns local paths or None.
+
+    ``fetcher`` downloads the missing files (threads of this process, or Ray tasks:
+    :func:`mmprep.features.ray_engine.fetch_on_ray`)."""
     cache_dir = Path(cache_dir)
     urls = pc.if_else(pc.equal(pc.utf8_trim_whitespace(urls.cast(pa.string())), ""), None, urls)
     has = np.asarray(pc.is_valid(urls), dtype=bool)
@@ -124,17 +143,12 @@ def download_images(
     report.cached = len(unique) - len(todo)
     failed: dict[str, tuple[int, str]] = {}
     if todo:
-        with (
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-            progress_bar(total=len(todo), unit="img", desc="download") as bar,
-        ):
-            futures = {pool.submit(fetch, u, target[u], retries, timeout, backoff): u for u in todo}
-            for fut in as_completed(futures):
-                ok, attempts, error = fut.result()
+        with progress_bar(total=len(todo), unit="img", desc="download") as bar:
+            for url, ok, attempts, error in fetcher(todo, target, retries, timeout, backoff, workers):
                 if ok:
                     report.downloaded += 1
                 else:
-                    failed[futures[fut]] = (attempts, error)
+                    failed[url] = (attempts, error)
                 bar.update(1)
     report.failed = len(failed)
     paths = [None if u is None or u in failed else str(target[u]) for u in url_list]

@@ -12,7 +12,8 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,17 @@ from mmprep.errors import PrepError
 from mmprep.features.amazon_b import DEFAULT_DIM, read_amazon_b
 from mmprep.features.backbones import image_encoder, resolve_device, resolve_precision, text_encoder
 from mmprep.features.chunked import ChunkStore, fingerprint, plan_chunks, run_chunks
-from mmprep.features.download import default_cache_dir, download_images, read_url_file
+from mmprep.features.download import default_cache_dir, download_images, fetch_in_threads, read_url_file
 from mmprep.features.folder import folder_images
 from mmprep.features.images import encode_image_batches
+from mmprep.features.ray_engine import (
+    EncoderSpec,
+    RayOptions,
+    build_texts_on_ray,
+    encode_on_ray,
+    fetch_on_ray,
+    session,
+)
 from mmprep.features.text import build_texts
 from mmprep.features.weights import DEFAULT_TEXT_MODEL, resolve_sentence_model
 
@@ -119,6 +128,40 @@ def _label(modality: str, name: str) -> str:
     return name if name == modality else f"{modality} {name}"
 
 
+Runner = Callable[[ChunkStore, list[np.ndarray], str], None]
+
+
+def _local_runner(opts: RunOptions, batches_fn) -> Runner:
+    """Encode in this process: ``batches_fn(batches)`` yields ``(vectors, ok)`` per batch."""
+
+    def run(store: ChunkStore, chunks: list[np.ndarray], desc: str) -> None:
+        run_chunks(store, chunks, opts.batch_size, batches_fn, desc)
+
+    return run
+
+
+def _ray_runner(opts: RunOptions, ray: RayOptions, spec: EncoderSpec, batch_rows, decode=None) -> Runner:
+    """Encode on Ray model actors (:func:`mmprep.features.ray_engine.encode_on_ray`)."""
+
+    def run(store: ChunkStore, chunks: list[np.ndarray], desc: str) -> None:
+        normalize = l2_rows if opts.normalize else None
+        encode_on_ray(store, chunks, opts.batch_size, spec, batch_rows, ray, desc, normalize, decode)
+
+    return run
+
+
+def _engine(ray: RayOptions | None) -> AbstractContextManager:
+    """A Ray session for the Ray engine; nothing for the local one."""
+    return session(ray) if ray is not None else nullcontext()
+
+
+def _engine_entry(ray: RayOptions | None) -> dict[str, Any]:
+    """How the features were computed; not part of the fingerprint, since both engines write the same chunks."""
+    if ray is None:
+        return {"engine": "local"}
+    return {"engine": "ray", "ray_workers": ray.workers, "gpus_per_worker": ray.gpus_per_worker}
+
+
 def _encode_plan(
     root: Path,
     name: str,
@@ -126,13 +169,13 @@ def _encode_plan(
     n_items: int,
     opts: RunOptions,
     params: dict[str, Any],
-    batches_fn,
+    run: Runner,
     desc: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run (or resume) the chunked encoding of ``plan`` and assemble the matrix."""
     chunks = plan_chunks(plan, opts.chunk_size)
     store = ChunkStore(root, name, fingerprint(params, plan), len(chunks), params)
-    run_chunks(store, chunks, opts.batch_size, batches_fn, desc)
+    run(store, chunks, desc)
     if store.dim is None:
         raise PrepError(f"no item has content for {name!r}; nothing to encode", root)
     return store.assemble(chunks, n_items, store.dim)
@@ -153,19 +196,34 @@ def extract_text(
     model: str | None = None,
     pretrained: str | None = None,
     opts: RunOptions | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
-    """Encode item text (see :func:`mmprep.features.text.build_texts`) into ``features/<name>.npy``."""
+    """Encode item text (see :func:`mmprep.features.text.build_texts`) into ``features/<name>.npy``.
+
+    ``ray`` runs it on Ray (:mod:`mmprep.features.ray_engine`) instead of in this process; same output.
+    """
     opts = opts or RunOptions()
     _check_name(name)
     root = Path(root)
     ds = load_dataset(root)
-    texts, present, used = build_texts(ds.items, fields, template)
+    with _engine(ray):
+        return _extract_text(root, ds, name, fields, template, encoder, model, pretrained, opts, ray)
+
+
+def _extract_text(root, ds, name, fields, template, encoder, model, pretrained, opts, ray) -> dict[str, Any]:
+    if ray is None:
+        texts, present, used = build_texts(ds.items, fields, template)
+    else:
+        texts, present, used = build_texts_on_ray(ds.items, fields, template)
     if encoder == "sbert":  # a model that cannot be had offline fails here, before torch is imported
         resolve_sentence_model(model or DEFAULT_TEXT_MODEL)
-    device = resolve_device(opts.device)
+    device = resolve_device(opts.device) if ray is None else ray.device(opts.device)
     precision = resolve_precision(opts.precision, device)
     start = time.perf_counter()
-    enc = text_encoder(encoder, model, pretrained, device, precision, opts.seed)
+    # with Ray the actors load the model on their device; the driver's CPU copy only describes it
+    enc = text_encoder(
+        encoder, model, pretrained, *((device, precision) if ray is None else ("cpu", "fp32")), opts.seed
+    )
     described = enc.describe()
     lengths = np.asarray(pc.utf8_length(texts), dtype=np.int64)
     items = np.flatnonzero(present)
@@ -184,6 +242,7 @@ def extract_text(
         "seed": opts.seed,
     }
     params = {**entry, "n_items": ds.n_items, "items_sha256": _items_sha(ds.manifest)}
+    entry.update(_engine_entry(ray))
 
     def batches_fn(batches: list[np.ndarray]):
         def gen():
@@ -192,7 +251,12 @@ def extract_text(
 
         return _normalized(gen(), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("text", name))
+    if ray is None:
+        run = _local_runner(opts, batches_fn)
+    else:
+        spec = EncoderSpec("text", encoder, model, pretrained, device, precision, opts.seed)
+        run = _ray_runner(opts, ray, spec, lambda _, b: {"text": texts.take(b).to_pylist()})
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, run, _label("text", name))
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok & present, opts.fill, entry)
 
@@ -225,12 +289,25 @@ def extract_images(
     model: str | None = None,
     pretrained: str | None = None,
     opts: RunOptions | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
-    """Encode item images from a folder (``<item_id>.<ext>``) or from URLs into ``features/<name>.npy``."""
+    """Encode item images from a folder (``<item_id>.<ext>``) or from URLs into ``features/<name>.npy``.
+
+    ``ray`` decodes and encodes on Ray (:mod:`mmprep.features.ray_engine`) instead of in this process.
+    """
     opts = opts or RunOptions()
     _check_name(name)
     root = Path(root)
     ds = load_dataset(root)
+    with _engine(ray):
+        return _extract_images(
+            root, ds, name, source, image_dir, download, backbone, model, pretrained, opts, ray
+        )
+
+
+def _extract_images(
+    root, ds, name, source, image_dir, download, backbone, model, pretrained, opts, ray
+) -> dict[str, Any]:
     item_ids = ds.items.column("item_id").combine_chunks()
     entry: dict[str, Any] = {"modality": "image"}
     if source == "folder":
@@ -258,14 +335,18 @@ def extract_images(
             timeout=download.timeout,
             backoff=download.backoff,
             failure_log=download.failure_log,
+            fetcher=fetch_in_threads if ray is None else fetch_on_ray,
         )
         entry.update(cache_dir=str(cache), download=report.as_dict())
     else:
         raise PrepError(f"unknown image source {source!r} (choose folder, url or amazon-b)")
-    device = resolve_device(opts.device)
+    device = resolve_device(opts.device) if ray is None else ray.device(opts.device)
     precision = resolve_precision(opts.precision, device)
     start = time.perf_counter()
-    enc = image_encoder(backbone, model, pretrained, device, precision, opts.seed)
+    # with Ray the actors load the model on their device; the driver's CPU copy describes it and preprocesses
+    enc = image_encoder(
+        backbone, model, pretrained, *((device, precision) if ray is None else ("cpu", "fp32")), opts.seed
+    )
     entry.update(
         **enc.describe(),
         input_shape=list(enc.input_shape()),
@@ -283,11 +364,18 @@ def extract_images(
         "n_items": ds.n_items,
         "paths_sha256": _paths_digest(paths),
     }
+    entry.update(_engine_entry(ray))
 
     def batches_fn(batches: list[np.ndarray]):
         return _normalized(encode_image_batches(enc, paths, batches, opts.workers), opts.normalize)
 
-    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, batches_fn, _label("image", name))
+    if ray is None:
+        run = _local_runner(opts, batches_fn)
+    else:
+        spec = EncoderSpec("image", backbone, model, pretrained, device, precision, opts.seed)
+        decode = {"preprocess": enc.preprocess, "shape": tuple(enc.input_shape())}
+        run = _ray_runner(opts, ray, spec, lambda _, b: {"paths": [paths[i] for i in b]}, decode)
+    matrix, ok = _encode_plan(root, name, plan, ds.n_items, opts, params, run, _label("image", name))
     entry["undecodable"] = int((has_file & ~ok).sum())
     entry["seconds"] = round(time.perf_counter() - start, 3)
     return finish(root, name, matrix, ok, opts.fill, entry)

@@ -8,7 +8,14 @@ import logging
 import numpy as np
 import pytest
 
-from mmprep.features.chunked import ChunkStore, fingerprint, plan_chunks, run_chunks
+from mmprep.features.chunked import (
+    ChunkAssembler,
+    ChunkStore,
+    fingerprint,
+    pending_batches,
+    plan_chunks,
+    run_chunks,
+)
 
 N_ITEMS, DIM, CHUNK = 50, 8, 10
 
@@ -62,3 +69,25 @@ def test_damaged_chunk_is_recomputed_with_one_warning(tmp_path, caplog, how):
     assert len(recompute) == 2 and "chunk_00002.npy" in recompute[0] and "chunk_00004.npy" in recompute[1]
     matrix, ok = store.assemble(chunks, N_ITEMS, DIM)
     assert np.array_equal(matrix, expected[0]) and np.array_equal(ok, expected[1])
+
+
+def test_batches_arriving_out_of_order_give_the_same_chunks(tmp_path):
+    """The Ray engine gets batches back in any order; each chunk is still saved once, with its rows in plan order."""
+    reference, chunks = _run(tmp_path / "ref", [])
+    expected = reference.assemble(chunks, N_ITEMS, DIM)
+
+    plan = np.concatenate(chunks)
+    params = {"model": "toy"}
+    store = ChunkStore(tmp_path / "d", "text", fingerprint(params, plan), len(chunks), params)
+    batches, owner = pending_batches(store, chunks, 4)
+    assert len(batches) == 15 and owner[:3] == [0, 0, 0]  # chunks of 10 items: batches of 4, 4, 2
+    assembler = ChunkAssembler(store, batches, owner)
+    results = list(_encoder([])(batches))
+    for position in np.random.default_rng(1).permutation(len(batches)):
+        assert owner[position] not in store.done
+        assembler.add(int(position), *results[position])
+    assert store.done == set(range(len(chunks)))
+    matrix, ok = store.assemble(chunks, N_ITEMS, DIM)
+    assert np.array_equal(matrix, expected[0]) and np.array_equal(ok, expected[1])
+    with pytest.raises(RuntimeError, match="encoder returned 3 rows for a batch of 4"):
+        ChunkAssembler(store, batches, owner).add(0, results[0][0][:3], results[0][1][:3])
