@@ -120,11 +120,12 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def collect(
-    stream: Iterable[pa.Table | StreamEvent], folder: Path | None = None, batch_bytes: int = BATCH_BYTES
+    stream: Iterable[pa.Table | StreamEvent], folder: Path | None = None, batch_bytes: int | None = None
 ) -> Collected:
-    """Encode a :meth:`~mmprep.sources.base.Source.interaction_stream`; rating and timestamp are written to
-    ``folder`` when given (else kept in memory). The caller closes the result."""
-    collector = _Collector(folder, batch_bytes)
+    """Encode a :meth:`~mmprep.sources.base.Source.interaction_stream` in batches of ``batch_bytes`` of ids
+    (default :data:`BATCH_BYTES`); rating and timestamp are written to ``folder`` when given (else kept in
+    memory). The caller closes the result."""
+    collector = _Collector(folder, batch_bytes or BATCH_BYTES)
     try:
         for item in stream:
             if item is StreamEvent.FILE_START:

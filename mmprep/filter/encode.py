@@ -25,7 +25,7 @@ def encode_first_appearance(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray
     """
     if isinstance(ids, pa.Array):
         ids = pa.chunked_array([ids])
-    if ids.num_chunks == 0:
+    if len(ids) == 0:
         return np.zeros(0, dtype=np.int32), pa.array([], type=ids.type)
     encoded = pc.dictionary_encode(ids)
     if not _shares_one_dictionary(encoded):  # not seen with pyarrow's kernel; the copying way stays correct
