@@ -97,11 +97,21 @@ def dump_path(work_dir: Path, n: int, seed: int) -> Path:
     return Path(work_dir) / f"n{n}-seed{seed}-v{GENERATOR_VERSION}" / DUMP_NAME
 
 
+DRAW_ROWS = 1 << 24
+
+
 def _pareto_draw(rng: np.random.Generator, n_rows: int, n_pool: int, shape: float) -> np.ndarray:
-    """``n_rows`` draws from ``0..n_pool-1`` with Pareto(shape) activity weights."""
+    """``n_rows`` draws (int32) from ``0..n_pool-1`` with Pareto(shape) activity weights.
+
+    The uniforms are drawn :data:`DRAW_ROWS` at a time (the same stream as one call, without its 8 bytes a row
+    of temporaries)."""
     cdf = np.cumsum(rng.pareto(shape, n_pool) + 1.0)
     cdf /= cdf[-1]
-    return np.minimum(np.searchsorted(cdf, rng.random(n_rows), side="right"), n_pool - 1).astype(np.int64)
+    out = np.empty(n_rows, dtype=np.int32)
+    for lo in range(0, n_rows, DRAW_ROWS):
+        hi = min(n_rows, lo + DRAW_ROWS)
+        out[lo:hi] = np.minimum(np.searchsorted(cdf, rng.random(hi - lo), side="right"), n_pool - 1)
+    return out
 
 
 def _fixed_width_strings(chars: np.ndarray) -> pa.Array:
@@ -225,8 +235,8 @@ def _rows(n: int, shape: Shape, rng: np.random.Generator) -> tuple[_Rows, int, i
     about 3 GB here instead of 6 GB, with the same values."""
     n_users = max(10, int(n / shape.mean_user_degree))
     n_items = max(10, int(n / shape.mean_item_degree))
-    user = _pareto_draw(rng, n, n_users, shape.user_pareto_shape).astype(np.int32)
-    item = _pareto_draw(rng, n, n_items, shape.item_pareto_shape).astype(np.int32)
+    user = _pareto_draw(rng, n, n_users, shape.user_pareto_shape)
+    item = _pareto_draw(rng, n, n_items, shape.item_pareto_shape)
     n_extra = int(shape.extra_duplicate_share * n)
     if n_extra:
         src = rng.integers(0, n, size=n_extra)
