@@ -143,9 +143,23 @@ def user_ids(n: int, rng: np.random.Generator) -> pa.Array:
     return _fixed_width_strings(np.hstack([_const_columns("A", n), rand, uniq]))
 
 
+def user_ids_at(idx: np.ndarray) -> pa.Array:
+    """Reviewer ids of the users ``idx`` shaped like :func:`user_ids`, but a pure function of the index (the
+    three "random" characters are scrambled digits too), for streams generated block by block."""
+    n = len(idx)
+    rand = _scrambled_digits(idx, 3, 36, 7_919)
+    uniq = _scrambled_digits(idx, 10, 36, 999_999_999_989)
+    return _fixed_width_strings(np.hstack([_const_columns("A", n), rand, uniq]))
+
+
 def item_ids(n: int) -> pa.Array:
     """10-character ASINs: most ``B00`` + 7 base-36 characters, every fifth an ISBN-like ``0`` + 9 digits."""
-    idx = np.arange(n)
+    return item_ids_at(np.arange(n))
+
+
+def item_ids_at(idx: np.ndarray) -> pa.Array:
+    """The ASINs of the items ``idx`` (as :func:`item_ids`)."""
+    n = len(idx)
     isbn = idx % 5 == 0
     b00 = np.hstack([_const_columns("B00", n), _scrambled_digits(idx, 7, 36, 2_147_483_647)])
     digits = np.hstack([_const_columns("0", n), _scrambled_digits(idx // 5 + 1, 9, 10, 7_919)])
