@@ -273,6 +273,7 @@ def summarise(runs: list[RunResult]) -> RunResult:
         ],
         temp_disk_mib=max(r.temp_disk_mib for r in runs),
         cpu_s=statistics.median(r.cpu_s for r in runs),
+        loadavg_after=runs[-1].loadavg_after,
     )
 
 

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--append", action="store_true", help="Keep the results already in --json.")
     parser.add_argument("--worker", nargs=3, metavar=("N", "OUT", "COUNTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": {"k_user": 5, "k_item": 5, "split": "random 8:1:1", "memory_limit": args.memory_limit},
         "results": [],
     }
+    if args.append and args.json.is_file():
+        doc["results"] = json.loads(args.json.read_text())["results"]
     for n in args.sizes:
         scratch = Path(tempfile.mkdtemp(prefix="prep-stream-", dir=args.work_dir))
         try:
