@@ -10,8 +10,8 @@ reviews with seed 0), and 0.5-3% of the reviews repeat an earlier (user, item) p
 Review texts are built from a fixed pool of sentences (a Zipf-weighted vocabulary, a few JSON escapes and
 non-ASCII characters), a few hundred characters on average with a long tail.
 
-Strings are assembled column-wise with pyarrow compute kernels in chunks of rows and piped into ``gzip -1``
-(which compresses on the other core). Files are cached under ``work_dir/n<N>-seed<S>-v<V>/`` with a JSON
+Strings are assembled column-wise with pyarrow compute kernels in chunks of rows and compressed on a second
+thread (ISA-L level 2 when ``isal`` is installed, else a ``gzip -1`` child). Files are cached under ``work_dir/n<N>-seed<S>-v<V>/`` with a JSON
 sidecar recording the row count and the uncompressed size, so re-runs reuse them.
 """
 
@@ -23,12 +23,19 @@ import shutil
 import subprocess
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+try:
+    from isal import igzip_threaded
+except ImportError:  # optional: falls back to gzip -1
+    igzip_threaded = None
 
 GENERATOR_VERSION = 1
 DUMP_NAME = "reviews_Synthetic_5.json.gz"
@@ -90,11 +97,21 @@ def dump_path(work_dir: Path, n: int, seed: int) -> Path:
     return Path(work_dir) / f"n{n}-seed{seed}-v{GENERATOR_VERSION}" / DUMP_NAME
 
 
+DRAW_ROWS = 1 << 24
+
+
 def _pareto_draw(rng: np.random.Generator, n_rows: int, n_pool: int, shape: float) -> np.ndarray:
-    """``n_rows`` draws from ``0..n_pool-1`` with Pareto(shape) activity weights."""
+    """``n_rows`` draws (int32) from ``0..n_pool-1`` with Pareto(shape) activity weights.
+
+    The uniforms are drawn :data:`DRAW_ROWS` at a time (the same stream as one call, without its 8 bytes a row
+    of temporaries)."""
     cdf = np.cumsum(rng.pareto(shape, n_pool) + 1.0)
     cdf /= cdf[-1]
-    return np.minimum(np.searchsorted(cdf, rng.random(n_rows), side="right"), n_pool - 1).astype(np.int64)
+    out = np.empty(n_rows, dtype=np.int32)
+    for lo in range(0, n_rows, DRAW_ROWS):
+        hi = min(n_rows, lo + DRAW_ROWS)
+        out[lo:hi] = np.minimum(np.searchsorted(cdf, rng.random(hi - lo), side="right"), n_pool - 1)
+    return out
 
 
 def _fixed_width_strings(chars: np.ndarray) -> pa.Array:
@@ -126,9 +143,23 @@ def user_ids(n: int, rng: np.random.Generator) -> pa.Array:
     return _fixed_width_strings(np.hstack([_const_columns("A", n), rand, uniq]))
 
 
+def user_ids_at(idx: np.ndarray) -> pa.Array:
+    """Reviewer ids of the users ``idx`` shaped like :func:`user_ids`, but a pure function of the index (the
+    three "random" characters are scrambled digits too), for streams generated block by block."""
+    n = len(idx)
+    rand = _scrambled_digits(idx, 3, 36, 7_919)
+    uniq = _scrambled_digits(idx, 10, 36, 999_999_999_989)
+    return _fixed_width_strings(np.hstack([_const_columns("A", n), rand, uniq]))
+
+
 def item_ids(n: int) -> pa.Array:
     """10-character ASINs: most ``B00`` + 7 base-36 characters, every fifth an ISBN-like ``0`` + 9 digits."""
-    idx = np.arange(n)
+    return item_ids_at(np.arange(n))
+
+
+def item_ids_at(idx: np.ndarray) -> pa.Array:
+    """The ASINs of the items ``idx`` (as :func:`item_ids`)."""
+    n = len(idx)
     isbn = idx % 5 == 0
     b00 = np.hstack([_const_columns("B00", n), _scrambled_digits(idx, 7, 36, 2_147_483_647)])
     digits = np.hstack([_const_columns("0", n), _scrambled_digits(idx // 5 + 1, 9, 10, 7_919)])
@@ -212,6 +243,10 @@ class _Rows:
 
 
 def _rows(n: int, shape: Shape, rng: np.random.Generator) -> tuple[_Rows, int, int]:
+    """The integer columns of all ``n`` reviews, in file order (grouped by item, oldest first).
+
+    Drawn in int64 exactly as before and narrowed to int32 column by column, so a 100M-review dump needs
+    about 3 GB here instead of 6 GB, with the same values."""
     n_users = max(10, int(n / shape.mean_user_degree))
     n_items = max(10, int(n / shape.mean_item_degree))
     user = _pareto_draw(rng, n, n_users, shape.user_pareto_shape)
@@ -222,13 +257,16 @@ def _rows(n: int, shape: Shape, rng: np.random.Generator) -> tuple[_Rows, int, i
         dst = rng.integers(0, n, size=n_extra)
         user[dst], item[dst] = user[src], item[src]
     age = np.minimum(rng.exponential(700.0, size=n).astype(np.int64), LAST_DAY - FIRST_DAY)
-    day = LAST_DAY - age
+    day = (LAST_DAY - age).astype(np.int32)
+    del age
     order = np.lexsort((day, item))  # the 2014 files are grouped by product
-    rating = rng.choice(np.arange(1, 6), size=n, p=[0.07, 0.06, 0.10, 0.21, 0.56])
-    total = np.where(rng.random(n) < 0.55, 0, np.minimum(rng.zipf(1.8, size=n), 500))
-    yes = rng.binomial(total, 0.75)
-    summary = rng.integers(0, 3000, size=n)
-    rows = _Rows(user[order], item[order], day[order], rating, total, yes, summary)
+    user, item, day = user[order], item[order], day[order]
+    del order
+    rating = rng.choice(np.arange(1, 6), size=n, p=[0.07, 0.06, 0.10, 0.21, 0.56]).astype(np.int8)
+    total = np.where(rng.random(n) < 0.55, 0, np.minimum(rng.zipf(1.8, size=n), 500)).astype(np.int32)
+    yes = rng.binomial(total, 0.75).astype(np.int32)
+    summary = rng.integers(0, 3000, size=n).astype(np.int32)
+    rows = _Rows(user, item, day, rating, total, yes, summary)
     return rows, n_users, n_items
 
 
@@ -270,7 +308,7 @@ def _chunk_lines(
         ', "summary": "',
         summaries.take(pa.array(rows.summary[lo:hi])),
         '", "unixReviewTime": ',
-        pc.cast(pa.array(rows.day[lo:hi] * 86400), pa.string()),
+        pc.cast(pa.array(rows.day[lo:hi].astype(np.int64) * 86400), pa.string()),
         ', "reviewTime": "',
         _review_time_strings(rows.day[lo:hi]),
         '"}\n',
@@ -286,8 +324,31 @@ def _name_segments(n_users: int, names: pa.Array, shape: Shape, rng: np.random.G
     return pc.if_else(pa.array(nameless), pa.scalar(""), seg)
 
 
+def _compressed_writer(raw: BinaryIO) -> tuple[Callable[[memoryview], object], Callable[[], None]]:
+    """``(write, close)`` of a gzip stream into ``raw``, compressed off the main thread.
+
+    ISA-L level 2 (``isal.igzip_threaded``) when installed: about 4x faster than ``gzip -1`` and a smaller
+    file; else a ``gzip -1`` child process (which compresses on the other core)."""
+    if igzip_threaded is not None:
+        stream = igzip_threaded.open(raw, "wb", compresslevel=2, threads=1)
+        return stream.write, stream.close
+    if shutil.which("gzip") is not None:
+        proc = subprocess.Popen(["gzip", "-1", "-c"], stdin=subprocess.PIPE, stdout=raw)
+
+        def close() -> None:
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise RuntimeError("gzip -1 failed while writing the synthetic dump")
+
+        return proc.stdin.write, close
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return (lambda data: raw.write(compressor.compress(data))), (lambda: raw.write(compressor.flush()))
+
+
 def generate(path: Path, n: int, seed: int, shape: Shape = Shape(), progress: bool = True) -> tuple[int, int]:
-    """Write ``n`` reviews to ``path`` (gzip level 1). Returns ``(rows, uncompressed bytes)``."""
+    """Write ``n`` reviews to ``path`` (gzip). Returns ``(rows, uncompressed bytes)``.
+
+    The uncompressed text depends only on ``n``, ``seed`` and ``shape`` (not on the compressor)."""
     rng = np.random.default_rng(seed)
     rows, n_users, n_items = _rows(n, shape, rng)
     pools = text_pools(rng)
@@ -296,14 +357,9 @@ def generate(path: Path, n: int, seed: int, shape: Shape = Shape(), progress: bo
     names = _name_segments(n_users, pools[2], shape, rng)
     tmp = path.with_name(path.name + ".tmp-gen")
     written = 0
-    use_gzip_binary = shutil.which("gzip") is not None
+    started = time.perf_counter()
     with open(tmp, "wb") as raw:
-        proc = (
-            subprocess.Popen(["gzip", "-1", "-c"], stdin=subprocess.PIPE, stdout=raw)
-            if use_gzip_binary
-            else None
-        )
-        compressor = None if proc else zlib.compressobj(1, zlib.DEFLATED, 31)
+        write, close = _compressed_writer(raw)
         try:
             for lo in range(0, n, CHUNK_ROWS):
                 hi = min(n, lo + CHUNK_ROWS)
@@ -311,21 +367,13 @@ def generate(path: Path, n: int, seed: int, shape: Shape = Shape(), progress: bo
                 off = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=0)
                 start = int(off[lines.offset])
                 stop = int(off[lines.offset + len(lines)])
-                data = memoryview(lines.buffers()[2])[start:stop]
-                if proc:
-                    proc.stdin.write(data)
-                else:
-                    raw.write(compressor.compress(data))
+                write(memoryview(lines.buffers()[2])[start:stop])
                 written += stop - start
                 if progress:
-                    print(f"\r  generating {hi:,}/{n:,} reviews", end="", flush=True)
+                    rate = hi / max(time.perf_counter() - started, 1e-9)
+                    print(f"\r  generating {hi:,}/{n:,} reviews ({rate:,.0f}/s)", end="", flush=True)
         finally:
-            if proc:
-                proc.stdin.close()
-                if proc.wait() != 0:
-                    raise RuntimeError("gzip -1 failed while writing the synthetic dump")
-            else:
-                raw.write(compressor.flush())
+            close()
     if progress:
         print()
     os.replace(tmp, path)

@@ -59,6 +59,8 @@ class RunResult:
     error: str | None = None
     runs: list[dict[str, float]] = field(default_factory=list)
     temp_disk_mib: float = 0.0
+    cpu_s: float = 0.0  # user + system CPU seconds of the child: less sensitive to a busy machine than wall
+    loadavg_after: list[float] = field(default_factory=list)  # 1/5/15-minute load when the run ended
 
 
 def package_versions() -> dict[str, str]:
@@ -85,8 +87,8 @@ def _spill_bytes(folder: Path) -> int:
 
 def run_measured(
     cmd: list[str], log_path: Path, spill_parent: Path | None = None
-) -> tuple[int, float, float, float]:
-    """Run ``cmd`` as a child; return ``(exit code, wall seconds, peak RSS MiB, peak spill MiB)``.
+) -> tuple[int, float, float, float, float]:
+    """Run ``cmd`` as a child; return ``(exit code, wall seconds, peak RSS MiB, peak spill MiB, CPU seconds)``.
 
     ``os.wait4`` reports the child's own ``ru_maxrss`` (KiB on Linux), so every run is measured on its own,
     unlike ``RUSAGE_CHILDREN`` which is a maximum over all children ever waited for. With ``spill_parent``
@@ -109,7 +111,7 @@ def run_measured(
     done.set()
     watcher.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss / 1024, peak[0] / MIB
+    return proc.returncode, wall, usage.ru_maxrss / 1024, peak[0] / MIB, usage.ru_utime + usage.ru_stime
 
 
 def mmprep_command(dump: Path, out: Path, memory_limit: str | None = None) -> list[str]:
@@ -229,11 +231,13 @@ def run_once(impl: str, dump: DumpInfo, scratch: Path, memory_limit: str | None 
         cmd = [sys.executable, str(Path(__file__).resolve()), "--pandas-worker", str(dump.path), str(out)]
         cmd += [str(counts_file)]
     log = scratch / f"{impl}.log"
-    code, wall, rss, spilled = run_measured(cmd, log, scratch if impl.startswith("mmprep") else None)
+    code, wall, rss, spilled, cpu = run_measured(cmd, log, scratch if impl.startswith("mmprep") else None)
     result = RunResult(
         impl, dump.rows, round(wall, 2), round(dump.rows / wall), round(rss, 1), exit_code=code
     )
     result.temp_disk_mib = round(spilled, 1)
+    result.cpu_s = round(cpu, 1)
+    result.loadavg_after = [round(v, 2) for v in os.getloadavg()]
     if code != 0:
         text = log.read_text(errors="replace") if log.is_file() else ""
         tail = text.strip().splitlines()[-1:] or ["(no output)"]
@@ -258,8 +262,18 @@ def summarise(runs: list[RunResult]) -> RunResult:
         round(first.rows / wall),
         max(r.peak_rss_mib for r in runs),
         counts=first.counts,
-        runs=[{"wall_s": r.wall_s, "peak_rss_mib": r.peak_rss_mib} for r in runs],
+        runs=[
+            {
+                "wall_s": r.wall_s,
+                "peak_rss_mib": r.peak_rss_mib,
+                "cpu_s": r.cpu_s,
+                "loadavg_after": r.loadavg_after,
+            }
+            for r in runs
+        ],
         temp_disk_mib=max(r.temp_disk_mib for r in runs),
+        cpu_s=statistics.median(r.cpu_s for r in runs),
+        loadavg_after=runs[-1].loadavg_after,
     )
 
 

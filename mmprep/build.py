@@ -15,10 +15,11 @@ import pyarrow.compute as pc
 from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError
-from mmprep.filter.encode import encode_first_appearance
-from mmprep.filter.kcore import dedupe_first, dense_remap, kcore
+from mmprep.filter.collect import Collected, collect
+from mmprep.filter.kcore import dense_remap, first_occurrence_mask, kcore, nonzero_rows
 from mmprep.progress import stage
 from mmprep.sources.base import SkipLog, SourceFiles, get_source
+from mmprep.sources.spill import current as current_spill
 from mmprep.sources.spill import spill_settings
 from mmprep.split.warm import warm_split
 
@@ -55,65 +56,38 @@ class Filtered:
     counts: dict[str, Any]
 
 
-def _to_numpy(column: pa.ChunkedArray, dtype, fill) -> np.ndarray:
-    return column.fill_null(fill).to_numpy().astype(dtype, copy=False)
-
-
-@dataclass
-class Encoded:
-    """The raw interactions as integer codes and numeric columns; the raw string columns can then be freed."""
-
-    u_codes: np.ndarray
-    i_codes: np.ndarray
-    u_vocab: pa.Array
-    i_vocab: pa.Array
-    rating: np.ndarray
-    timestamp: np.ndarray
-
-
-def encode_interactions(raw: pa.Table) -> Encoded:
-    """Encode the user and item ids (first-appearance codes, int32) and pull out rating and timestamp."""
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow hashing releases the GIL: users and items at once
-        users_encoded = pool.submit(encode_first_appearance, raw.column("user_id"))
-        i_codes, i_vocab = encode_first_appearance(raw.column("item_id"))
-        u_codes, u_vocab = users_encoded.result()
-    rating = _to_numpy(raw.column("rating"), np.float32, np.nan)
-    timestamp = _to_numpy(raw.column("timestamp"), np.int64, -1)
-    return Encoded(u_codes, i_codes, u_vocab, i_vocab, rating, timestamp)
-
-
 def filter_interactions(
-    raw: pa.Table | Encoded, params: BuildParams, skips: SkipLog, source_label: str = "interactions"
+    enc: Collected, params: BuildParams, skips: SkipLog, source_label: str = "interactions"
 ) -> Filtered:
     """Dedupe (first occurrence of each user-item pair wins), optional rating threshold, iterative k-core,
     then dense re-indexing in the requested order. Vectorised; raw ids stay Arrow strings.
 
-    Pass :func:`encode_interactions` output (and drop the raw table) to keep peak memory low."""
-    enc = raw if isinstance(raw, Encoded) else encode_interactions(raw)
+    Works on the int32 codes of :func:`~mmprep.filter.collect.collect` and releases them as it goes (its
+    ``u_codes``/``i_codes`` are set to None); rating and timestamp are read for the surviving rows only.
+    """
     u_codes, i_codes, u_vocab, i_vocab = enc.u_codes, enc.i_codes, enc.u_vocab, enc.i_vocab
-    rating, timestamp = enc.rating, enc.timestamp
+    enc.u_codes = enc.i_codes = None
     n_raw = len(u_codes)
     counts: dict[str, Any] = {"raw_records": n_raw}
 
-    keep = dedupe_first(u_codes, i_codes, len(i_vocab))
-    n_dup = n_raw - len(keep)
-    if n_dup:
-        dup_mask = np.ones(n_raw, dtype=bool)
-        dup_mask[keep] = False
-        r = int(np.flatnonzero(dup_mask)[0])
-        del dup_mask
+    first = first_occurrence_mask(u_codes, i_codes, len(i_vocab))
+    n_kept = int(np.count_nonzero(first))
+    if n_kept < n_raw:
+        r = int(np.argmin(first))
+        user, item = u_vocab[int(u_codes[r])], i_vocab[int(i_codes[r])]
         skips.add(
             "duplicates",
             source_label,
             None,
-            f"record {r + 1} repeats the pair user {u_vocab[u_codes[r]]} / item {i_vocab[i_codes[r]]}",
-            n=n_dup,
+            f"record {r + 1} repeats the pair user {user} / item {item}",
+            n=n_raw - n_kept,
         )
+    keep = nonzero_rows(first)
+    del first
     counts["after_dedupe"] = len(keep)
 
     if params.min_rating is not None:
-        kept_rating = rating[keep]
-        keep = keep[kept_rating >= params.min_rating]
+        keep = keep[enc.rating.take(keep) >= params.min_rating]
     counts["after_rating"] = len(keep)
 
     if len(keep) == 0 and counts["after_dedupe"]:
@@ -121,29 +95,36 @@ def filter_interactions(
             f"no interactions rated at least {params.min_rating} ({counts['after_dedupe']:,} records after "
             "dedupe); lower --min-rating"
         )
-    core = kcore(u_codes[keep], i_codes[keep], params.k_user, params.k_item)
-    keep = keep[core.keep]
+    u_codes, i_codes = u_codes[keep], i_codes[keep]  # the raw-length arrays are freed here
+    core = kcore(u_codes, i_codes, params.k_user, params.k_item)
+    keep, u_codes, i_codes = keep[core.keep], u_codes[core.keep], i_codes[core.keep]
     counts["kcore_iterations"] = core.iterations
+    del core
     if len(keep) == 0:
         raise PrepError(
             f"no interactions left after the k-core filter ({counts['raw_records']:,} records read, "
             f"{counts['after_dedupe']:,} after dedupe, {counts['after_rating']:,} after the rating filter; "
             f"k_user={params.k_user}, k_item={params.k_item}); lower --k-user/--k-item"
         )
-    u_labels = np.asarray(u_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
-    i_labels = np.asarray(i_vocab.to_pylist(), dtype=object) if params.id_order == "sorted" else None
-    users, u_old = dense_remap(u_codes[keep], params.id_order, u_labels)
-    items, i_old = dense_remap(i_codes[keep], params.id_order, i_labels)
+    u_labels = _labels(u_vocab) if params.id_order == "sorted" else None
+    i_labels = _labels(i_vocab) if params.id_order == "sorted" else None
+    users, u_old = dense_remap(u_codes, params.id_order, u_labels)
+    items, i_old = dense_remap(i_codes, params.id_order, i_labels)
     counts.update(users=len(u_old), items=len(i_old), interactions=len(keep))
     return Filtered(
         users=users,
         items=items,
-        rating=rating[keep],
-        timestamp=timestamp[keep],
-        user_ids=u_vocab.take(pa.array(u_old)),
-        item_ids=i_vocab.take(pa.array(i_old)),
+        rating=enc.rating.take(keep),
+        timestamp=enc.timestamp.take(keep),
+        user_ids=u_vocab.take(pa.array(u_old)).combine_chunks(),
+        item_ids=i_vocab.take(pa.array(i_old)).combine_chunks(),
         counts=counts,
     )
+
+
+def _labels(vocab: pa.ChunkedArray) -> np.ndarray:
+    """The ids of a vocabulary as a numpy object array (to sort codes by id)."""
+    return np.asarray(vocab.to_pylist(), dtype=object)
 
 
 def nothing_read_error(paths: list[Path], skips: SkipLog, source_format: str) -> PrepError:
@@ -207,7 +188,8 @@ def build_dataset(
     """Run the whole pipeline and write ``out`` atomically. Returns the manifest.
 
     ``memory_limit`` (bytes) caps DuckDB, which then spills to a folder next to ``out`` that is removed
-    afterwards (:mod:`mmprep.sources.spill`); it changes neither the result nor the manifest.
+    afterwards (:mod:`mmprep.sources.spill`); the raw rows' rating and timestamp wait in that folder too
+    (:mod:`mmprep.filter.collect`). It changes neither the result nor the manifest.
     """
     if memory_limit is None:
         return _build(name, source_format, files, params, out, overwrite, quiet, recipe)
@@ -242,15 +224,16 @@ def _build(
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashes = pool.submit(lambda: [dict(describe_file(p), role=role) for role, p in files.all()])
         with stage(f"reading {source_format} interactions", quiet):
-            raw = source.interactions()
-        if raw.num_rows == 0:
-            raise nothing_read_error(files.get("interactions"), skips, source_format)
-        with stage(f"dedupe + k-core ({raw.num_rows:,} records)", quiet):
-            label = ", ".join(p.name for p in files.get("interactions"))
-            encoded = encode_interactions(raw)
-            del raw
-            filtered = filter_interactions(encoded, params, skips, label)
-            del encoded
+            settings = current_spill()  # rating and timestamp of every raw row wait on disk there
+            collected = collect(source.interaction_stream(), settings.temp_dir if settings else None)
+        try:
+            if collected.rows == 0:
+                raise nothing_read_error(files.get("interactions"), skips, source_format)
+            with stage(f"dedupe + k-core ({collected.rows:,} records)", quiet):
+                label = ", ".join(p.name for p in files.get("interactions"))
+                filtered = filter_interactions(collected, params, skips, label)
+        finally:
+            collected.close()
         with stage("item fields", quiet):
             fields = None
             if params.item_text == "meta":

@@ -6,20 +6,52 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+DEDUPE_PARTS_ROWS = 8 << 20
+
+
+def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Boolean mask over the rows: True at the first occurrence of every ``(user, item)`` pair.
+
+    A pair repeats only within one user, so the rows are cut into parts by ``user % parts`` (about
+    :data:`DEDUPE_PARTS_ROWS` rows each) and each part is sorted on its own: the sort's working memory is that
+    of one part (24 bytes a row), not of the whole dump.
+    """
+    n = len(users)
+    first = np.zeros(n, dtype=bool)
+    parts = max(1, -(-n // DEDUPE_PARTS_ROWS))
+    part_of = (users % parts).astype(np.uint16) if parts > 1 else None
+    for p in range(parts):
+        rows = np.arange(n) if part_of is None else np.flatnonzero(part_of == p)
+        if len(rows) == 0:
+            continue
+        key = (users[rows].astype(np.int64) // parts) * np.int64(n_items) + items[rows].astype(np.int64)
+        # group equal keys with a (fast, unstable) sort; the first occurrence is the smallest row index of a
+        # group; marking those in the mask gives them in row order without a second sort
+        order = np.argsort(key)
+        sorted_key = key[order]
+        del key
+        starts = np.ones(len(rows), dtype=bool)
+        np.not_equal(sorted_key[1:], sorted_key[:-1], out=starts[1:])
+        del sorted_key
+        first[rows[np.minimum.reduceat(order, np.flatnonzero(starts))]] = True
+    return first
+
 
 def dedupe_first(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """Row indices (ascending) keeping the first occurrence of every ``(user, item)`` pair."""
-    key = users.astype(np.int64, copy=False) * np.int64(n_items) + items.astype(np.int64, copy=False)
-    # group equal keys with a (fast, unstable) sort; the first occurrence is the smallest row index of a
-    # group; marking those in a mask gives them in row order without a second sort
-    order = np.argsort(key)
-    sorted_key = key[order]
-    starts = np.ones(len(key), dtype=bool)
-    np.not_equal(sorted_key[1:], sorted_key[:-1], out=starts[1:])
-    first = np.zeros(len(key), dtype=bool)
-    if len(key):
-        first[np.minimum.reduceat(order, np.flatnonzero(starts))] = True
-    return np.flatnonzero(first)
+    return np.flatnonzero(first_occurrence_mask(users, items, n_items))
+
+
+def nonzero_rows(mask: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(mask)`` as int32 when the rows allow (half the memory), built slice by slice."""
+    dtype = np.int32 if len(mask) < np.iinfo(np.int32).max else np.int64
+    out = np.empty(int(np.count_nonzero(mask)), dtype=dtype)
+    step, filled = 1 << 24, 0
+    for lo in range(0, len(mask), step):
+        hit = np.flatnonzero(mask[lo : lo + step])
+        out[filled : filled + len(hit)] = hit + lo
+        filled += len(hit)
+    return out
 
 
 def duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -49,20 +81,25 @@ def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCo
     iterations = 0
     if k_user <= 1 and k_item <= 1:
         return KCoreResult(np.ones(len(users), dtype=bool), 0, removed)
-    # the surviving rows are kept compacted (row index, user, item), so each pass only touches those
-    idx, u, i = np.arange(len(users)), users, items
+    # the surviving rows are kept compacted (row index, user, item), so each pass only touches those; the
+    # first pass works on the input arrays themselves (no copies of the largest arrays)
+    idx, u, i = None, users, items
     while True:
         # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
         low_user = np.bincount(u, minlength=n_u) < k_user
         low_item = np.bincount(i, minlength=n_i) < k_item
-        bad = low_user[u] | low_item[i]
-        n_bad = int(np.count_nonzero(bad))
+        good = ~low_user[u]
+        good &= ~low_item[i]
+        n_bad = len(good) - int(np.count_nonzero(good))
         iterations += 1
         if n_bad == 0:
             break
         removed.append(n_bad)
-        good = ~bad
-        idx, u, i = idx[good], u[good], i[good]
+        idx = nonzero_rows(good) if idx is None else idx[good]
+        u, i = u[good], i[good]
+        del good
+    if idx is None:
+        return KCoreResult(np.ones(len(users), dtype=bool), iterations, removed)
     keep = np.zeros(len(users), dtype=bool)
     keep[idx] = True
     return KCoreResult(keep, iterations, removed)

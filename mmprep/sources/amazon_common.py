@@ -10,7 +10,7 @@ reported) with its exact line number; the good records are then read again with 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,13 @@ import pyarrow.compute as pc
 
 from mmprep.errors import PrepError
 from mmprep.sources import fastjson, scan, spill
-from mmprep.sources.base import INTERACTION_COLUMNS, ITEM_FIELD_TYPES, REVIEW_TEXT_COLUMNS, SkipLog
+from mmprep.sources.base import (
+    INTERACTION_COLUMNS,
+    ITEM_FIELD_TYPES,
+    REVIEW_TEXT_COLUMNS,
+    SkipLog,
+    StreamEvent,
+)
 from mmprep.sources.fastjson import InflateError, inflated_blocks
 from mmprep.sources.netflix import duckdb_session, is_gzip, load_lines, report_problems, sql_quote
 
@@ -141,39 +147,61 @@ def _check_lines(
     return n
 
 
-def _read_json_blocks(
-    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str], select: str
-) -> pa.Table | None:
-    """Fast path for a clean gzip file: ``SELECT {select}`` over the plain blocks that
-    :func:`inflated_blocks` inflates ahead on another thread (inflate and parse overlap on two cores).
+class _NotFast(Exception):
+    """The block-wise read cannot take this file (or this block): read the whole file the exact way."""
 
-    ``None`` when the file is not gzip, when ``isal`` is missing (stdlib inflate is slower than DuckDB's own
-    read), or when any block fails or has a record lacking a required field (NULL in the first column): the
-    caller then reads the whole file the exact way. A damaged gzip stream (bad CRC, truncated) is a located
-    :class:`PrepError`, never a fallback: DuckDB's gzip reader would not notice a bad CRC. Blocks end at line ends, so the rows are those of
-    ``read_json`` over the whole file, in file order.
+
+def _fast_capable(path: Path) -> bool:
+    """Whether :func:`_json_blocks` may try ``path``: a gzip file, with ``isal`` (stdlib inflate is slower
+    than DuckDB's own read)."""
+    return fastjson.FAST_INFLATE and is_gzip(path)
+
+
+def _json_blocks(
+    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str], select: str
+) -> Iterator[pa.Table]:
+    """``SELECT {select}`` over the plain blocks of the gzip file ``path`` that :func:`inflated_blocks`
+    inflates ahead on another thread (inflate and parse overlap on two cores), one table per block, in file
+    order. Blocks end at line ends, so the rows are those of ``read_json`` over the whole file.
+
+    Raises :class:`_NotFast` (possibly after some blocks) when a block fails or has a record lacking a required
+    field (NULL in the first column). A damaged gzip stream (bad CRC, truncated) is a located
+    :class:`PrepError`, never a fallback: DuckDB's gzip reader would not notice a bad CRC.
     """
-    if not fastjson.FAST_INFLATE or not is_gzip(path):
-        return None
-    tables = []
     # one DuckDB thread: the other core belongs to the inflating thread, which sets the pace
     con.execute("SET threads = 1")
     try:
         with inflated_blocks(path) as blocks:
             for block in blocks:
-                table = con.sql(f"SELECT {select} FROM {_json_source(block, columns, False, False)}")
-                table = table.to_arrow_table()
+                try:
+                    table = con.sql(f"SELECT {select} FROM {_json_source(block, columns, False, False)}")
+                    table = table.to_arrow_table()
+                except duckdb.OutOfMemoryException:
+                    raise  # the exact path would need more memory still: the build reports the limit
+                except (duckdb.Error, OSError):
+                    raise _NotFast from None
                 if table.num_rows and table.column(0).null_count:
-                    return None
-                tables.append(table)
+                    raise _NotFast
+                yield table
     except InflateError as e:
         raise scan.corrupt_stream_error(path, e) from None
-    except duckdb.OutOfMemoryException:
-        raise  # the exact path would need more memory still: the build reports the limit
-    except (duckdb.Error, OSError):
-        return None
+    except OSError:  # no room for the block files, say: the exact read does without them
+        raise _NotFast from None
     finally:
         con.execute("RESET threads")
+
+
+def _read_json_blocks(
+    con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str], select: str
+) -> pa.Table | None:
+    """The whole of :func:`_json_blocks` as one table, or ``None`` when the file is not for the fast path
+    (:func:`_fast_capable`) or a block fails: the caller then reads the whole file the exact way."""
+    if not _fast_capable(path):
+        return None
+    try:
+        tables = list(_json_blocks(con, path, columns, select))
+    except _NotFast:
+        return None
     return pa.concat_tables(tables) if tables else None
 
 
@@ -212,7 +240,7 @@ def _read_json_checked(
 def read_review_interactions(paths: Sequence[Path], fields: ReviewFields, skips: SkipLog) -> pa.Table:
     """All review records of ``paths`` in file order as :data:`INTERACTION_COLUMNS` (JSON lines only).
 
-    A clean gzip file is read block by block while the next block is inflated (:func:`_read_json_blocks`);
+    A clean gzip file is read block by block while the next block is inflated (:func:`_json_blocks`);
     any other file is read whole by DuckDB, which locates and counts bad lines. Both give the same table.
     """
     tables = []
@@ -222,11 +250,8 @@ def read_review_interactions(paths: Sequence[Path], fields: ReviewFields, skips:
     return pa.concat_tables(tables) if tables else INTERACTION_COLUMNS.empty_table()
 
 
-def read_review_file(
-    con: duckdb.DuckDBPyConnection, path: Path, fields: ReviewFields, skips: SkipLog, fast: bool
-) -> pa.Table:
-    """One JSON-lines review file as :data:`INTERACTION_COLUMNS`; ``fast=False`` forces the whole-file read
-    (the reference the fast path is tested against)."""
+def _review_query(fields: ReviewFields) -> tuple[dict[str, str], dict[str, str], str]:
+    """``(columns read, required fields, SELECT list)`` of a review file as :data:`INTERACTION_COLUMNS`."""
     # ids are read as JSON so that a number is coerced to its text ("123") and an object, list or boolean is a
     # bad record (NULL user_id) that the exact path reports with its line
     columns = {fields.user: "JSON", fields.item: "JSON", fields.rating: "DOUBLE", fields.time: "DOUBLE"}
@@ -238,10 +263,40 @@ def read_review_file(
         f"json_extract_string({item}, '$') AS item_id, CAST({_ident(fields.rating)} AS FLOAT) AS rating, "
         f"coalesce(CAST(floor({_ident(fields.time)} / {fields.time_divisor}) AS BIGINT), -1) AS timestamp"
     )
+    return columns, required, select
+
+
+def read_review_file(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: ReviewFields, skips: SkipLog, fast: bool
+) -> pa.Table:
+    """One JSON-lines review file as :data:`INTERACTION_COLUMNS`; ``fast=False`` forces the whole-file read
+    (the reference the fast path is tested against)."""
+    columns, required, select = _review_query(fields)
     table = _read_json_blocks(con, path, columns, select) if fast else None
     if table is None:
         table = _read_json_checked(con, path, columns, select, required, skips, "bad_lines")
     return table.cast(INTERACTION_COLUMNS)
+
+
+def review_stream(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: ReviewFields, skips: SkipLog
+) -> Iterator[pa.Table | StreamEvent]:
+    """One review file as a stream of :data:`INTERACTION_COLUMNS` tables, block by block while the next block
+    is inflated, so the file is never held whole. When a block needs the exact read (a bad record), a
+    :data:`StreamEvent.REWIND` follows the blocks so far and then the whole file read the exact way, whose
+    bad lines are located, logged and skipped: the rows are those of :func:`read_review_file`."""
+    columns, required, select = _review_query(fields)
+    yield StreamEvent.FILE_START
+    if _fast_capable(path):
+        try:
+            for table in _json_blocks(con, path, columns, select):
+                yield table.cast(INTERACTION_COLUMNS)
+            return
+        except _NotFast:
+            yield StreamEvent.REWIND
+    yield _read_json_checked(con, path, columns, select, required, skips, "bad_lines").cast(
+        INTERACTION_COLUMNS
+    )
 
 
 def read_ratings_csv(

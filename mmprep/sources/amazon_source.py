@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,8 +15,10 @@ from mmprep.sources.amazon_common import (
     read_ratings_csv,
     read_review_interactions,
     read_review_text,
+    review_stream,
 )
-from mmprep.sources.base import INTERACTION_COLUMNS, SkipLog, Source
+from mmprep.sources.base import INTERACTION_COLUMNS, SkipLog, Source, StreamEvent
+from mmprep.sources.netflix import duckdb_session
 
 
 def read_interactions(
@@ -48,6 +51,18 @@ class AmazonSource(Source):
     def interactions(self) -> pa.Table:
         paths = self.files.get("interactions")
         return read_interactions(paths, self.fields, self.skips, self.csv_order, self.csv_header)
+
+    def interaction_stream(self) -> Iterator[pa.Table | StreamEvent]:
+        """Review files block by block (:func:`review_stream`); ratings CSVs whole."""
+        with duckdb_session() as con:
+            for path in self.files.get("interactions"):
+                if is_ratings_csv(path):
+                    yield StreamEvent.FILE_START
+                    yield read_ratings_csv(
+                        [path], self.csv_order, self.csv_header, self.skips, self.fields.time_divisor
+                    )
+                else:
+                    yield from review_stream(con, path, self.fields, self.skips)
 
     def review_text(self, item_ids: pa.Array) -> pa.Table | None:
         return read_review_text(self.files.get("interactions"), self.fields, item_ids)

@@ -12,7 +12,9 @@ formats DuckDB cannot read (the Python-literal Amazon 2014 meta file).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,6 +34,13 @@ ITEM_FIELD_TYPES = {
     "image_url": pa.string(),
 }
 REVIEW_TEXT_COLUMNS = pa.schema([("item_id", pa.string()), ("review_text", pa.string())])
+
+
+class StreamEvent(Enum):
+    """Markers between the blocks of :meth:`Source.interaction_stream`."""
+
+    FILE_START = "file start"  # a new file begins: the point a later REWIND returns to
+    REWIND = "rewind"  # drop the rows since the last FILE_START: that file is read again, the exact way
 
 
 @dataclass
@@ -96,6 +105,11 @@ class Source(ABC):
     @abstractmethod
     def interactions(self) -> pa.Table:
         """All raw interaction records in file order, schema :data:`INTERACTION_COLUMNS`."""
+
+    def interaction_stream(self) -> Iterator[pa.Table | StreamEvent]:
+        """The rows of :meth:`interactions` as a stream of tables (and :class:`StreamEvent` markers), so that
+        a large dump never has to be held whole; sources that can read block by block override this."""
+        yield self.interactions()
 
     def items(self, item_ids: pa.Array) -> pa.Table | None:
         """Item fields for ``item_ids`` from the meta file(s), or None when the source has no item metadata."""

@@ -1,0 +1,144 @@
+"""Read a source's interaction stream into integer codes without holding the raw ids of every row.
+
+The raw ids are what makes a large dump big in memory (about 65 bytes a review as Arrow strings). Here the
+stream's blocks are gathered into batches of about :data:`BATCH_BYTES` of ids, each batch is encoded to int32
+first-appearance codes (:class:`~mmprep.filter.encode.IncrementalEncoder`, which keeps each distinct id once)
+and dropped; rating and timestamp go to :class:`~mmprep.filter.columns.ColumnSink` columns, on disk when a
+folder is given. What stays in memory is 8 bytes a row plus the vocabularies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mmprep.filter.columns import ColumnSink
+from mmprep.filter.encode import IncrementalEncoder
+from mmprep.sources.base import StreamEvent
+
+BATCH_BYTES = 256 << 20
+
+
+@dataclass
+class Collected:
+    """The raw interactions as codes (``u_vocab[u_codes[r]]`` is the user of row ``r``) and sunk columns."""
+
+    u_codes: np.ndarray | None
+    i_codes: np.ndarray | None
+    u_vocab: pa.ChunkedArray
+    i_vocab: pa.ChunkedArray
+    rating: ColumnSink
+    timestamp: ColumnSink
+
+    @property
+    def rows(self) -> int:
+        return self.rating.rows
+
+    def close(self) -> None:
+        """Delete the sunk columns' files."""
+        self.rating.close()
+        self.timestamp.close()
+
+
+class _Collector:
+    """The state of one collection: encoders, code parts, sinks, the batch being gathered, a checkpoint."""
+
+    def __init__(self, folder: Path | None, batch_bytes: int) -> None:
+        self.users, self.items = IncrementalEncoder(), IncrementalEncoder()
+        self.u_parts: list[np.ndarray] = []
+        self.i_parts: list[np.ndarray] = []
+        self.rating = ColumnSink(np.float32, "rating", folder)
+        self.timestamp = ColumnSink(np.int64, "timestamp", folder)
+        self.batch: list[pa.Table] = []
+        self.batch_bytes, self.pending = batch_bytes, 0
+        self.checkpoint = (0, 0, 0, 0)
+        self.pool = ThreadPoolExecutor(
+            max_workers=1
+        )  # users and items are encoded at once (Arrow frees the GIL)
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.batch.append(table)
+        self.pending += table.column("user_id").nbytes + table.column("item_id").nbytes
+        if self.pending >= self.batch_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch = pa.concat_tables(self.batch)
+        self.batch, self.pending = [], 0
+        users = self.pool.submit(self.users.encode, batch.column("user_id"))
+        self.i_parts.append(self.items.encode(batch.column("item_id")))
+        self.u_parts.append(users.result())
+        self.rating.append(batch.column("rating").fill_null(np.nan).to_numpy())
+        self.timestamp.append(batch.column("timestamp").fill_null(-1).to_numpy())
+        del batch
+        # Arrow's allocator keeps freed batch memory for reuse; hand it back (6M rows in 96 MiB batches:
+        # resident after the second batch 579 -> 453 MiB)
+        pa.default_memory_pool().release_unused()
+
+    def mark(self) -> None:
+        self.flush()
+        self.checkpoint = (len(self.u_parts), self.rating.rows, self.users.size, self.items.size)
+
+    def rewind(self) -> None:
+        self.batch, self.pending = [], 0
+        parts, rows, n_users, n_items = self.checkpoint
+        del self.u_parts[parts:], self.i_parts[parts:]
+        self.rating.truncate(rows)
+        self.timestamp.truncate(rows)
+        self.users.truncate(n_users)
+        self.items.truncate(n_items)
+
+    def finish(self) -> Collected:
+        self.flush()
+        self.pool.shutdown()
+        u_codes = _concat(self.u_parts)
+        i_codes = _concat(self.i_parts)
+        return Collected(
+            u_codes, i_codes, self.users.vocabulary, self.items.vocabulary, self.rating, self.timestamp
+        )
+
+    def abort(self) -> None:
+        self.pool.shutdown()
+        self.rating.close()
+        self.timestamp.close()
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    """One int32 array of ``parts``, emptying the list as it goes (so the parts are freed early)."""
+    out = np.empty(sum(len(p) for p in parts), dtype=np.int32)
+    start = 0
+    while parts:
+        part = parts.pop(0)
+        out[start : start + len(part)] = part
+        start += len(part)
+    return out
+
+
+def collect(
+    stream: Iterable[pa.Table | StreamEvent], folder: Path | None = None, batch_bytes: int | None = None
+) -> Collected:
+    """Encode a :meth:`~mmprep.sources.base.Source.interaction_stream` in batches of ``batch_bytes`` of ids
+    (default :data:`BATCH_BYTES`); rating and timestamp are written to ``folder`` when given (else kept in
+    memory). The caller closes the result."""
+    collector = _Collector(folder, batch_bytes or BATCH_BYTES)
+    try:
+        for item in stream:
+            if item is StreamEvent.FILE_START:
+                collector.mark()
+            elif item is StreamEvent.REWIND:
+                collector.rewind()
+            else:
+                collector.add(item)
+        return collector.finish()
+    except BaseException:
+        collector.abort()
+        raise

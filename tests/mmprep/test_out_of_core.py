@@ -1,0 +1,220 @@
+"""Out-of-core reading (issue 16): the stream of blocks encoded batch by batch with rating/timestamp on disk
+gives the same codes, the same dataset bytes and leaves nothing behind, even when the build is killed."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mmprep.filter.collect as collect_mod
+import mmprep.filter.kcore as kcore_mod
+import mmprep.sources.fastjson as fj
+from benchmarks._generate import generate
+from mmprep.filter.collect import collect
+from mmprep.filter.columns import ColumnSink
+from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance
+from mmprep.filter.kcore import dedupe_first, first_occurrence_mask, nonzero_rows
+from mmprep.sources import spill
+from mmprep.sources.amazon2014 import FIELDS
+from mmprep.sources.amazon_common import read_review_interactions, review_stream
+from mmprep.sources.base import SkipLog, StreamEvent
+from mmprep.sources.netflix import duckdb_session
+from tests.mmprep.oneline import run_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL_BLOCK = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dump") / "reviews_Synthetic_5.json.gz"
+    generate(path, 40_000, seed=11, progress=False)
+    return path
+
+
+@pytest.fixture()
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(fj, "FAST_INFLATE", True)
+    monkeypatch.setattr(fj, "BLOCK_BYTES", SMALL_BLOCK)
+    monkeypatch.setattr(fj, "_READ_BYTES", SMALL_BLOCK // 16)
+
+
+def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything():
+    rng = np.random.default_rng(3)
+    ids = pa.array([f"u{k}" for k in (rng.pareto(1.1, 30_000) * 100).astype(int)])
+    expected_codes, expected_vocab = encode_first_appearance(ids)
+    encoder = IncrementalEncoder()
+    cuts = [0, 7, 7, 2_000, 2_001, 15_000, 30_000]  # an empty batch and a one-row batch among them
+    codes = np.concatenate(
+        [encoder.encode(ids.slice(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
+    )
+    assert len(expected_vocab) > 1_000
+    assert np.array_equal(codes, expected_codes)
+    assert encoder.vocabulary.combine_chunks().equals(expected_vocab)
+    # forgetting the ids of the last batches and encoding them again gives the same codes
+    size_before = len(encode_first_appearance(ids.slice(0, 2_001))[1])
+    encoder.truncate(size_before)
+    again = np.concatenate([encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))])
+    assert np.array_equal(again, expected_codes[2_001:])
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_column_sink_takes_rows_across_slices_and_truncates(tmp_path, monkeypatch, on_disk):
+    monkeypatch.setattr("mmprep.filter.columns.TAKE_ROWS", 1_000)
+    sink = ColumnSink(np.int64, "timestamp", tmp_path if on_disk else None)
+    values = np.arange(10_500, dtype=np.int64) * 7
+    for lo in range(0, 10_500, 3_000):
+        sink.append(values[lo : lo + 3_000])
+    sink.truncate(9_000)
+    sink.append(values[9_000:])
+    rows = np.array([0, 1, 999, 1_000, 4_321, 9_000, 10_499])
+    assert np.array_equal(sink.take(rows), values[rows])
+    assert (tmp_path / "timestamp.bin").is_file() == on_disk
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stream_in_small_batches_equals_the_whole_table(dump, tmp_path, small_blocks):
+    whole = read_review_interactions([dump], FIELDS, SkipLog())
+    codes_u, vocab_u = encode_first_appearance(whole.column("user_id"))
+    codes_i, vocab_i = encode_first_appearance(whole.column("item_id"))
+    with duckdb_session() as con:
+        stream = list(review_stream(con, dump, FIELDS, SkipLog()))
+    tables = [t for t in stream if isinstance(t, pa.Table)]
+    assert stream[0] is StreamEvent.FILE_START and len(tables) > 20  # many blocks
+    got = collect(stream, tmp_path, batch_bytes=64 * 1024)  # dozens of batches
+    try:
+        assert np.array_equal(got.u_codes, codes_u) and np.array_equal(got.i_codes, codes_i)
+        assert got.u_vocab.combine_chunks().equals(vocab_u) and got.i_vocab.combine_chunks().equals(vocab_i)
+        rows = np.arange(0, whole.num_rows, 3)
+        expected_rating = whole.column("rating").to_numpy()[rows]
+        assert np.array_equal(got.rating.take(rows), expected_rating)
+        assert np.array_equal(got.timestamp.take(rows), whole.column("timestamp").to_numpy()[rows])
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["rating.bin", "timestamp.bin"]
+    finally:
+        got.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_record_late_in_the_file_rewinds_to_the_exact_read(dump, tmp_path, small_blocks):
+    """The fast read yields blocks, meets a bad record near the end, rewinds; the codes are those of the exact
+    read, which skipped that record."""
+    lines = gzip.decompress(dump.read_bytes()).splitlines(keepends=True)
+    bad_line = len(lines) - 50
+    lines[bad_line] = b'{"reviewerID": "A1", "overall": 5.0}\n'  # no asin
+    path = tmp_path / "reviews_bad.json.gz"
+    path.write_bytes(gzip.compress(b"".join(lines)))
+    skips = SkipLog()
+    with duckdb_session() as con:
+        stream = list(review_stream(con, path, FIELDS, skips))
+    assert StreamEvent.REWIND in stream and stream.index(StreamEvent.REWIND) > 20
+    assert skips.counts == {"bad_lines": 1}
+    exact = read_review_interactions([path], FIELDS, SkipLog())
+    assert exact.num_rows == len(lines) - 1
+    got = collect(stream, None, batch_bytes=64 * 1024)
+    expected, _ = encode_first_appearance(exact.column("user_id"))
+    assert np.array_equal(got.u_codes, expected) and got.rows == exact.num_rows
+
+
+def test_partitioned_dedupe_equals_one_sort(monkeypatch):
+    rng = np.random.default_rng(5)
+    users = (rng.pareto(1.2, 50_000) * 4).astype(np.int32) % 3_000
+    items = (rng.pareto(1.2, 50_000) * 4).astype(np.int32) % 2_000
+    whole = dedupe_first(users, items, 2_000)
+    assert len(whole) < 45_000  # many repeated pairs
+    monkeypatch.setattr(kcore_mod, "DEDUPE_PARTS_ROWS", 4_000)  # 13 parts
+    assert np.array_equal(np.flatnonzero(first_occurrence_mask(users, items, 2_000)), whole)
+    mask = rng.random(70_000) < 0.3
+    rows = nonzero_rows(mask)
+    assert rows.dtype == np.int32 and np.array_equal(rows, np.flatnonzero(mask))
+
+
+def _build(dump, out, *extra):
+    return run_cli(
+        "build", "--source", "amazon2014", "--input", f"interactions={dump}", "--item-text", "none",
+        "--out", out, "--quiet", *extra,
+    )  # fmt: skip
+
+
+def _hashes(folder):
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_many_small_batches_build_the_same_bytes_with_the_columns_on_disk(dump, tmp_path, monkeypatch):
+    one = _build(dump, tmp_path / "one" / "ds", "--memory-limit", "100%")
+    assert one.exit_code == 0, one.output
+    seen = []
+    real_collect = collect_mod.collect
+
+    def spying(stream, folder=None, batch_bytes=None):
+        got = real_collect(stream, folder, batch_bytes)
+        seen.append(sorted(p.name for p in folder.iterdir()))
+        return got
+
+    monkeypatch.setattr(collect_mod, "BATCH_BYTES", 32 * 1024)
+    monkeypatch.setattr("mmprep.build.collect", spying)
+    many = _build(dump, tmp_path / "many" / "ds", "--memory-limit", "64MB")
+    assert many.exit_code == 0, many.output
+    assert seen == [["rating.bin", "timestamp.bin"]]  # in the spill folder while the build ran
+    one_files, many_files = _hashes(tmp_path / "one" / "ds"), _hashes(tmp_path / "many" / "ds")
+    manifest = json.loads((tmp_path / "many" / "ds" / "manifest.json").read_text())
+    assert manifest["counts"]["raw_records"] == 40_000 and manifest["counts"]["after_dedupe"] < 40_000
+    assert {k: v for k, v in one_files.items() if k.endswith(".parquet")} == {
+        k: v for k, v in many_files.items() if k.endswith(".parquet")
+    }
+    assert len([k for k in many_files if k.endswith(".parquet")]) >= 5
+    assert [p.name for p in (tmp_path / "many").iterdir()] == ["ds"]
+
+
+_KILLABLE = """
+import sys, time
+from pathlib import Path
+import mmprep.filter.collect as c
+from mmprep.build import BuildParams, build_dataset
+from mmprep.sources.base import SourceFiles
+
+c.BATCH_BYTES = 32 * 1024
+flush = c._Collector.flush
+def slow_flush(self):
+    flush(self)
+    if self.rating.rows:
+        Path(sys.argv[3]).touch()
+        time.sleep(120)
+c._Collector.flush = slow_flush
+build_dataset("x", "amazon2014", SourceFiles({"interactions": [Path(sys.argv[1])]}),
+              BuildParams(item_text="none"), Path(sys.argv[2]), quiet=True, memory_limit=64 << 20)
+"""
+
+
+def test_a_killed_build_leaves_nothing_a_rerun_trips_on(dump, tmp_path):
+    out, ready = tmp_path / "data" / "ds", tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(dump), str(out), str(ready)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the build never got to its first batch"
+        spilled = list((tmp_path / "data").glob(f"{spill.SPILL_PREFIX}{proc.pid}-*"))
+        assert len(spilled) == 1 and (spilled[0] / "rating.bin").stat().st_size > 0
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    result = _build(dump, out, "--memory-limit", "64MB")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["ds"]  # the killed build's folder is gone
+    scratch = fj._scratch_dir(fj.BLOCK_BYTES) or "/tmp"
+    assert not [p for p in os.listdir(scratch) if p.startswith(f"mmprep-inflate-{proc.pid}-")]
