@@ -28,6 +28,11 @@ Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^
    minimum k), which empties the graphs from the second batch on when N < 10 000. The graphs are buffers, so
    the best epoch's checkpoint carries the graph it was evaluated with.
 
+The discriminator's rows are never formed as ``[B_u, N]`` matrices: fake and real rows are low rank plus sparse
+on the training items (:mod:`mmtrain.models.mmssl_rows`), which gives the same losses and gradients at a
+fraction of the cost; the real rows fall back to the dense computation when ``real_data_tau`` is too large for
+their softmax to vanish off the training items in float32.
+
 ``attention: paper`` is real multi-head attention over the modalities; ``reference`` the original's linear map
 (its K is built from Q). ``D_negative_slope`` 0.01 is the intended LeakyReLU (the original's is the identity,
 1.0); ``D_max_hidden`` > 0 caps the discriminator's ``N/4``, ``N/8`` hidden widths. Why each deviation, the

@@ -18,7 +18,7 @@ from mmtrain.models.mmssl import (
     masked_similarity,
     real_rows,
 )
-from mmtrain.models.mmssl_rows import masked_factors, real_factors, sparse_softmax_exact
+from mmtrain.models.mmssl_rows import FactoredRows, masked_factors, real_factors, sparse_softmax_exact
 
 
 def case(n_users: int = 12, n_items: int = 60, dim: int = 8, seed: int = 0):
@@ -105,3 +105,21 @@ def test_generator_term_gradients_equal_the_dense_ones():
     assert float(new) == pytest.approx(float(old), rel=1e-5)
     torch.testing.assert_close(u1.grad, u2.grad, rtol=1e-3, atol=1e-5)
     torch.testing.assert_close(i1.grad, i2.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_model_uses_factored_real_rows_only_where_the_softmax_is_exactly_sparse(tmp_path):
+    from tests.mmtrain.models.test_mmssl import small_model
+
+    model, data = small_model(tmp_path)
+    model.train()
+    users = torch.unique(data.train.users)[:10]
+    with torch.no_grad():
+        out = model._outputs()
+    gen = torch.Generator().manual_seed(0)
+    factored = model.real_rows_of(out, users, gen)
+    assert isinstance(factored, FactoredRows)
+    rows, items = data.train.rows_of(users)
+    assert torch.equal(factored.rows, rows) and torch.equal(factored.cols, items)  # the softmax's support
+    model.config["real_data_tau"] = 0.5  # e^{-2} off the training items: not negligible, dense rows
+    dense = model.real_rows_of(out, users, gen)
+    assert isinstance(dense, torch.Tensor) and dense.shape == (10, data.n_items)
