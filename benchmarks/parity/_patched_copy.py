@@ -16,6 +16,7 @@ Shim = tuple[str, str, str, str]
 def describe(shim: Shim) -> str:
     """``file: `old` -> `new` (why)``, one line."""
     file, old, new, why = shim
+    old, new = (text.replace("\n", "\\n") for text in (old, new))
     return f"{file}: `{old}` -> `{new}` ({why})"
 
 
