@@ -199,7 +199,8 @@ def main() -> int:
             ],
             "protocol": {
                 "dataset": "tiktok",
-                "epochs": args.epochs,
+                "epochs": min([len(theirs.loss), *(len(c.loss) for c in curves)]) if curves else 0,
+                "epochs_requested": args.epochs,
                 "hyperparameters": OVERRIDES,
                 "batches": "every training pair once per epoch in batches of 1024, one uniform negative each",
             },

@@ -272,7 +272,8 @@ def main() -> int:
             "shims": shims,
             "protocol": {
                 "dataset": "tiktok",
-                "epochs": args.epochs,
+                "epochs": min([len(theirs.loss), *(len(c.loss) for c in curves)]),  # trained on both sides
+                "epochs_requested": args.epochs,
                 "hyperparameters": OVERRIDES,
                 "batches": f"{batches} batches of 1024 distinct uniform users, one positive and one negative "
                 "(all items) each, on both sides",
