@@ -45,7 +45,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
@@ -65,11 +64,41 @@ def noise_levels(steps: int) -> list[int]:
     return [steps // 10, steps // 8, steps // 4, steps // 2]
 
 
-def _contrast_rows(
-    rows: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor, tau: float
-) -> torch.Tensor:
-    """Summed ``−log softmax(rows·candidatesᵀ/τ)[target]`` (1/τ applied to the smaller operand; fused CE)."""
-    return F.cross_entropy((rows / tau) @ candidates.T, targets, reduction="sum")
+class _FullSetContrast(torch.autograd.Function):
+    """``Σ_i −log softmax((a_i/τ)·bᵀ)[t_i]`` with its gradients taken chunk by chunk in the forward pass.
+
+    ``∂/∂logits = softmax − onehot(t)``, so each ``[chunk, n_b]`` block yields its share of ``∂a`` and ``∂b``
+    while it is alive; the backward pass only scales them. This replaces recomputing every block under
+    checkpointing (one ``[chunk, n_b]`` block alive either way) and skips ``∂b`` when ``b`` needs no gradient."""
+
+    @staticmethod
+    def forward(ctx, a, b, targets, tau, chunk, grad_a, grad_b):  # type: ignore[override]
+        total = torch.zeros((), dtype=a.dtype, device=a.device)
+        da = torch.zeros_like(a) if grad_a else None
+        db = torch.zeros_like(b) if grad_b else None
+        for start in range(0, a.shape[0], chunk):
+            rows, tg = a[start : start + chunk] / tau, targets[start : start + chunk]
+            logits = rows @ b.T
+            lse = torch.logsumexp(logits, dim=1)
+            total = total + (lse - logits.gather(1, tg[:, None]).squeeze(1)).sum()
+            if grad_a or grad_b:
+                delta = torch.exp(logits.sub_(lse[:, None]))
+                delta[torch.arange(len(tg), device=tg.device), tg] -= 1.0
+                if grad_a:
+                    da[start : start + chunk] = (delta @ b) / tau
+                if grad_b:
+                    db.addmm_(delta.T, rows)
+        ctx.save_for_backward(*(g for g in (da, db) if g is not None))
+        ctx.grads = (grad_a, grad_b)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        saved = list(ctx.saved_tensors)
+        grad_a, grad_b = ctx.grads
+        da = grad_out * saved.pop(0) if grad_a else None
+        db = grad_out * saved.pop(0) if grad_b else None
+        return da, db, None, None, None, None, None
 
 
 def full_set_contrast(
@@ -78,18 +107,15 @@ def full_set_contrast(
     """``mean_i −log e^{cos(a_i, b_{t_i})/τ} / Σ_j e^{cos(a_i, b_j)/τ}`` over all candidates ``b``.
 
     DiffMM ``contrastLoss`` (anchors = the batch rows of one view) and MDMNS ``info_nce_loss`` (anchors = all
-    rows, ``t_i = i``). Computed ``chunk`` anchors at a time, checkpointed when there are several chunks."""
+    rows, ``t_i = i``). Computed ``chunk`` anchors at a time; the gradients are formed with each chunk
+    (:class:`_FullSetContrast`), so one ``[chunk, n_b]`` block is alive and none is computed twice."""
     a = F.normalize(anchor.float(), dim=1)
     b = F.normalize(candidates.float(), dim=1)
-    n = a.shape[0]
-    total = torch.zeros((), device=a.device)
-    for start in range(0, n, chunk):
-        rows, tg = a[start : start + chunk], targets[start : start + chunk]
-        if n > chunk and torch.is_grad_enabled():
-            total = total + checkpoint(_contrast_rows, rows, b, tg, tau, use_reentrant=False)
-        else:
-            total = total + _contrast_rows(rows, b, tg, tau)
-    return total / n
+    grad = torch.is_grad_enabled()
+    total = _FullSetContrast.apply(
+        a, b, targets, tau, chunk, grad and a.requires_grad, grad and b.requires_grad
+    )
+    return total / a.shape[0]
 
 
 def noisy_copies(
@@ -107,10 +133,21 @@ def multilevel_contrast(
     chunk: int = 4096,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``Σ_σ c(I, sg(I + σ ε))``: each item's own noisy copy is its positive, the other copies negatives."""
+    """``Σ_σ c(I, sg(I + σ ε))``: each item's own noisy copy is its positive, the other copies negatives.
+
+    A level σ = 0 (``⌊T/10⌋`` and ``⌊T/8⌋`` for T < 8, as in the published T = 5) copies ``I`` exactly, so its
+    term is computed once and counted once per such level (its noise is still drawn, keeping the random stream)."""
     targets = torch.arange(items.shape[0], device=items.device)
     copies = noisy_copies(items, levels, generator)
-    return sum(full_set_contrast(items, copy, targets, tau, chunk) for copy in copies)
+    zero = sum(1 for level in levels if level == 0)
+    total = sum(
+        full_set_contrast(items, copy, targets, tau, chunk)
+        for level, copy in zip(levels, copies, strict=True)
+        if level != 0
+    )
+    if zero:
+        total = total + zero * full_set_contrast(items, copies[levels.index(0)], targets, tau, chunk)
+    return total
 
 
 def generated_graph(

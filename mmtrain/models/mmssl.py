@@ -28,6 +28,11 @@ Per batch (``B_u`` = the distinct users of the batch, ``s_m(u) = normalize((U_m^
    minimum k), which empties the graphs from the second batch on when N < 10 000. The graphs are buffers, so
    the best epoch's checkpoint carries the graph it was evaluated with.
 
+The discriminator's rows are never formed as ``[B_u, N]`` matrices: fake and real rows are low rank plus sparse
+on the training items (:mod:`mmtrain.models.mmssl_rows`), which gives the same losses and gradients at a
+fraction of the cost; the real rows fall back to the dense computation when ``real_data_tau`` is too large for
+their softmax to vanish off the training items in float32.
+
 ``attention: paper`` is real multi-head attention over the modalities; ``reference`` the original's linear map
 (its K is built from Q). ``D_negative_slope`` 0.01 is the intended LeakyReLU (the original's is the identity,
 1.0); ``D_max_hidden`` > 0 caps the discriminator's ``N/4``, ``N/8`` hidden widths. Why each deviation, the
@@ -53,6 +58,13 @@ from mmtrain.graph.propagate import spmm
 from mmtrain.models.augment import feature_dropout
 from mmtrain.models.base import id_embedding
 from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
+from mmtrain.models.mmssl_rows import (
+    FactoredRows,
+    hidden_gradient_penalty,
+    masked_factors,
+    real_factors,
+    sparse_softmax_exact,
+)
 from mmtrain.models.multimodal import MultimodalModel, feature_projections
 from mmtrain.models.registry import register
 from mmtrain.models.specs.mmssl import MMSSLSpec
@@ -171,15 +183,57 @@ class Discriminator(nn.Module):
                 nn.init.kaiming_normal_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
+    @property
+    def first(self) -> nn.Linear:
+        """The ``N → h1`` layer (its product with factored rows is taken outside, :mod:`mmssl_rows`)."""
+        return self.net[0]
+
     def forward(self, x: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """``100·σ(MLP(x))``; the dropout layers draw their masks from ``rng`` (training mode only)."""
-        x = x.float()
-        for layer in self.net:
+        return self.from_hidden(self.first(x.float()), rng)
+
+    def from_hidden(self, x: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        """The layers after the first, on its output ``x·W₁ᵀ + b₁``."""
+        for layer in self.net[1:]:
             if isinstance(layer, nn.Dropout):
                 x = feature_dropout(x, layer.p if self.training else 0.0, rng)
             else:
                 x = layer(x)
         return 100 * x.view(-1)
+
+
+Rows = FactoredRows | torch.Tensor
+
+
+def first_layer(disc: Discriminator, rows: Rows) -> torch.Tensor:
+    """The discriminator's first layer ``x·W₁ᵀ + b₁`` on dense or factored rows."""
+    if isinstance(rows, FactoredRows):
+        return rows.project(disc.first.weight) + disc.first.bias
+    return disc.first(rows.float())
+
+
+def discriminator_loss(
+    disc: Discriminator,
+    fake: list[Rows],
+    real: Rows,
+    alpha: torch.Tensor,
+    gp_rate: float,
+    gp_lambda: float,
+    rng: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_D, GP)``: ``L_D = −D(real) + D(fake) + gp_rate·GP`` with the real rows repeated once per modality and
+    ``GP`` at ``α·real + (1 − α)·fake`` (:func:`hidden_gradient_penalty`: the same value and gradients as
+    :func:`gradient_penalty` on the dense rows, without forming them)."""
+    h_fake = torch.cat([first_layer(disc, f) for f in fake])
+    h_real = first_layer(disc, real).repeat(len(fake), 1)
+
+    def rest(h: torch.Tensor) -> torch.Tensor:
+        return disc.from_hidden(h, rng)
+
+    mixed = alpha * h_real + (1 - alpha) * h_fake
+    penalty = hidden_gradient_penalty(rest, mixed, disc.first.weight, gp_lambda)
+    loss = -rest(h_real).mean() + rest(h_fake).mean() + gp_rate * penalty
+    return loss, penalty
 
 
 @contextmanager
@@ -313,11 +367,28 @@ class MMSSL(MMSSLSpec, MultimodalModel):
         out = self._outputs()
         return out["user"], out["item"]
 
-    def fake_rows(self, out: dict[str, Any], users: torch.Tensor, seen: torch.Tensor) -> list[torch.Tensor]:
-        """The generator's rows ``s_m(u)`` per modality."""
+    def fake_factors(self, out: dict[str, Any], users: torch.Tensor) -> list[FactoredRows]:
+        """The generator's rows ``s_m(u)`` per modality, as low-rank-plus-sparse factors."""
+        rows, cols = self.train_pairs.rows_of(users)
         return [
-            masked_similarity(u[users], i, seen) for u, i in zip(out["feat_u"], out["feat_i"], strict=True)
+            masked_factors(u[users], i, rows, cols) for u, i in zip(out["feat_u"], out["feat_i"], strict=True)
         ]
+
+    def real_rows_of(self, out: dict[str, Any], users: torch.Tensor, rng: torch.Generator | None) -> Rows:
+        """The discriminator's real rows: factored when the softmax is exactly sparse (the published
+        ``real_data_tau``, :func:`sparse_softmax_exact`), else dense as :func:`real_rows`."""
+        cfg = self.config
+        rows, cols = self.train_pairs.rows_of(users)
+        ui = masked_factors(out["user"][users], out["item"], rows, cols)
+        every_row = bool((torch.bincount(rows, minlength=len(users)) > 0).all())
+        if every_row and sparse_softmax_exact(cfg["log_log_scale"], cfg["real_data_tau"]):
+            uniform = torch.rand(len(rows), generator=rng, device=rows.device)
+            return real_factors(ui, uniform, cfg["log_log_scale"], cfg["real_data_tau"], cfg["ui_pre_scale"])
+        seen = seen_rows(self.train_pairs, users)
+        uniform = torch.rand(seen.shape, generator=rng, device=seen.device)
+        return real_rows(
+            seen, ui.dense(), uniform, cfg["log_log_scale"], cfg["real_data_tau"], cfg["ui_pre_scale"]
+        )
 
     def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One WGAN-GP update of the discriminator on the batch's distinct users."""
@@ -328,24 +399,12 @@ class MMSSL(MMSSLSpec, MultimodalModel):
         cfg = self.config
         with torch.no_grad():
             out = self._outputs(batch.rng)
-            seen = seen_rows(self.train_pairs, users)
-            fake = torch.cat(self.fake_rows(out, users, seen))
-            ui_sim = masked_similarity(out["user"][users], out["item"], seen)
-            real = real_rows(
-                seen,
-                ui_sim,
-                torch.rand(seen.shape, generator=batch.rng, device=seen.device),
-                cfg["log_log_scale"],
-                cfg["real_data_tau"],
-                cfg["ui_pre_scale"],
-            ).repeat(n_mods, 1)
-
-        def disc(x: torch.Tensor) -> torch.Tensor:
-            return self.discriminator(x, batch.rng)
-
-        alpha = torch.rand(real.shape[0], 1, generator=batch.rng, device=real.device)
-        penalty = gradient_penalty(disc, real, fake, alpha, cfg["gp_lambda"])
-        loss = -disc(real).mean() + disc(fake).mean() + cfg["gp_rate"] * penalty
+            fake = self.fake_factors(out, users)
+            real = self.real_rows_of(out, users, batch.rng)
+        alpha = torch.rand(len(users) * n_mods, 1, generator=batch.rng, device=users.device)
+        loss, penalty = discriminator_loss(
+            self.discriminator, fake, real, alpha, cfg["gp_rate"], cfg["gp_lambda"], batch.rng
+        )
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
@@ -363,13 +422,14 @@ class MMSSL(MMSSLSpec, MultimodalModel):
         users = torch.unique(batch.users)
         anchor = user_z[users]
         cl = cfg["cl_weight"] * sum(grace_loss(view[users], anchor, cfg["tau"]) for view in out["id_u"])
-        fake = self.fake_rows(out, users, seen_rows(self.train_pairs, users))
+        fake = self.fake_factors(out, users)
         adversarial = torch.zeros((), device=u.device)
         if len(users) * len(fake) >= 2:
             with frozen(self.discriminator):
-                adversarial = -self.discriminator(torch.cat(fake), batch.rng).mean()
+                hidden = torch.cat([first_layer(self.discriminator, f) for f in fake])
+                adversarial = -self.discriminator.from_hidden(hidden, batch.rng).mean()
         if cfg["graph_regen"] == "reference":
-            self._reference_regeneration(users, [f.detach() for f in fake])
+            self._reference_regeneration(users, fake)
         loss = rank + reg + feat_reg + cl + cfg["G_rate"] * adversarial
         return {"loss": loss, "bpr": rank, "reg": reg, "feat_reg": feat_reg, "cl": cl, "g_adv": adversarial}
 
@@ -403,13 +463,13 @@ class MMSSL(MMSSLSpec, MultimodalModel):
                 blocks.append(sim.topk(k, dim=1).indices)
             self.set_modal_graph(j, all_users.repeat_interleave(k), torch.cat(blocks).reshape(-1))
 
-    def _reference_regeneration(self, users: torch.Tensor, sims: list[torch.Tensor]) -> None:
+    def _reference_regeneration(self, users: torch.Tensor, fake: list[FactoredRows]) -> None:
         """The reference schedule: batches with ``idx % T == 0 and idx != 0`` rebuild ``G_m`` from the pending
-        top ``int(N·m_topk_rate)`` lists (then emptied); the others append their users' top items."""
+        top ``int(N·m_topk_rate)`` lists (then emptied); the others append their users' top items of ``s_m``."""
         idx = self._batch_index
         self._batch_index += 1
         k = int(self.n_items * self.config["m_topk_rate"])
-        for j, sim in enumerate(sims):
+        for j, rows in enumerate(fake):
             if idx % self.config["T"] == 0 and idx != 0:
                 pending = self._pending[j]
                 empty = torch.empty(0, dtype=torch.long, device=users.device)
@@ -418,5 +478,5 @@ class MMSSL(MMSSLSpec, MultimodalModel):
                 self.set_modal_graph(j, pairs_u, pairs_i)
                 self._pending[j] = []
             elif k > 0:
-                top = sim.topk(k, dim=1).indices
+                top = rows.dense().detach().topk(k, dim=1).indices
                 self._pending[j].append((users.repeat_interleave(k), top.reshape(-1)))
