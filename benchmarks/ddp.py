@@ -4,8 +4,9 @@ Each (model, process count) is one real ``mmtrain run`` (the CLI, in a subproces
 model's recipe, ``--set threads=1`` per rank (so N processes use N cores), ``--epochs`` epochs, validation after
 every epoch, no checkpoint cost difference (both write the same run directory). From its metrics.csv: the median
 ``train_seconds`` of the epochs after the first (the first pays lazy initialisation) and the median
-``eval_seconds``; also the wall time of the whole command (process start, data loading, test, files) and the
-final validation Recall@20 (equal up to float summation order between process counts). Prints a table and
+``eval_seconds``; also the wall time of the whole command (process start, data loading, test, files), the CPU
+seconds of all its processes together (the work replicated on every rank shows there, whatever the load) and
+the final validation Recall@20 (equal up to float summation order between process counts). Prints a table and
 writes ``benchmarks/results/ddp.json`` after every run, so an interrupted benchmark keeps what it measured.
 
     python benchmarks/ddp.py                                      # LightGCN and FREEDOM on out/tiktok, 1 and 2
@@ -19,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,9 +45,12 @@ def bench(dataset: Path, model: str, nproc: int, epochs: int, device: str, out: 
     if nproc > 1:
         command += ["--nproc", str(nproc)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     final = json.loads(done.stdout)
@@ -63,6 +68,7 @@ def bench(dataset: Path, model: str, nproc: int, epochs: int, device: str, out: 
         "epoch_seconds": train,
         "eval_seconds": evals,
         "wall_seconds": round(wall, 2),
+        "cpu_seconds_all_processes": round(cpu, 2),
         "val_recall@20_last_epoch": float(rows[-1]["val_recall@20"]),
         "world_size": final.get("world_size", 1),
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
@@ -73,15 +79,16 @@ def table(rows: list[dict]) -> str:
     """A markdown table: speed-up against the 1-process run of the same model."""
     base = {r["model"]: r for r in rows if r["nproc"] == 1}
     lines = [
-        "| model | processes | s/epoch | speed-up | s/val eval | wall s | val R@20 (last epoch) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | processes | s/epoch | speed-up | s/val eval | wall s | CPU s (all ranks) | val R@20 (last epoch) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = base.get(r["model"])
         speedup = f"{ref['seconds_per_epoch'] / r['seconds_per_epoch']:.2f}x" if ref else "-"
         lines.append(
             f"| {r['model']} | {r['nproc']} | {r['seconds_per_epoch']:.2f} | {speedup} | "
-            f"{r['seconds_per_eval']:.3f} | {r['wall_seconds']:.0f} | {r['val_recall@20_last_epoch']:.4f} |"
+            f"{r['seconds_per_eval']:.3f} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds_all_processes', '-')} | "
+            f"{r['val_recall@20_last_epoch']:.4f} |"
         )
     return "\n".join(lines)
 
