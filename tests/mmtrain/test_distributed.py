@@ -68,7 +68,7 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-@pytest.mark.slow  # two spawned ranks and a reference run: about 30 s idle, minutes on a loaded machine
+@pytest.mark.slow  # two spawned ranks and a reference run: minutes on the loaded 2-core VM
 @pytest.mark.parametrize("model", ["lightgcn", "freedom"])
 def test_two_ranks_match_one_process_on_real_tiktok(subset, tmp_path, model):
     one = run_experiment(subset, make_config(model, sets=SETS), out=tmp_path, name="one", progress=False)
@@ -104,7 +104,7 @@ def test_shards_cover_every_row_once():
             assert max(map(len, rows)) - min(map(len, rows)) <= 1
 
 
-@pytest.mark.slow  # two spawned ranks: seconds idle, minutes on a loaded machine
+@pytest.mark.slow  # spawned ranks: minutes on the loaded 2-core VM
 def test_killed_two_rank_run_resumes_to_the_uninterrupted_numbers(subset, tmp_path):
     args = cli_args(
         "lightgcn", subset, tmp_path, "{}", "--nproc", "2", "--set", "epochs=8", "--set", "batch_size=256"
@@ -147,7 +147,7 @@ def test_killed_two_rank_run_resumes_to_the_uninterrupted_numbers(subset, tmp_pa
     assert files(killed) == files(whole)
 
 
-@pytest.mark.slow  # two spawned ranks: seconds idle, minutes on a loaded machine
+@pytest.mark.slow  # spawned ranks: minutes on the loaded 2-core VM
 def test_torchrun_starts_the_same_run(tmp_path):
     root = random_dataset(tmp_path / "rand", n_users=60, n_items=40)
     args = cli_args("mf", root, tmp_path / "runs", "tr", "--set", "epochs=2", "--set", "batch_size=64")
@@ -160,7 +160,7 @@ def test_torchrun_starts_the_same_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tr"]
 
 
-@pytest.mark.slow  # spawns two ranks that fail at once: seconds idle, minutes on a loaded machine
+@pytest.mark.slow  # spawns two ranks (torch imports): minutes on the loaded 2-core VM
 def test_a_rank_error_is_one_line(tmp_path):
     result = subprocess.run(
         [
