@@ -2,8 +2,9 @@
 
 Two ranks against one process on the real TikTok subset, same seed: the same validation Recall@20 at every
 epoch (within 1e-3; in practice equal) and the same run-directory files, with ``world_size`` added to
-final.json. A killed 2-rank run resumes to the numbers of an uninterrupted one; torchrun starts the same run;
-the refused configurations fail with one line.
+final.json. A killed 2-rank run resumes to the numbers of an uninterrupted one; under torchrun the ranks stop
+together when rank 0's time budget runs out; a rank's user error and the refused configurations fail with one
+line.
 """
 
 from __future__ import annotations
@@ -148,15 +149,24 @@ def test_killed_two_rank_run_resumes_to_the_uninterrupted_numbers(subset, tmp_pa
 
 
 @pytest.mark.slow  # spawned ranks: minutes on the loaded 2-core VM
-def test_torchrun_starts_the_same_run(tmp_path):
+def test_torchrun_ranks_stop_together_on_the_time_budget(tmp_path):
+    # 360 training pairs in batches of 64: 6 batches; a budget below one batch is spent on rank 0's clock
+    # after batch 1, and its flag must stop both ranks there (else one would wait for the other forever)
     root = random_dataset(tmp_path / "rand", n_users=60, n_items=40)
-    args = cli_args("mf", root, tmp_path / "runs", "tr", "--set", "epochs=2", "--set", "batch_size=64")
+    extra = ("--set", "epochs=3", "--set", "batch_size=64", "--set", "max_minutes=1e-9")
+    args = cli_args("mf", root, tmp_path / "runs", "tr", *extra)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "mmtrain", *args]
-    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, check=False, timeout=900
+    )
     assert done.returncode == 0, done.stderr
     final = json.loads(done.stdout)  # rank 0 alone prints (one JSON document)
-    assert final["world_size"] == 2 and final["epochs_run"] == 2
-    assert json.loads((tmp_path / "runs" / "tr" / "final.json").read_text(encoding="utf-8")) == final
+    assert final["world_size"] == 2 and (final["epochs_run"], final["stop_reason"]) == (1, "time")
+    run = tmp_path / "runs" / "tr"
+    assert json.loads((run / "final.json").read_text(encoding="utf-8")) == final
+    with (run / "metrics.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and (rows[0]["batches_done"], rows[0]["batches"]) == ("1", "6")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tr"]
 
 
