@@ -215,6 +215,8 @@ class Trainer:
             progress.close()
         self.batches = (n_batches, total)
         self.scheduler.step()
+        # buffers the rows' losses updated (running statistics of a BatchNorm) leave the epoch as rank 0's
+        self.dist.broadcast_state(self.model, buffers_only=True)
         names = list(totals)  # the same parts in the same order on every rank
         summed = self.dist.sum_tensor(torch.stack([totals[k] for k in names]).float())
         means = {
@@ -293,7 +295,6 @@ class Trainer:
         """Evaluate val, add it to ``row``, update the early-stopping state and the best checkpoint."""
         metric = self.config["valid_metric"]
         start = time.perf_counter()
-        self.dist.broadcast_state(self.model, buffers_only=True)  # all ranks rank with rank 0's statistics
         val = self.evaluator.evaluate(self.model, "val")
         self.result.eval_seconds.append(time.perf_counter() - start)
         row["eval_seconds"] = round(self.result.eval_seconds[-1], 4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,9 +24,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from mmtrain import distributed
 from mmtrain.cli import main
 from mmtrain.distributed import DistContext
-from mmtrain.experiment import make_config, run_experiment
+from mmtrain.experiment import build_model, make_config, prepare, run_experiment
+from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +98,59 @@ def test_two_ranks_match_one_process_on_real_tiktok(subset, tmp_path, model):
         a, b = (pd.read_parquet(r / f"{split}_per_user.parquet") for r in (one.path, two))
         assert a["user_idx"].tolist() == b["user_idx"].tolist() and list(a.columns) == list(b.columns)
         assert (a["recall@20"] - b["recall@20"]).abs().mean() <= 1e-3
+
+
+def same(a: object, b: object) -> bool:
+    """Nested dicts/lists of tensors and numbers, equal exactly."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return isinstance(b, list | tuple) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
+def _train_rank(rank: int, root: Path, name: str, sets: list, port: int, out: Path) -> None:
+    """One of two ranks: two epochs of ``name``, then its weights, model-owned optimiser states and logged
+    losses saved to ``out/rank<r>.pt`` for the parent to compare."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    context = distributed.from_env()
+    try:
+        config = make_config(name, sets=[*SETS, ("batch_size", 64), *sets])
+        data = prepare(root, config, context)
+        trainer = Trainer(build_model(data, config), data, config, progress=False, dist=context)
+        losses = [trainer.train_epoch(epoch) for epoch in (1, 2)]
+        owned = {key: opt.state_dict()["state"] for key, opt in trainer._model_optimizers()}
+        torch.save(
+            {"state": trainer.model.state_dict(), "owned": owned, "losses": losses}, out / f"rank{rank}.pt"
+        )
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.slow  # spawned ranks: minutes on the loaded 2-core VM
+@pytest.mark.parametrize(
+    ("name", "sets"),
+    [
+        ("mmssl", [("graph_regen", "epoch"), ("D_max_hidden", 16)]),  # own optimiser + epoch regeneration
+        ("mdmns", [("embedding_size", 16), ("dims", [8])]),  # own optimisers + random edge dropout hook
+        ("micro", [("cl_anchors", 8)]),  # random anchors drawn in the loss
+    ],
+)
+def test_every_rank_holds_the_same_weights_and_model_owned_optimisers(tmp_path, name, sets):
+    root = random_dataset(tmp_path / "rand", n_users=60, n_items=40, features=True)
+    torch.multiprocessing.spawn(
+        _train_rank, args=(root, name, sets, distributed.free_port(), tmp_path), nprocs=2
+    )
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["losses"] == ranks[1]["losses"] and all(
+        math.isfinite(v) for v in ranks[0]["losses"][1].values()
+    )
+    assert ranks[0]["state"].keys() == ranks[1]["state"].keys()
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), key
+    assert bool(ranks[0]["owned"]) == (name != "micro") and same(ranks[0]["owned"], ranks[1]["owned"])
 
 
 def test_shards_cover_every_row_once():
