@@ -215,7 +215,9 @@ def _execute(job: dict[str, Any], nproc: int, world: int) -> Any:
         if "config" in job:  # the errors every rank would hit, once and before any process starts
             distributed.check_supported(job["config"], nproc)
             distributed.check_backend(job["backend"], resolve_device(job["config"]["device"]).type)
-        return distributed.launch(nproc, job, logging.getLogger().getEffectiveLevel())
+        from mmtrain.launch import launch
+
+        return launch(nproc, job, logging.getLogger().getEffectiveLevel())
     if world <= 1:
         return execute(job)
     dist = distributed.from_env(job["backend"])

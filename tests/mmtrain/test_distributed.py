@@ -28,6 +28,7 @@ from mmtrain import distributed
 from mmtrain.cli import main
 from mmtrain.distributed import DistContext
 from mmtrain.experiment import build_model, make_config, prepare, run_experiment
+from mmtrain.launch import free_port
 from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 
@@ -140,9 +141,7 @@ def _train_rank(rank: int, root: Path, name: str, sets: list, port: int, out: Pa
 )
 def test_every_rank_holds_the_same_weights_and_model_owned_optimisers(tmp_path, name, sets):
     root = random_dataset(tmp_path / "rand", n_users=60, n_items=40, features=True)
-    torch.multiprocessing.spawn(
-        _train_rank, args=(root, name, sets, distributed.free_port(), tmp_path), nprocs=2
-    )
+    torch.multiprocessing.spawn(_train_rank, args=(root, name, sets, free_port(), tmp_path), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["losses"] == ranks[1]["losses"] and all(
         math.isfinite(v) for v in ranks[0]["losses"][1].values()
