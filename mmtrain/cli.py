@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,21 @@ def _overrides(sets: tuple[str, ...], **options: Any) -> list[tuple[str, Any]]:
     metavar="RUN_DIR",
     help="Continue a killed run in RUN_DIR after its last finished epoch (--dataset only if the data moved).",
 )
+@click.option(
+    "--nproc",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Train data-parallel on N local processes (docs/distributed.md); torchrun starts them instead "
+    "with `torchrun --nproc-per-node N -m mmtrain run ...`.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "gloo", "nccl"]),
+    default="auto",
+    show_default=True,
+    help="Process-group backend of a distributed run (auto: NCCL on CUDA, gloo on CPU).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -120,6 +136,8 @@ def run(
     seed: int | None,
     name: str | None,
     resume_dir: Path | None,
+    nproc: int | None,
+    backend: str,
 ) -> None:
     """Train one model, select the epoch on validation, evaluate test once; write a run directory.
 
@@ -140,35 +158,74 @@ def run(
       mmtrain run --model lattice --dataset out/tiktok --set sampler=users --set neg_items=all  # LATTICE batches
       mmtrain run --config runs/mf-baby-warm-s999-20250101-120000/config.yaml --dataset out/baby
       mmtrain run --resume runs/mf-baby-warm-s999-20250101-120000
+      mmtrain run --model lightgcn --dataset out/tiktok --nproc 2 --set threads=1   # 2 processes (gloo)
+      torchrun --nproc-per-node 8 -m mmtrain run --model freedom --dataset out/baby --device cuda
     """
     from mmformat.progress import echo
 
+    world = _torchrun_world_size()
+    if nproc is not None and nproc < 1:
+        raise TrainError(f"--nproc {nproc}: give at least 1 process")
+    if nproc is not None and world > 1:
+        raise TrainError(f"--nproc under torchrun: torchrun already started {world} processes; drop --nproc")
+    job: dict[str, Any] = {"progress": ctx.obj["progress"], "backend": backend, "dataset": dataset}
     if resume_dir is not None:
         given = [
             param.opts[0]
             for param in ctx.command.params
-            if param.name not in ("resume_dir", "dataset")
+            if param.name not in ("resume_dir", "dataset", "nproc", "backend")
             and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE
         ]
         if given:
             raise TrainError(f"--resume continues a run with its own config; drop {', '.join(given)}")
-        from mmtrain.experiment import resume_experiment  # torch: only to train
-
-        result = resume_experiment(resume_dir, dataset, progress=ctx.obj["progress"])
-        if result.already_finished:
-            echo(f"{resume_dir}: the run already finished (final.json); nothing to resume")
-        click.echo(json.dumps(result.final, indent=2, sort_keys=True))
+        job["resume_dir"] = resume_dir
+    else:
+        if model is None and recipe is not None:
+            model = read_recipe(recipe).get("model")
+        if model is None or dataset is None:
+            raise TrainError(
+                "run needs --model (or a --config naming one) and --dataset, or --resume RUN_DIR"
+            )
+        pairs = _overrides(sets, split=split, device=device, seed=seed, legacy_ndcg=legacy_ndcg)
+        job.update(config=make_config(model, recipe, pairs), out=out, name=name)
+    result = _execute(job, nproc or 1, world)  # torch: only once the config is valid
+    if result is None:  # a rank other than 0 of a torchrun job: rank 0 prints
         return
-    if model is None and recipe is not None:
-        model = read_recipe(recipe).get("model")
-    if model is None or dataset is None:
-        raise TrainError("run needs --model (or a --config naming one) and --dataset, or --resume RUN_DIR")
-    pairs = _overrides(sets, split=split, device=device, seed=seed, legacy_ndcg=legacy_ndcg)
-    config = make_config(model, recipe, pairs)
-    from mmtrain.experiment import run_experiment  # torch: only once the config is valid
-
-    result = run_experiment(dataset, config, out=out, name=name, progress=ctx.obj["progress"])
+    if result.already_finished:
+        echo(f"{resume_dir}: the run already finished (final.json); nothing to resume")
     click.echo(json.dumps(result.final, indent=2, sort_keys=True))
+
+
+def _torchrun_world_size() -> int:
+    """``WORLD_SIZE`` when torchrun started this process, else 1."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise TrainError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
+
+
+def _execute(job: dict[str, Any], nproc: int, world: int) -> Any:
+    """Run ``job`` in this process, on ``nproc`` spawned processes, or as this torchrun rank; returns the
+    result on rank 0 (None on the other torchrun ranks)."""
+    from mmtrain import distributed
+    from mmtrain.data.loader import resolve_device
+    from mmtrain.experiment import execute
+
+    if nproc > 1:
+        if "config" in job:  # the errors every rank would hit, once and before any process starts
+            distributed.check_supported(job["config"], nproc)
+            distributed.check_backend(job["backend"], resolve_device(job["config"]["device"]).type)
+        from mmtrain.launch import launch
+
+        return launch(nproc, job, logging.getLogger().getEffectiveLevel())
+    if world <= 1:
+        return execute(job)
+    dist = distributed.from_env(job["backend"])
+    try:
+        result = execute(job, dist)
+    finally:
+        distributed.shutdown()
+    return result if dist.is_main else None
 
 
 @main.command("eval")

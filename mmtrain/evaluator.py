@@ -27,6 +27,7 @@ import torch
 
 from mmtrain.data.interactions import Interactions
 from mmtrain.data.loader import TrainData
+from mmtrain.distributed import LOCAL, DistContext
 from mmtrain.errors import TrainError
 from mmtrain.models.base import Model
 from mmtrain.per_user import SPLITS, write_per_user
@@ -111,6 +112,7 @@ class Evaluator:
         mask_val_at_test: bool = True,
         legacy_ndcg: str = "none",
         cold_candidates: str = "all",
+        dist: DistContext = LOCAL,
     ):
         if cold_candidates == "cold" and data.split != "cold":
             raise TrainError("cold_candidates=cold needs the cold split set (--split cold)")
@@ -120,11 +122,12 @@ class Evaluator:
         self.mask_val_at_test = mask_val_at_test
         self.legacy = legacy_ndcg == "lattice"
         self.cold_candidates = cold_candidates
+        self.dist = dist
         self.last_per_user: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     @classmethod
-    def from_config(cls, data: TrainData, config: dict[str, Any]) -> Evaluator:
-        """An evaluator with the evaluation keys of a resolved run configuration."""
+    def from_config(cls, data: TrainData, config: dict[str, Any], dist: DistContext = LOCAL) -> Evaluator:
+        """An evaluator with the evaluation keys of a resolved run configuration (sharded over ``dist``)."""
         return cls(
             data,
             topk=config["topk"],
@@ -132,6 +135,7 @@ class Evaluator:
             mask_val_at_test=config["mask_val_at_test"],
             legacy_ndcg=config["legacy_ndcg"],
             cold_candidates=config["cold_candidates"],
+            dist=dist,
         )
 
     def masks(self, split: str) -> list[Interactions]:
@@ -153,12 +157,15 @@ class Evaluator:
         """Users with at least one held-out item in ``split`` (the others are skipped)."""
         return getattr(self.data, split).users_with_items()
 
-    def rankings(self, model: Model, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def rankings(
+        self, model: Model, split: str, users: torch.Tensor | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(users, top items [B, Kmax], their scores)`` per user batch; masked items score -inf.
 
-        Kmax is ``max(topk)`` capped at the number of items; must run inside ``model.evaluation()``.
+        ``users`` defaults to :meth:`eval_users`. Kmax is ``max(topk)`` capped at the number of items; must run
+        inside ``model.evaluation()``.
         """
-        users = self.eval_users(split)
+        users = self.eval_users(split) if users is None else users
         masks = self.masks(split)
         excluded = self.excluded_items(split)
         kmax = min(self.topk[-1], self.data.n_items)
@@ -186,13 +193,22 @@ class Evaluator:
         """``(users [n], {metric: float64 values [n]})`` for the users with held-out items in ``split``.
 
         The users come in evaluation order (ascending index); the mean of each column is :meth:`evaluate`'s
-        value. The per-batch metric tensors are concatenated once per split, no loop over users.
+        value. The per-batch metric tensors are concatenated once per split, no loop over users. In a
+        distributed run each rank ranks a contiguous share of the users and every rank gets all the rows
+        (a collective: every rank must call it).
         """
+        users, metrics = self._per_user_share(model, split)
+        return self.dist.gather_per_user(users, metrics, self.data.device)
+
+    def _per_user_share(self, model: Model, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`per_user` of this rank's share of the evaluated users (all of them in one process)."""
         target: Interactions = getattr(self.data, split)
+        evaluated = self.eval_users(split)
+        evaluated = evaluated[self.dist.shard(len(evaluated))]
         users: list[torch.Tensor] = []
         parts: dict[str, list[torch.Tensor]] = {}
         with model.evaluation():
-            for batch, top, values in self.rankings(model, split):
+            for batch, top, values in self.rankings(model, split, evaluated):
                 hits = target.contains(batch.unsqueeze(1).expand_as(top), top) & (values > float("-inf"))
                 if hits.shape[1] < self.topk[-1]:
                     hits = torch.nn.functional.pad(hits, (0, self.topk[-1] - hits.shape[1]))
@@ -223,11 +239,15 @@ class Evaluator:
         return result
 
 
-def save_per_user(evaluator: Evaluator, model: Model, run_dir: Path) -> None:
+def save_per_user(evaluator: Evaluator, model: Model, run_dir: Path | None) -> None:
     """Write ``val_per_user.parquet`` and ``test_per_user.parquet`` (``mmtrain.per_user``) for ``model`` in its
     current (best) state: test from the evaluation :meth:`Evaluator.evaluate` just made, val evaluated again
-    (the best epoch's val evaluation was not kept)."""
+    (the best epoch's val evaluation was not kept). The ranks of a distributed run other than 0 pass
+    ``run_dir=None``: they take part in the val evaluation and write nothing."""
     for split in SPLITS:
         cached = evaluator.last_per_user.get(split) if split == "test" else None
         users, metrics = cached or evaluator.per_user(model, split)
-        write_per_user(run_dir, split, users.cpu().numpy(), {k: v.cpu().numpy() for k, v in metrics.items()})
+        if run_dir is not None:
+            write_per_user(
+                run_dir, split, users.cpu().numpy(), {k: v.cpu().numpy() for k, v in metrics.items()}
+            )

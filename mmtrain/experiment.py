@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from mmtrain.config import (
 )
 from mmtrain.config import make_config as make_config  # moved to config (torch-free); still importable here
 from mmtrain.data.loader import TrainData, load_data, resolve_device
+from mmtrain.distributed import LOCAL, DistContext, check_supported
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator, save_per_user
 from mmtrain.models import Model, get_model
@@ -47,12 +49,17 @@ def build_model(data: TrainData, config: dict[str, Any]) -> Model:
     return cls(data, config).to(data.device)
 
 
-def prepare(dataset: Path, config: dict[str, Any]) -> TrainData:
-    """Seed, set threads, and load the dataset's split set onto the configured device."""
+def prepare(dataset: Path, config: dict[str, Any], dist: DistContext = LOCAL) -> TrainData:
+    """Seed, set threads, join the process group of a distributed run, and load the dataset's split set onto
+    the configured device (rank r of a CUDA run: ``cuda:LOCAL_RANK``). With ``threads`` 0 the ranks of one
+    machine share its cores instead of each taking all of them."""
     seed_everything(config["seed"], config["deterministic"])
     if config["threads"] > 0:
         torch.set_num_threads(config["threads"])
-    return load_data(dataset, config["split"], resolve_device(config["device"]))
+    elif dist.enabled:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world_size))
+    device = dist.setup(resolve_device(config["device"]))
+    return load_data(dataset, config["split"], device)
 
 
 @dataclass
@@ -75,16 +82,22 @@ def run_experiment(
     name: str | None = None,
     progress: bool = True,
     resume_dir: Path | None = None,
+    dist: DistContext = LOCAL,
 ) -> RunResult:
     """Train ``config["model"]`` on ``dataset``, select on val, test once; write a run directory under ``out``.
 
     With ``resume_dir`` (a run directory holding ``last.pt``) the run continues in that directory after its
-    last finished epoch instead (see :func:`resume_experiment`, which also reads the config and dataset)."""
-    data = prepare(dataset, config)
+    last finished epoch instead (see :func:`resume_experiment`, which also reads the config and dataset).
+    In a distributed run (``dist``) every rank calls this; rank 0 alone writes the run directory, reads
+    ``last.pt`` and sends it to the others, and its final.json adds ``world_size``."""
+    check_supported(config, dist.world_size)
+    data = prepare(dataset, config, dist)
     reset_peak_memory(data.device)
     model = build_model(data, config)
     run, state = None, None
-    if resume_dir is not None:
+    if not dist.is_main:
+        progress = False
+    elif resume_dir is not None:
         run = RunDir(Path(resume_dir), tensorboard=config["tensorboard"])
     elif out is not None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -99,10 +112,13 @@ def run_experiment(
             run.write_config(config)
             run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
             log.info("run directory %s", run.path)
-        trainer = Trainer(model, data, config, run, progress=progress)
+        if resume_dir is not None:
+            state = dist.broadcast_object(state)
+        trainer = Trainer(model, data, config, run, progress=progress, dist=dist)
         if state is not None:
             trainer.restore(state)
-            _note_resume(run.path)
+            if run is not None:
+                _note_resume(run.path)
         fit = trainer.fit()
         test = trainer.test()
         final = {
@@ -122,8 +138,12 @@ def run_experiment(
             "test": test,
             "graph_source": data.graph_sources,
         }
+        if dist.enabled:
+            final["world_size"] = dist.world_size
+        if out is not None or resume_dir is not None:  # the same on every rank: per_user is collective
+            # before final.json, which marks a run finished
+            save_per_user(trainer.evaluator, model, run.path if run is not None else None)
         if run is not None:
-            save_per_user(trainer.evaluator, model, run.path)  # before final.json, which marks a run finished
             run.write_final(final)
             run.remove_last()
             run.plot(config["valid_metric"])
@@ -142,6 +162,20 @@ def run_experiment(
     return RunResult(run.path if run else None, final)
 
 
+def execute(job: dict[str, Any], dist: DistContext = LOCAL) -> RunResult:
+    """One ``mmtrain run`` as a plain dict (what the ``--nproc`` launcher sends to each rank): ``resume_dir``
+    (and optionally ``dataset``) continues a run, else ``dataset``, ``config``, ``out`` and ``name`` start
+    one; ``progress`` shows bars on rank 0."""
+    progress = bool(job.get("progress", True))
+    dataset = Path(job["dataset"]) if job.get("dataset") is not None else None
+    if job.get("resume_dir") is not None:
+        return resume_experiment(Path(job["resume_dir"]), dataset, progress=progress, dist=dist)
+    if dataset is None:
+        raise TrainError("run needs --dataset")
+    out = Path(job["out"]) if job.get("out") is not None else None
+    return run_experiment(dataset, job["config"], out=out, name=job.get("name"), progress=progress, dist=dist)
+
+
 def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainData, run_dir: Path) -> None:
     """Refuse a resume whose config or dataset differs from the one the run started with (one line)."""
     saved = state.get("config", {})
@@ -158,7 +192,9 @@ def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainD
         )
 
 
-def resume_experiment(run_dir: Path, dataset: Path | None = None, progress: bool = True) -> RunResult:
+def resume_experiment(
+    run_dir: Path, dataset: Path | None = None, progress: bool = True, dist: DistContext = LOCAL
+) -> RunResult:
     """Continue the run in ``run_dir`` after its last finished epoch (``last.pt``), on the dataset it started
     on (``versions.json``) unless ``dataset`` is given. A finished run (final.json) is returned as it is.
 
@@ -184,7 +220,7 @@ def resume_experiment(run_dir: Path, dataset: Path | None = None, progress: bool
             dataset = Path(info["dataset"])
         except (OSError, ValueError, KeyError, TypeError):
             raise TrainError("versions.json does not name the dataset; give --dataset", run_dir) from None
-    return run_experiment(dataset, config, progress=progress, resume_dir=run_dir)
+    return run_experiment(dataset, config, progress=progress, resume_dir=run_dir, dist=dist)
 
 
 def _note_resume(run_dir: Path) -> None:

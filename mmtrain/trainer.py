@@ -34,7 +34,8 @@ import torch
 
 from mmformat.progress import bar as progress_bar
 from mmtrain.data.loader import TrainData
-from mmtrain.data.sampler import BPRSampler
+from mmtrain.data.sampler import Batch, BPRSampler
+from mmtrain.distributed import LOCAL, DistContext
 from mmtrain.errors import TrainError
 from mmtrain.evaluator import Evaluator
 from mmtrain.models.base import Model
@@ -138,14 +139,17 @@ class Trainer:
         config: dict[str, Any],
         run: RunDir | None = None,
         progress: bool = True,
+        dist: DistContext = LOCAL,
     ):
         self.model, self.data, self.config, self.run = model, data, config, run
         self.progress = progress
         self.device = data.device
+        self.dist = dist
+        # every rank starts from rank 0's weights (equal anyway when the ranks are seeded alike)
+        dist.broadcast_state(model)
+        self.main_params = list(model.main_parameters())
         optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config["optimizer"]]
-        self.optimizer = optimizer(
-            model.main_parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
-        )
+        self.optimizer = optimizer(self.main_params, lr=config["lr"], weight_decay=config["weight_decay"])
         decay, step = config["lr_decay"], config["lr_decay_step"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
         # the run's one random source: the sampler, the model's epoch hook and every batch draw from it
@@ -153,7 +157,7 @@ class Trainer:
         self.sampler = BPRSampler(
             data.train, config["batch_size"], self.generator, pool=config["neg_items"], mode=config["sampler"]
         )
-        self.evaluator = Evaluator.from_config(data, config)
+        self.evaluator = Evaluator.from_config(data, config, dist)
         self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=config["amp"] and self.device.type == "cuda"
@@ -170,36 +174,69 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training pairs, cut short when the time budget (``self.deadline``) runs out;
-        returns the mean of each loss part over the batches done (counts in ``self.batches``)."""
+        returns the mean of each loss part over the batches done (counts in ``self.batches``).
+
+        In a distributed run every rank draws the same global batch, runs the model's auxiliary step on all of
+        it, and the main loss on its own rows (:meth:`_share`); the gradients are then summed across ranks,
+        weighted by each rank's share of the batch, and the logged loss parts are those of the global batch."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.generator)
+        self.dist.broadcast_state(self.model, buffers_only=True)  # rank 0's buffers after a hook that drew
         totals: dict[str, torch.Tensor] = {}
         n_batches, total = 0, len(self.sampler)
         progress = BatchProgress(epoch, total, self.progress and sys.stderr.isatty())
         try:
             for batch in self.sampler.epoch():
                 auxiliary = self.model.auxiliary_step(batch)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.config["amp"]):
-                    out = self.loss_fn(batch)
-                parts = out if isinstance(out, dict) else {"loss": out}
+                share, weight = self._share(batch, epoch, n_batches)
                 self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(parts["loss"]).backward()
+                parts: dict[str, torch.Tensor] = {}
+                if len(share.users):
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.config["amp"]):
+                        out = self.loss_fn(share)
+                    parts = out if isinstance(out, dict) else {"loss": out}
+                    self.scaler.scale(parts["loss"]).backward()
+                stop = self.dist.reduce_gradients(
+                    self.main_params, weight, time.perf_counter() >= self.deadline
+                )
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-                for name, value in {**auxiliary, **parts}.items():
+                # 1 in one process; over the ranks, the parts then sum to world_size times the batch's value
+                scale = weight * self.dist.world_size
+                for name, value in auxiliary.items():
                     totals[name] = totals.get(name, 0.0) + value.detach().float()
+                for name, value in parts.items():
+                    totals[name] = totals.get(name, 0.0) + value.detach().float() * scale
                 n_batches += 1
                 progress.update(n_batches, totals["loss"])
-                if time.perf_counter() >= self.deadline:
+                if stop:
                     break
         finally:
             progress.close()
         self.batches = (n_batches, total)
         self.scheduler.step()
-        means = {name: float(v) / n_batches for name, v in totals.items()}
+        # buffers the rows' losses updated (running statistics of a BatchNorm) leave the epoch as rank 0's
+        self.dist.broadcast_state(self.model, buffers_only=True)
+        names = list(totals)  # the same parts in the same order on every rank
+        summed = self.dist.sum_tensor(torch.stack([totals[k] for k in names]).float())
+        means = {
+            name: float(v) / n_batches / self.dist.world_size for name, v in zip(names, summed, strict=True)
+        }
         if not math.isfinite(means["loss"]):
             raise TrainError(f"training loss became {means['loss']} at epoch {epoch} (try a smaller lr)")
         return means
+
+    def _share(self, batch: Batch, epoch: int, index: int) -> tuple[Batch, float]:
+        """This rank's rows of ``batch`` and their share of it (the whole batch and 1 in one process). The
+        rows' loss draws from a generator of their own, seeded by (seed, epoch, batch, rank), so the shared
+        generator stays the same on every rank whatever the model draws for its rows."""
+        if not self.dist.enabled:
+            return batch, 1.0
+        rows = self.dist.shard(len(batch.users))
+        seed = np.random.SeedSequence([self.config["seed"], epoch, index, self.dist.rank]).generate_state(1)
+        rng = torch.Generator(device=self.device).manual_seed(int(seed[0]))
+        share = Batch(batch.users[rows], batch.pos_items[rows], batch.neg_items[rows], rng)
+        return share, len(share.users) / len(batch.users)
 
     def fit(self) -> FitResult:
         """Train until ``epochs``, early stopping or the time budget, from the epoch after the last one done
@@ -229,11 +266,11 @@ class Trainer:
             if done < total:
                 row["batches_done"], row["batches"] = done, total
                 log.info("time budget spent after batch %d of %d in epoch %d", done, total, epoch)
-            out_of_time = time.perf_counter() >= self.deadline
+            (out_of_time,) = self.dist.agree(time.perf_counter() >= self.deadline)
             if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"] or out_of_time:
                 self._validate(epoch, row, losses, bar)
                 # a budget spent by this validation ends the run here, not after one batch of the next epoch
-                out_of_time = time.perf_counter() >= self.deadline
+                (out_of_time,) = self.dist.agree(time.perf_counter() >= self.deadline)
             if self.bad_evals > cfg["patience"]:
                 result.stopped_early, result.stop_reason = True, "patience"
             elif out_of_time and (epoch < cfg["epochs"] or done < total):
@@ -262,7 +299,7 @@ class Trainer:
         self.result.eval_seconds.append(time.perf_counter() - start)
         row["eval_seconds"] = round(self.result.eval_seconds[-1], 4)
         row.update({f"val_{k}": v for k, v in val.items() if k != "n_users"})
-        improved = val[metric] > self.best_value
+        (improved,) = self.dist.agree(val[metric] > self.best_value)  # decided once, on rank 0
         if improved:
             self.best_value, self.best_epoch, self.best_val, self.bad_evals = val[metric], epoch, val, 0
             self.best_state = copy.deepcopy(self.model.state_dict())
