@@ -1,0 +1,206 @@
+"""Parity run of the original SOIL (``MrShouxingMa/SOIL``, MMRec-based) against ``mmtrain``'s ``soil`` on TikTok.
+
+The original reads MMRec's layout (``<name>.inter`` with ``x_label``, ``*_feat.npy``), so the data comes from
+``mmprep export --format mmrec``. It is written for two modalities called vision and text; our TikTok copy has
+image and audio, so audio is passed as its ``text_feature_file`` (a configuration value, not a code change).
+Both sides use the code's formulas (our ``variant=code``), the original's configuration (lr 1e-3, scheduler
+[0.96, 50], batch 2048, cl_loss = cl_loss2 = 0.01: the Baby best, there is no TikTok configuration), every
+training pair once per epoch with one negative from the items seen in train, validation Recall@20 every epoch,
+and no early stop. The original's hyperparameter loop is pinned to that single point through its
+``config_dict`` (main.py), which a shim reads from the environment.
+
+    python benchmarks/parity/soil.py --repo /work/orig/SOIL --epochs 30 --work /work/scratch/soil
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import Curve, git_commit, run_ours, run_theirs, verdict, write_result
+from _partial import cut
+from _patch import Shim, apply_shims, copy_original, describe
+
+DATASET = Path("/work/main/out/tiktok")
+SHIMS: list[Shim] = [
+    ("models/soil.py", ".cuda()", ".to(self.device)", "CPU: the four frozen graphs are moved with .cuda()"),
+    ("utils/dataset.py", "import lmdb\n", "\n", "unused import (raw images are off); lmdb is not installed"),
+    (
+        "utils/utils.py",
+        "from torch_scatter import scatter_add",
+        "scatter_add = lambda src, index, dim=0, dim_size=None: "
+        "torch.zeros(dim_size, dtype=src.dtype).index_add_(0, index, src)",
+        "torch_scatter is not installed: the same sum in torch (the graph degrees)",
+    ),
+    (
+        "main.py",
+        "'gpu_id': 0,",
+        "'gpu_id': 0, **__import__('json').loads(__import__('os').environ.get('PARITY_CONFIG', '{}')),",
+        "configuration values from the parity script (the data path and the single hyperparameter point)",
+    ),
+]
+CL_WEIGHT = 0.01
+CL_WEIGHT2 = 0.01
+THEIR_SEED = 999
+DETAILS = ""
+EPOCH = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s, train loss: ([0-9.naif]+)\]")
+VALID = re.compile(r"valid result: \s*\n[^\n]*?recall@20: ([0-9.]+)")
+
+
+def their_config(data_root: Path, epochs: int) -> dict:
+    """The original's ``config_dict``: our export, both modalities, one hyperparameter point, no early stop."""
+    return {
+        "use_gpu": False,
+        "data_path": f"{data_root}/",
+        "inter_file_name": "tiktok.inter",
+        "vision_feature_file": "image_feat.npy",
+        "text_feature_file": "audio_feat.npy",
+        "USER_ID_FIELD": "userID",
+        "ITEM_ID_FIELD": "itemID",
+        "TIME_FIELD": "timestamp",
+        "field_separator": "\t",
+        "filter_out_cod_start_users": True,
+        "knn_i": 10,
+        "knn_a": 2,
+        "epochs": epochs,
+        "stopping_step": epochs + 1,
+        "seed": [THEIR_SEED],
+        "cl_loss": [CL_WEIGHT],
+        "cl_loss2": [CL_WEIGHT2],
+        "hyper_parameters": ["cl_loss", "cl_loss2"],
+    }
+
+
+def parse_log(text: str, n_batches: int) -> Curve:
+    """Per-epoch mean batch loss (their log prints the sum over batches) and val Recall@20 from their log."""
+    curve = Curve()
+    for _, seconds, loss in EPOCH.findall(text):
+        curve.loss.append(float(loss) / n_batches)
+        curve.seconds.append(float(seconds))
+    curve.recall = [float(r) for r in VALID.findall(text)][: len(curve.loss)]
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path, required=True, help="checkout of MrShouxingMa/SOIL (read only)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--work", type=Path, default=Path("/work/scratch/parslm/soil"))
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--only", choices=("theirs", "ours", "both"), default="both")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="start nothing; write the result from the epochs finished so far",
+    )
+    args = parser.parse_args()
+    work = args.work.resolve()
+    data_root = work / "data"
+    log = work / f"theirs-e{args.epochs}.log"
+
+    import pandas as pd
+
+    n_train = len(pd.read_parquet(args.dataset / "splits" / "train.parquet"))
+    n_batches = -(-n_train // 2048)
+    command = ["python", "main.py", "-m", "SOIL", "-d", "tiktok"]
+    config = their_config(data_root, args.epochs)
+    if (
+        args.only in ("theirs", "both")
+        and not args.partial
+        and not (log.exists() and "All Over" in log.read_text())
+    ):
+        code_dir = copy_original(args.repo, work / "SOIL")
+        apply_shims(code_dir, SHIMS)
+        subprocess.run(
+            ["mmprep", "export", "--format", "mmrec", "--name", "tiktok", "--overwrite", str(args.dataset)]
+            + ["--out", str(data_root / "tiktok")],
+            check=True,
+        )
+        rc, _ = run_theirs(command, code_dir, log, env={"PARITY_CONFIG": json.dumps(config)})
+        if rc != 0:
+            print(f"the original exited with {rc}; see {log}", file=sys.stderr)
+    overrides = {
+        "variant": "code",
+        "lr": 1e-3,
+        "lr_decay": 0.96,
+        "lr_decay_step": 50,
+        "batch_size": 2048,
+        "weight_decay": 0.0,
+        "sampler": "pairs",
+        "neg_items": "train",
+        "embedding_size": 64,
+        "ui_layers": 2,
+        "item_layers": 1,
+        "knn_k": 10,
+        "knn_i": 10,
+        "knn_a": 2,
+        "cl_weight": CL_WEIGHT,
+        "cl_weight2": CL_WEIGHT2,
+    }
+    if args.only == "theirs":
+        return
+    ours, our_command = run_ours(
+        "soil", args.dataset, args.seeds, args.epochs, overrides, work / "ours", partial=args.partial
+    )
+    if args.only == "ours":
+        return
+    text = log.read_text() if log.exists() else ""
+    theirs = parse_log(text, n_batches)
+    n = cut(ours, theirs)
+    error = text.strip().splitlines()[-1] if "Traceback" in text else None
+    if error:
+        kind, why = "not run", error
+    else:
+        kind, why = verdict([c.recall for c in ours], theirs.recall)
+    progress = "" if n == args.epochs else f" First {n} of {args.epochs} planned epochs (runs in progress)."
+    result = {
+        "model": "soil",
+        "original": {"repo": "MrShouxingMa/SOIL", "commit": git_commit(args.repo), "entry": "main.py"},
+        "shims": describe(SHIMS),
+        "protocol": {
+            "dataset": "tiktok",
+            "epochs": n,
+            "epochs_planned": args.epochs,
+            "hyperparameters": {
+                **{k: v for k, v in overrides.items()},
+                "mapping": "lr=learning_rate, lr_decay/lr_decay_step=learning_rate_scheduler [0.96, 50], "
+                "batch_size=train_batch_size, ui_layers=n_ui_layers, item_layers=n_layers, "
+                "cl_weight=cl_loss, cl_weight2=cl_loss2, knn_k/knn_i/knn_a same names, variant=code "
+                "(their code's formulas); their text modality = our audio",
+            },
+            "batches": "every training pair once per epoch, shuffled, batch 2048, one negative per pair "
+            "drawn uniformly from the items seen in train (MMRec's TrainDataLoader; ours sampler=pairs, "
+            "neg_items=train)",
+            "their_config": config,
+        },
+        "ours": {
+            "seeds": args.seeds,
+            "val_recall@20": [c.recall for c in ours],
+            "loss": [c.loss for c in ours],
+            "s_per_epoch": sum(c.s_per_epoch or 0 for c in ours) / len(ours),
+            "command": our_command,
+        },
+        "theirs": {
+            "val_recall@20": theirs.recall,
+            "loss": theirs.loss,
+            "s_per_epoch": theirs.s_per_epoch,
+            "evaluator": "theirs",
+            "seed": THEIR_SEED,
+            "command": " ".join(command) + " (PARITY_CONFIG=protocol.their_config)",
+            "error": error,
+        },
+        "theirs_under_ours": None,
+        "verdict": kind if kind == "parity" else f"{kind}: {why}",
+        "details": f"{why}.{progress} {DETAILS}",
+    }
+    print(write_result(result))
+
+
+if __name__ == "__main__":
+    main()
