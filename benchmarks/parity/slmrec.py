@@ -18,6 +18,7 @@ Recall@20, their catalogue mapped back to our ids); their per-epoch training los
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -210,6 +211,135 @@ def their_recall(work: Path, dataset: Path, epochs: int) -> list[float | None]:
     return recalls
 
 
+class _Config(dict):
+    """The original's configuration object: values by key and by attribute."""
+
+    def __getattr__(self, key: str) -> Any:
+        return self[key]
+
+
+def step_check(
+    work: Path, dataset: Path, overrides: dict[str, Any], batch_size: int = 2048
+) -> dict[str, float]:
+    """One training step of both implementations from the same weights on the same batch.
+
+    Our model is built, its weights are copied into the original's (rows permuted to their ids, the fusion
+    and FAC layers one to one), and both losses and their gradients are computed on one batch of training
+    pairs. Returns the loss on each side and the largest relative gradient difference over the parameters.
+    """
+    import pandas as pd
+    import torch
+
+    from mmtrain.config import resolve_config
+    from mmtrain.data.loader import load_data
+    from mmtrain.data.sampler import Batch
+    from mmtrain.models.registry import get_model
+
+    code_dir = work / "SLMRec"
+    sys.path.insert(0, str(code_dir))
+    from data.dataset import Dataset
+    from models.SLMRec import SLMRec as Theirs
+
+    conf = _Config(
+        {
+            "data.input.dataset": "tiktok",
+            "data.input.path": str(work / "dataset"),
+            "data.column.format": "UI",
+            "data.convert.separator": ",",
+            "splitter": "given",
+            "user_min": 0,
+            "item_min": 0,
+            "pretrain": 0,
+            "with_item_vat": True,
+            "rec.evaluate.neg": 0,
+            "recdim": 64,
+            "layer_num": HYPER["layer_num"],
+            "mm_fusion_mode": "concat",
+            "adj_type": "pre",
+            "ssl_task": "FAC",
+            "ssl_temp": HYPER["ssl_temp"],
+            "ssl_alpha": HYPER["ssl_alpha"],
+            "temp": HYPER["temp"],
+            "init": "xavier",
+            "device": torch.device("cpu"),
+            "metric": None,
+            "group_view": None,
+            "topk": [20],
+            "test_batch_size": 128,
+            "num_thread": 1,
+        }
+    )
+    theirs = Theirs(conf, Dataset(conf))
+    cls = get_model("slmrec")
+    config = resolve_config(cls, {"model": "slmrec", "params": overrides})
+    config["model"] = "slmrec"
+    data = load_data(dataset)
+    ours = cls(data, config)
+
+    prefix = work / "dataset" / "_tmp_tiktok" / "tiktok_given_u0_i0"
+    user_map = pd.read_csv(f"{prefix}.user2id", header=None, names=["ours", "theirs"])
+    item_map = pd.read_csv(f"{prefix}.item2id", header=None, names=["ours", "theirs"])
+    u_ours, u_theirs = (torch.as_tensor(user_map[c].values) for c in ("ours", "theirs"))
+    i_ours, i_theirs = (torch.as_tensor(item_map[c].values) for c in ("ours", "theirs"))
+    modal = {m: k for k, m in enumerate(ours.modalities)}
+    pairs = {  # their module: our module (Linear layers)
+        "v_dense": ours.dense[modal["image"]],
+        "a_dense": ours.dense[modal["audio"]],
+        "embedding_user_after_GCN": ours.user_fusion,
+        "embedding_item_after_GCN": ours.item_fusion,
+        "g_i_iv": ours.fac_chain[0],
+        "g_v_iv": ours.fac_heads[0],
+        "g_iv_iva": ours.fac_chain[1],
+        "g_a_iva": ours.fac_heads[1],
+    }
+    with torch.no_grad():
+        theirs.embedding_user.weight[u_theirs] = ours.user_embedding[u_ours]
+        theirs.embedding_item.weight[i_theirs] = ours.item_embedding[i_ours]
+        for name, layer in pairs.items():
+            getattr(theirs, name).weight.copy_(layer.weight)
+            getattr(theirs, name).bias.copy_(layer.bias)
+
+    generator = torch.Generator().manual_seed(0)
+    known = torch.zeros(data.n_items, dtype=torch.bool)
+    known[i_ours] = True
+    train = data.train
+    chosen = torch.randperm(train.users.numel(), generator=generator)[:batch_size]
+    users, items = train.users[chosen].long(), train.items[chosen].long()
+    to_user = torch.full((data.n_users,), -1, dtype=torch.long)
+    to_user[u_ours] = u_theirs
+    to_item = torch.full((data.n_items,), -1, dtype=torch.long)
+    to_item[i_ours] = i_theirs
+
+    our_loss = ours.loss(Batch(users, items, items))["loss"]
+    our_loss.backward()
+    their_loss = theirs.multi_loss(to_user[users], to_item[items])
+    their_loss.backward()
+    grads = {
+        "user_embedding": (ours.user_embedding.grad[u_ours], theirs.embedding_user.weight.grad[u_theirs]),
+        "item_embedding": (ours.item_embedding.grad[i_ours], theirs.embedding_item.weight.grad[i_theirs]),
+    }
+    for name, layer in pairs.items():
+        grads[name] = (layer.weight.grad, getattr(theirs, name).weight.grad)
+    worst = max(float((a - b).norm() / b.norm().clamp_min(1e-30)) for a, b in grads.values())
+    return {
+        "loss_ours": float(our_loss),
+        "loss_theirs": float(their_loss),
+        "max_rel_grad_diff": worst,
+        "batch": batch_size,
+    }
+
+
+def step_sentence(step: dict[str, float] | None) -> str:
+    """The one-step check in words, for the result's details."""
+    if step is None:
+        return " The one-step check was not run."
+    return (
+        f" One-step check (same weights, one batch of {step['batch']} training pairs): loss ours "
+        f"{step['loss_ours']:.6f}, theirs {step['loss_theirs']:.6f}; largest relative gradient difference over "
+        f"the parameters {step['max_rel_grad_diff']:.1e}."
+    )
+
+
 def their_command(work: Path, epochs: int) -> list[str]:
     """Their run.sh line with the default configuration (conf/SLMRec.properties) filled in."""
     args = {
@@ -248,12 +378,15 @@ def main() -> None:
         action="store_true",
         help="start nothing; write the result from the epochs finished so far",
     )
+    parser.add_argument(
+        "--step-check", action="store_true", help="only compare one training step (needs a converted --work)"
+    )
     args = parser.parse_args()
     work = args.work.resolve()
     log = work / f"theirs-e{args.epochs}.log"
     command = their_command(work, args.epochs)
     done = log.exists() and len(LOSS.findall(log.read_text())) >= args.epochs
-    if args.only in ("theirs", "both") and not args.partial and not done:
+    if args.only in ("theirs", "both") and not (args.partial or args.step_check or done):
         code_dir = copy_original(args.repo, work / "SLMRec", ignore=(".git", "log", "dataset", "figures"))
         apply_shims(code_dir, SHIMS)
         (code_dir / "emb").mkdir()
@@ -273,6 +406,11 @@ def main() -> None:
         "cl_weight": HYPER["ssl_alpha"],
         "tau": HYPER["ssl_temp"],
     }
+    step_file = work / "step-check.json"
+    if args.step_check:
+        step_file.write_text(json.dumps(step_check(work, args.dataset, overrides), indent=2) + "\n")
+        print(step_file.read_text())
+        return
     if args.only == "theirs":
         return
     ours, our_command = run_ours(
@@ -292,6 +430,7 @@ def main() -> None:
         kind, why = "not run", error
     else:
         kind, why = verdict([c.recall for c in ours], theirs.recall)
+    step = json.loads(step_file.read_text()) if step_file.exists() else None
     progress = "" if n == args.epochs else f" First {n} of {args.epochs} planned epochs (runs in progress)."
     result = {
         "model": "slmrec",
@@ -331,7 +470,8 @@ def main() -> None:
         },
         "theirs_under_ours": {"val_recall@20": theirs.recall},
         "verdict": kind if kind == "parity" else f"{kind}: {why}",
-        "details": f"{why}.{progress} {DETAILS}",
+        "step_check": step,
+        "details": f"{why}.{progress} {DETAILS}{step_sentence(step)}",
     }
     print(write_result(result))
 

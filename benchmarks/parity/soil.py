@@ -86,6 +86,52 @@ def parse_log(text: str, n_batches: int) -> Curve:
     return curve
 
 
+def compare_graphs(data_dir: Path, dataset: Path, overrides: dict) -> dict[str, dict[str, float]]:
+    """Their frozen graphs (cached by the original in ``data_dir`` as ``*.pt``) against ours (variant code).
+
+    Per graph: the largest absolute difference, and the relative Frobenius difference ``‖ours − theirs‖ / ‖theirs‖``.
+    Their vision/text are our image/audio; their ``R₂`` is compared with and without its degree indexing.
+    """
+    import torch
+
+    from mmtrain.config import resolve_config
+    from mmtrain.data.loader import load_data
+    from mmtrain.graph.adjacency import bipartite_block
+    from mmtrain.models.registry import get_model
+
+    cls = get_model("soil")
+    config = resolve_config(cls, {"model": "soil", "params": overrides})
+    config["model"] = "soil"
+    data = load_data(dataset)
+    model = cls(data, config)
+
+    def dense(op: object) -> torch.Tensor:
+        coo = op.coo if hasattr(op, "coo") else op
+        return coo.to_dense().double()
+
+    def load(name: str) -> torch.Tensor:
+        return torch.load(data_dir / name, weights_only=False).coalesce().to_dense().double()
+
+    def diff(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
+        return {
+            "max_abs": float((ours - theirs).abs().max()),
+            "rel_fro": float((ours - theirs).norm() / theirs.norm()),
+        }
+
+    base = dense(data.ui_adjacency("sym"))
+    second = (dense(model.adjacency) - base) * 2
+    second_ui = (dense(model.user_item) - dense(bipartite_block(data.ui_adjacency("sym"), model.n_users))) * 2
+    graphs = dict(zip(model.modalities, (dense(g) for g in model.item_graphs), strict=True))
+    return {
+        "second_order_adjacency (mm_attractive)": diff(second, load(f"mm_attractive_{config['knn_a']}.pt")),
+        "second_order_user_item (mm_attractive_R)": diff(
+            second_ui, load(f"mm_attractive_{config['knn_a']}_R.pt")
+        ),
+        "image item graph (image_interest)": diff(graphs["image"], load("image_interest_10_10.pt")),
+        "audio item graph (text_interest)": diff(graphs["audio"], load("text_interest_10_10.pt")),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repo", type=Path, required=True, help="checkout of MrShouxingMa/SOIL (read only)")
