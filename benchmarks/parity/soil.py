@@ -132,6 +132,14 @@ def compare_graphs(data_dir: Path, dataset: Path, overrides: dict) -> dict[str, 
     }
 
 
+def graph_sentence(graphs: dict[str, dict[str, float]] | None) -> str:
+    """The frozen-graph comparison in words, for the result's details."""
+    if graphs is None:
+        return " The frozen graphs were not compared."
+    parts = [f"{name} {d['rel_fro']:.1e} (max abs {d['max_abs']:.1e})" for name, d in graphs.items()]
+    return " Frozen graphs, ours vs theirs (relative Frobenius difference): " + "; ".join(parts) + "."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repo", type=Path, required=True, help="checkout of MrShouxingMa/SOIL (read only)")
@@ -144,6 +152,11 @@ def main() -> None:
         "--partial",
         action="store_true",
         help="start nothing; write the result from the epochs finished so far",
+    )
+    parser.add_argument(
+        "--graphs",
+        action="store_true",
+        help="only compare the frozen graphs (needs their cached *.pt in --work)",
     )
     args = parser.parse_args()
     work = args.work.resolve()
@@ -158,7 +171,7 @@ def main() -> None:
     config = their_config(data_root, args.epochs)
     if (
         args.only in ("theirs", "both")
-        and not args.partial
+        and not (args.partial or args.graphs)
         and not (log.exists() and "All Over" in log.read_text())
     ):
         code_dir = copy_original(args.repo, work / "SOIL")
@@ -189,6 +202,13 @@ def main() -> None:
         "cl_weight": CL_WEIGHT,
         "cl_weight2": CL_WEIGHT2,
     }
+    graph_file = work / "graphs.json"
+    if args.graphs:
+        graph_file.write_text(
+            json.dumps(compare_graphs(data_root / "tiktok", args.dataset, overrides), indent=2)
+        )
+        print(graph_file.read_text())
+        return
     if args.only == "theirs":
         return
     ours, our_command = run_ours(
@@ -204,6 +224,7 @@ def main() -> None:
         kind, why = "not run", error
     else:
         kind, why = verdict([c.recall for c in ours], theirs.recall)
+    graphs = json.loads(graph_file.read_text()) if graph_file.exists() else None
     progress = "" if n == args.epochs else f" First {n} of {args.epochs} planned epochs (runs in progress)."
     result = {
         "model": "soil",
@@ -243,7 +264,8 @@ def main() -> None:
         },
         "theirs_under_ours": None,
         "verdict": kind if kind == "parity" else f"{kind}: {why}",
-        "details": f"{why}.{progress} {DETAILS}",
+        "graphs": graphs,
+        "details": f"{why}.{progress} {DETAILS}{graph_sentence(graphs)}",
     }
     print(write_result(result))
 
