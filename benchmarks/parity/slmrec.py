@@ -144,7 +144,13 @@ SHIMS: list[Shim] = [
 ]
 HYPER = {"lr": 0.01, "weight_decay": 1e-4, "ssl_alpha": 0.1, "ssl_temp": 0.2, "temp": 0.2, "layer_num": 3}
 THEIR_SEED = 2021
-DETAILS = ""
+DETAILS = (
+    "Both sides train on our TikTok train split with image + audio (the shims drop the original's text graph; "
+    "our copy has no text) and the original's configuration (conf/SLMRec.properties, FAC). Their evaluator "
+    "cannot run (NeuRec's compiled backend is not in the repository), so their representations are dumped "
+    "after every epoch and ranked by our evaluator on val: both curves are val Recall@20 under the same "
+    "evaluator. Their catalogue lacks the items seen only in our test split (never recommended on their side)."
+)
 LOSS = re.compile(r"\[\[loss ([0-9.naif]+) \(")
 TOTAL = re.compile(r"\[TOTAL TIME\] ([0-9.]+)")
 
@@ -279,8 +285,8 @@ def step_check(
     prefix = work / "dataset" / "_tmp_tiktok" / "tiktok_given_u0_i0"
     user_map = pd.read_csv(f"{prefix}.user2id", header=None, names=["ours", "theirs"])
     item_map = pd.read_csv(f"{prefix}.item2id", header=None, names=["ours", "theirs"])
-    u_ours, u_theirs = (torch.as_tensor(user_map[c].values) for c in ("ours", "theirs"))
-    i_ours, i_theirs = (torch.as_tensor(item_map[c].values) for c in ("ours", "theirs"))
+    u_ours, u_theirs = (torch.tensor(user_map[c].values) for c in ("ours", "theirs"))
+    i_ours, i_theirs = (torch.tensor(item_map[c].values) for c in ("ours", "theirs"))
     modal = {m: k for k, m in enumerate(ours.modalities)}
     pairs = {  # their module: our module (Linear layers)
         "v_dense": ours.dense[modal["image"]],
@@ -322,8 +328,8 @@ def step_check(
         grads[name] = (layer.weight.grad, getattr(theirs, name).weight.grad)
     worst = max(float((a - b).norm() / b.norm().clamp_min(1e-30)) for a, b in grads.values())
     return {
-        "loss_ours": float(our_loss),
-        "loss_theirs": float(their_loss),
+        "loss_ours": float(our_loss.detach()),
+        "loss_theirs": float(their_loss.detach()),
         "max_rel_grad_diff": worst,
         "batch": batch_size,
     }

@@ -47,7 +47,15 @@ SHIMS: list[Shim] = [
 CL_WEIGHT = 0.01
 CL_WEIGHT2 = 0.01
 THEIR_SEED = 999
-DETAILS = ""
+DETAILS = (
+    "Their code (MMRec trainer and evaluator) and ours with variant=code, the original's configuration (Baby "
+    "best cl_loss = cl_loss2 = 0.01; there is no TikTok configuration), audio in their text slot; each side "
+    "with its own evaluator (val Recall@20 over all items, training items masked). variant=paper (our "
+    "default) follows the paper's equations instead (second-order Laplacian at full weight, unseen "
+    "attractive items, assigned interest graph, no 1/3): it is not what this code runs, so it has no parity "
+    "row. Known difference kept on purpose: their R2 (user side of the second-order graph) is normalised with "
+    "the user-degree array indexed by item ids; ours uses the user x item block of the normalised A2."
+)
 EPOCH = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s, train loss: ([0-9.naif]+)\]")
 VALID = re.compile(r"valid result: \s*\n[^\n]*?recall@20: ([0-9.]+)")
 
