@@ -140,6 +140,113 @@ def compare_graphs(data_dir: Path, dataset: Path, overrides: dict) -> dict[str, 
     }
 
 
+def step_check(work: Path, dataset: Path, overrides: dict, config_dict: dict, batch: int = 2048) -> dict:
+    """One training step of both implementations from the same weights on the same batch.
+
+    Their model is built from their cached graphs, our weights are copied into it (ids are the same on both
+    sides: the export keeps our indices), and both losses and gradients are computed on one batch, first with
+    their graphs, then with ours substituted into their model: the second isolates the model code from the
+    graph construction. Returns the losses and the largest relative gradient difference of each comparison.
+    """
+    import os
+
+    import torch
+
+    from mmtrain.config import resolve_config
+    from mmtrain.data.loader import load_data
+    from mmtrain.data.sampler import Batch
+    from mmtrain.models.registry import get_model
+
+    code_dir, cwd = work / "SOIL", os.getcwd()
+    sys.path.insert(0, str(code_dir))
+    os.chdir(code_dir)
+    try:
+        from models.soil import SOIL as Theirs
+        from utils.configurator import Config
+        from utils.dataloader import TrainDataLoader
+        from utils.dataset import RecDataset
+
+        config = Config("SOIL", "tiktok", dict(config_dict))
+        config["cl_loss"], config["cl_loss2"] = CL_WEIGHT, CL_WEIGHT2
+        train, _, _ = RecDataset(config).split()
+        theirs = Theirs(config, TrainDataLoader(config, train, batch_size=batch, shuffle=False))
+    finally:
+        os.chdir(cwd)
+    cls = get_model("soil")
+    our_config = resolve_config(cls, {"model": "soil", "params": overrides})
+    our_config["model"] = "soil"
+    data = load_data(dataset)
+    ours = cls(data, our_config)
+    modal = {m: k for k, m in enumerate(ours.modalities)}
+    layers = {  # their Linear: our Linear
+        "image_trs": ours.projections[modal["image"]],
+        "text_trs": ours.projections[modal["audio"]],
+        "map_v.0": ours.gates[modal["image"]][0],
+        "map_t.0": ours.gates[modal["audio"]][0],
+        "attention.0": ours.query[0],
+        "attention.2": ours.query[2],
+    }
+    their_modules = dict(theirs.named_modules())
+    with torch.no_grad():
+        theirs.user_embedding.weight.copy_(ours.user_embedding)
+        theirs.item_id_embedding.weight.copy_(ours.item_embedding)
+        for name, layer in layers.items():
+            their_modules[name].weight.copy_(layer.weight)
+            if layer.bias is not None:
+                their_modules[name].bias.copy_(layer.bias)
+
+    generator = torch.Generator().manual_seed(0)
+    chosen = torch.randperm(data.train.users.numel(), generator=generator)[:batch]
+    users, pos = data.train.users[chosen].long(), data.train.items[chosen].long()
+    neg = torch.randint(data.n_items, (batch,), generator=generator)
+
+    our_loss = ours.loss(Batch(users, pos, neg))["loss"]
+    our_loss.backward()
+    our_grads = [ours.user_embedding.grad, ours.item_embedding.grad]
+    our_grads += [
+        g for layer in layers.values() for g in (layer.weight.grad, layer.bias.grad) if g is not None
+    ]
+
+    def their_step() -> tuple[float, float]:
+        theirs.zero_grad()
+        loss = theirs.calculate_loss([users, pos, neg])
+        loss.backward()
+        grads = [theirs.user_embedding.weight.grad, theirs.item_id_embedding.weight.grad]
+        for name in layers:
+            module = their_modules[name]
+            grads += [g for g in (module.weight.grad, module.bias.grad) if g is not None]
+        pairs = zip(our_grads, grads, strict=True)
+        worst = max(float((a - b).norm() / b.norm().clamp_min(1e-30)) for a, b in pairs)
+        return float(loss.detach()), worst
+
+    own_loss, own_grad = their_step()
+    theirs.norm_adj = ours.adjacency.coo.float()
+    theirs.R = ours.user_item.coo.float()
+    theirs.image_interest_adj = ours.item_graphs[modal["image"]].coo.float()
+    theirs.text_interest_adj = ours.item_graphs[modal["audio"]].coo.float()
+    swapped_loss, swapped_grad = their_step()
+    return {
+        "batch": batch,
+        "loss_ours": float(our_loss.detach()),
+        "loss_theirs": own_loss,
+        "max_rel_grad_diff": own_grad,
+        "loss_theirs_with_our_graphs": swapped_loss,
+        "max_rel_grad_diff_with_our_graphs": swapped_grad,
+    }
+
+
+def step_sentence(step: dict | None) -> str:
+    """The one-step check in words, for the result's details."""
+    if step is None:
+        return " The one-step check was not run."
+    return (
+        f" One-step check (same weights, one batch of {step['batch']}): loss ours {step['loss_ours']:.6f}, "
+        f"theirs {step['loss_theirs']:.6f} (largest relative gradient difference "
+        f"{step['max_rel_grad_diff']:.1e}); with our graphs substituted into their model, theirs "
+        f"{step['loss_theirs_with_our_graphs']:.6f} ({step['max_rel_grad_diff_with_our_graphs']:.1e})."
+    )
+
+
 def graph_sentence(graphs: dict[str, dict[str, float]] | None) -> str:
     """The frozen-graph comparison in words, for the result's details."""
     if graphs is None:
@@ -210,12 +317,13 @@ def main() -> None:
         "cl_weight": CL_WEIGHT,
         "cl_weight2": CL_WEIGHT2,
     }
-    graph_file = work / "graphs.json"
+    graph_file, step_file = work / "graphs.json", work / "step-check.json"
     if args.graphs:
-        graph_file.write_text(
-            json.dumps(compare_graphs(data_root / "tiktok", args.dataset, overrides), indent=2)
-        )
+        graphs = compare_graphs(data_root / "tiktok", args.dataset, overrides)
+        graph_file.write_text(json.dumps(graphs, indent=2) + "\n")
         print(graph_file.read_text())
+        step_file.write_text(json.dumps(step_check(work, args.dataset, overrides, config), indent=2) + "\n")
+        print(step_file.read_text())
         return
     if args.only == "theirs":
         return
@@ -233,6 +341,7 @@ def main() -> None:
     else:
         kind, why = verdict([c.recall for c in ours], theirs.recall)
     graphs = json.loads(graph_file.read_text()) if graph_file.exists() else None
+    step = json.loads(step_file.read_text()) if step_file.exists() else None
     progress = "" if n == args.epochs else f" First {n} of {args.epochs} planned epochs (runs in progress)."
     result = {
         "model": "soil",
@@ -273,7 +382,8 @@ def main() -> None:
         "theirs_under_ours": None,
         "verdict": kind if kind == "parity" else f"{kind}: {why}",
         "graphs": graphs,
-        "details": f"{why}.{progress} {DETAILS}{graph_sentence(graphs)}",
+        "step_check": step,
+        "details": f"{why}.{progress} {DETAILS}{graph_sentence(graphs)}{step_sentence(step)}",
     }
     print(write_result(result))
 
