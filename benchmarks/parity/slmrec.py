@@ -150,6 +150,7 @@ DETAILS = (
     "cannot run (NeuRec's compiled backend is not in the repository), so their representations are dumped "
     "after every epoch and ranked by our evaluator on val: both curves are val Recall@20 under the same "
     "evaluator. Their catalogue lacks the items seen only in our test split (never recommended on their side)."
+    " Seconds per epoch were measured while the 2-vCPU machine ran at a load of 40-70 (seven engineers sharing it): they show the contention, not the speed (BENCHMARKS.md has the measured speed)."
 )
 LOSS = re.compile(r"\[\[loss ([0-9.naif]+) \(")
 TOTAL = re.compile(r"\[TOTAL TIME\] ([0-9.]+)")

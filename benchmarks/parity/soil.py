@@ -55,6 +55,7 @@ DETAILS = (
     "attractive items, assigned interest graph, no 1/3): it is not what this code runs, so it has no parity "
     "row. Known difference kept on purpose: their R2 (user side of the second-order graph) is normalised with "
     "the user-degree array indexed by item ids; ours uses the user x item block of the normalised A2."
+    " Seconds per epoch were measured while the 2-vCPU machine ran at a load of 40-70 (seven engineers sharing it): they show the contention, not the speed (BENCHMARKS.md has the measured speed)."
 )
 EPOCH = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s, train loss: ([0-9.naif]+)\]")
 VALID = re.compile(r"valid result: \s*\n[^\n]*?recall@20: ([0-9.]+)")
