@@ -249,11 +249,27 @@ def step_sentence(step: dict | None) -> str:
     )
 
 
+def their_nan(data_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{file: (NaN weights, stored weights)}`` of the frozen graphs the original has cached so far."""
+    import torch
+
+    counts = {}
+    for path in sorted(data_dir.glob("*.pt")):
+        values = torch.load(path, weights_only=False).coalesce().values()
+        counts[path.name] = (int(torch.isnan(values).sum()), values.numel())
+    return counts
+
+
 def graph_sentence(graphs: dict[str, dict[str, float]] | None) -> str:
     """The frozen-graph comparison in words, for the result's details."""
     if graphs is None:
         return " The frozen graphs were not compared."
-    parts = [f"{name} {d['rel_fro']:.1e} (max abs {d['max_abs']:.1e})" for name, d in graphs.items()]
+    parts = [
+        f"{name} {d['rel_fro']:.1e} (max abs {d['max_abs']:.1e})"
+        if d["rel_fro"] is not None
+        else f"{name} not comparable (NaN in theirs)"
+        for name, d in graphs.items()
+    ]
     return " Frozen graphs, ours vs theirs (relative Frobenius difference): " + "; ".join(parts) + "."
 
 
@@ -338,22 +354,43 @@ def main() -> None:
         return
     text = log.read_text() if log.exists() else ""
     theirs = parse_log(text, n_batches)
-    n = cut(ours, theirs)
-    error = text.strip().splitlines()[-1] if "Traceback" in text else None
-    if error:
-        kind, why = "not run", error
+    nan = their_nan(data_root / "tiktok")
+    nan_loss = next((line.strip() for line in text.splitlines() if "Loss is nan" in line), None)
+    error = text.strip().splitlines()[-1] if "Traceback" in text else nan_loss
+    if theirs.recall:
+        n = cut(ours, theirs)
+    else:
+        n = cut(ours, Curve(recall=[0.0] * max(len(c.recall) for c in ours)))
+        theirs = Curve()
+    if error or any(count for count, _ in nan.values()):
+        broken = "; ".join(
+            f"{name}: {count} of {nnz} weights NaN" for name, (count, nnz) in nan.items() if count
+        )
+        seen = "stops" if nan_loss else "would stop (it stops on a NaN loss)"
+        kind = "not run"
+        why = error or "their run had not reached its first batch when this file was written"
+        if broken:
+            why += (
+                f"; their cached graphs: {broken} (degree^-1/2 of rows whose signed audio cosines sum below 0), "
+                f"so every batch's loss is NaN and their trainer {seen} at epoch 0, batch 0, before any validation"
+            )
     else:
         kind, why = verdict([c.recall for c in ours], theirs.recall)
     graphs = json.loads(graph_file.read_text()) if graph_file.exists() else None
+    for diffs in (graphs or {}).values():  # NaN (their graph holds NaN) is not valid JSON: null
+        diffs.update({key: None if value != value else value for key, value in diffs.items()})
     step = json.loads(step_file.read_text()) if step_file.exists() else None
-    progress = "" if n == args.epochs else f" First {n} of {args.epochs} planned epochs (runs in progress)."
+    progress = (
+        "" if n == args.epochs else f" Our runs: first {n} of {args.epochs} planned epochs (in progress)."
+    )
     result = {
         "model": "soil",
         "original": {"repo": "MrShouxingMa/SOIL", "commit": git_commit(args.repo), "entry": "main.py"},
         "shims": describe(SHIMS),
         "protocol": {
             "dataset": "tiktok",
-            "epochs": n,
+            "epochs": n if theirs.recall else 0,
+            "our_epochs": n,
             "epochs_planned": args.epochs,
             "hyperparameters": {
                 **{k: v for k, v in overrides.items()},
@@ -386,6 +423,7 @@ def main() -> None:
         "theirs_under_ours": None,
         "verdict": kind if kind == "parity" else f"{kind}: {why}",
         "graphs": graphs,
+        "their_graph_nan": nan,
         "step_check": step,
         "details": f"{why}.{progress} {DETAILS}{graph_sentence(graphs)}{step_sentence(step)}",
     }
