@@ -369,13 +369,16 @@ def main() -> None:
         seen = "stops" if nan_loss else "would stop (it stops on a NaN loss)"
         kind = "not run"
         why = error or "their run had not reached its first batch when this file was written"
+        short = why
         if broken:
+            short = f"NaN loss from the first batch: {broken} (negative degrees from signed audio cosines)"
             why += (
                 f"; their cached graphs: {broken} (degree^-1/2 of rows whose signed audio cosines sum below 0), "
                 f"so every batch's loss is NaN and their trainer {seen} at epoch 0, batch 0, before any validation"
             )
     else:
         kind, why = verdict([c.recall for c in ours], theirs.recall)
+        short = why
     graphs = json.loads(graph_file.read_text()) if graph_file.exists() else None
     for diffs in (graphs or {}).values():  # NaN (their graph holds NaN) is not valid JSON: null
         diffs.update({key: None if value != value else value for key, value in diffs.items()})
@@ -421,7 +424,7 @@ def main() -> None:
             "error": error,
         },
         "theirs_under_ours": None,
-        "verdict": kind if kind == "parity" else f"{kind}: {why}",
+        "verdict": kind if kind == "parity" else f"{kind}: {short}",
         "graphs": graphs,
         "their_graph_nan": nan,
         "step_check": step,
