@@ -40,11 +40,12 @@ def apply_shims(root: Path, shims: list[Shim]) -> None:
 
 
 def describe(shims: list[Shim]) -> list[str]:
-    """One line per shim for the result file: ``file: `old` -> `new` (why)``."""
+    """One line per shim for the result file: ``file: `old` -> `new` (why)``, whitespace runs as one space."""
     lines = []
     for rel, old, new, why in shims:
+        old, new = " ".join(old.split()), " ".join(new.split())  # a multi-line shim shown on one line
         if not old:
-            lines.append(f"{rel}: new file `{new.strip()}` ({why})")
+            lines.append(f"{rel}: new file `{new}` ({why})")
         else:
-            lines.append(f"{rel}: `{old.strip()}` -> `{new.strip()}` ({why})")
+            lines.append(f"{rel}: `{old}` -> `{new}` ({why})")
     return lines
