@@ -442,6 +442,12 @@ def main() -> None:
         min(c.loss[e] for c in ours) <= theirs.loss[e] <= max(c.loss[e] for c in ours) for e in range(n)
     ]
     losses = f" Their training loss lies inside our seed band at {sum(loss_band)} of {n} epochs."
+    inside = [
+        e + 1
+        for e in range(n)
+        if verdict([c.recall[e : e + 1] for c in ours], theirs.recall[e : e + 1])[0] == "parity"
+    ]
+    losses += f" Their val Recall@20 is inside our band (or within 5%) at epochs {inside} of {n}."
     if kind == "differs" and step and all(loss_band):
         why += (
             "; cause not found: the one-step check gives the same loss and gradients and every training loss "
