@@ -74,11 +74,13 @@ def run_ours(
     overrides: dict[str, Any],
     out: Path,
     extra_args: list[str] | None = None,
+    partial: bool = False,
 ) -> tuple[list[Curve], str]:
     """Train our ``model`` once per seed for exactly ``epochs`` epochs (validation every epoch, no early stop).
 
     Returns the curves and the command line (seed shown as ``SEED``) for the result file. A finished run
-    directory is reused, so an interrupted parity script restarts where it stopped.
+    directory is reused, so an interrupted parity script restarts where it stopped. ``partial`` starts nothing
+    and returns the epochs each seed's run has finished so far (for results of runs still in progress).
     """
     sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
     sets.update(overrides)
@@ -90,6 +92,10 @@ def run_ours(
     for seed in seeds:
         name = f"{model}-s{seed}"
         run_dir = out / name
+        if partial:
+            metrics = run_dir / "metrics.csv"
+            curves.append(read_metrics_csv(metrics) if metrics.exists() else Curve())
+            continue
         if not (run_dir / "final.json").exists():
             subprocess.run([*base, "--seed", str(seed), "--out", str(out), "--name", name], check=True)
         curves.append(read_metrics_csv(run_dir / "metrics.csv"))

@@ -16,7 +16,11 @@ Forward = :class:`~mmtrain.models.mgcn.MGCN` with these changes (docs/models/soi
 combination; docs/models/soil.md lists the differences, our assumptions where the paper's formulas were not
 available, the original's ``R₂`` indexing bug (not followed), the memory cost and measured numbers. Any number
 of modalities works ("visual x textual" is the product over the modalities used); with a single modality
-α ≡ 1, so both side formulas would vanish, and ``side = M_1`` (no fusion)."""
+α ≡ 1, so both side formulas would vanish, and ``side = M_1`` (no fusion).
+
+Interest graphs normalise signed cosines; a row whose sum is not positive gets weight 0 here, where the original
+takes ``degree^-1/2`` of a negative sum and gets NaN: on TikTok (audio in its text slot) that makes the
+original's loss NaN from the first batch (docs/models/soil.md, "Parity with the original code")."""
 
 from __future__ import annotations
 

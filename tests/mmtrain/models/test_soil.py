@@ -181,3 +181,19 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     with pytest.raises(TrainError, match=r"model soil needs item features .*the dataset has none$") as err:
         build_model(plain, make_config("soil", sets=[("device", "cpu")]))
     assert "\n" not in str(err.value)
+
+
+def test_negative_interest_degree_gives_the_floor_not_nan():
+    """Signed cosines can sum below zero over a row (TikTok's audio): the original takes ``degree^-1/2`` there and
+    its graph, then its loss, is NaN; ours gives that row's weights 0, floored at 1e-7."""
+    from mmtrain.graph.interest import WEIGHT_FLOOR, interest_graph
+
+    unit = unit_rows(torch.tensor([[1.0, 0.0], [-1.0, 0.1], [-0.9, -0.2], [0.0, 1.0]]))
+    rows, cols = torch.tensor([0, 0, 3, 3]), torch.tensor([1, 2, 0, 3])
+    graph = interest_graph(rows, cols, torch.ones(4, dtype=torch.long), unit, accumulate=True)
+    dense = graph.coo.to_dense()
+    cos = unit @ unit.T
+    assert float(cos[0, 1] + cos[0, 2]) < 0  # row 0's degree: the original's NaN
+    assert torch.isfinite(dense).all()
+    assert dense[0, 1] == pytest.approx(WEIGHT_FLOOR) and dense[0, 2] == pytest.approx(WEIGHT_FLOOR)
+    assert dense[3, 3] == pytest.approx(1.0)  # row 3: cosines 0 and 1, degree 1
