@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Curve, git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
-from _patched_copy import Shim, describe, patched_copy
+from _patch import Shim, apply_shims, copy_original, describe
 
 DATASET = Path("/work/main/out/tiktok")
 
@@ -159,7 +159,7 @@ def main() -> int:
     their_cmd += THEIR_ARGS
     log = work / "theirs.log"
     if args.only in ("theirs", "all"):
-        patched_copy(args.repo, code, SHIMS)
+        apply_shims(copy_original(args.repo, code, ignore=(".git", "__pycache__")), SHIMS)
         prepare_data(work, args.dataset, code, args.export)
         rc, _ = run_theirs([sys.executable, *their_cmd[1:]], code, log)
         print(f"{log}: the original exited with {rc}", file=sys.stderr)
@@ -194,7 +194,7 @@ def main() -> int:
                 "entry": "Main.py",
             },
             "shims": [
-                *(describe(s) for s in SHIMS),
+                *describe(SHIMS),
                 "data: --data baby (two modalities), audio in the text slot",
             ],
             "protocol": {

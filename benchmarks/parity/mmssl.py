@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Curve, git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
-from _patched_copy import Shim, describe, patched_copy
+from _patch import Shim, apply_shims, copy_original, describe
 
 DATASET = Path("/work/main/out/tiktok")
 HIDDEN = 128  # the discriminator's hidden-width cap applied to both sides (see SHIMS / OVERRIDES)
@@ -242,8 +242,8 @@ def main() -> int:
     batches = n_train(work / "export") // 1024 + 1
     code = work / "code"
     if args.only in ("theirs", "all"):  # the copy is made only where theirs runs (it replaces the folder)
-        patched_copy(args.repo / "MMSSL", code, SHIMS)
-    shims = [*(describe(shim) for shim in SHIMS), "data: the audio features in the text slot"]
+        apply_shims(copy_original(args.repo / "MMSSL", code, ignore=(".git", "__pycache__")), SHIMS)
+    shims = [*describe(SHIMS), "data: the audio features in the text slot"]
     their_cmd = ["python", "main.py", "--dataset", "tiktok", "--data_path", f"{data_path}/", "--debug"]
     their_cmd += ["--epoch", str(args.epochs), "--early_stopping_patience", "100000"]
     their_cmd += ["--seed", str(args.their_seed)]
