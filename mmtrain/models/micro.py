@@ -32,7 +32,8 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
+from mmtrain.models.grace import grace_loss_blockwise
+from mmtrain.models.losses import bpr_of, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 from mmtrain.models.specs.micro import MICROSpec
@@ -128,6 +129,6 @@ class MICRO(MICROSpec, MultimodalModel):
         reg = self.config["reg_weight"] * l2_squared(u, p, n)
         tau, chunk = self.config["tau"], self.config["cl_chunk"]
         anchors = self.contrast_anchors(batch.rng)
-        contrast = sum(grace_loss(view, fused, tau, chunk, anchors) for view in views)
+        contrast = sum(grace_loss_blockwise(view, fused, tau, chunk, anchors) for view in views)
         cl = self.config["cl_weight"] * contrast
         return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}
