@@ -117,6 +117,16 @@ def theirs_error(log: Path, code: int | None) -> str | None:
     return f"exit {code}: {lines[-1].strip() if lines else 'no output'}"
 
 
+def _partial(compared: int, planned: int, curves: list[Curve]) -> str:
+    """The sentence that says a comparison is shorter than planned (empty when it is not)."""
+    if compared >= planned and curves:
+        return ""
+    return (
+        f" **Partial, not converged**: {compared} of the {planned} planned epochs were evaluated on both sides "
+        f"({len(curves)} of our seeds) when the session's time ran out; the runs were not finished."
+    )
+
+
 @dataclass(frozen=True)
 class Row:
     """One parity row: our model with its overrides, compared with the original's single run."""
@@ -150,7 +160,7 @@ def run_rows(
     seconds = None
     if not args.collect and args.only != "ours":
         codes = prepare(args.repo, args.work, shims, args.dataset)
-        code, seconds = run_theirs(command, codes, log)
+        code, seconds = run_theirs(command, codes, log, env={"PYTHONUNBUFFERED": "1"})
     theirs = parse_log(log, batches_per_epoch(codes, batch_size))
     if args.only == "theirs":
         return
@@ -203,6 +213,6 @@ def run_rows(
             },
             "theirs_under_ours": None,
             "verdict": kind if kind == "parity" else f"differs: {why}",
-            "details": f"{row.details} Verdict check: {why}.",
+            "details": f"{row.details} Verdict check: {why}.{_partial(compared, args.epochs, curves)}",
         }
         print(write_result(result))

@@ -7,16 +7,17 @@ Equations (docs/models/micro.md; the graphs: docs/graphs.md "MICRO")::
     h_m   = A_m^{item_layers} e_I
     α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
     [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = tau, one direction (see :func:`mmtrain.models.losses.grace_loss`)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = tau, one direction (mmtrain/models/grace.py)
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
 used detached in between (the original schedule). ``L_cl`` averages over every item in every batch, as the
 original does; ``cl_anchors=S`` averages over S items drawn uniformly per batch instead (each still contrasted
-with all N items), an unbiased estimate of the same loss at S/N of its cost; it is computed ``cl_chunk`` rows at
-a time with checkpointing. Cold start (``--split cold``): cold items have no training edges, so their scores
-come from ``normalize(h)``, i.e. from their feature neighbours' ID embeddings. Memory, cost and measured
-numbers (warm and cold): docs/models/micro.md."""
+with all N items), an unbiased estimate of the same loss at S/N of its cost. Either way it is computed
+``cl_chunk`` anchors at a time with its gradients accumulated in the forward pass (one ``[cl_chunk, 2N]`` block
+alive, nothing recomputed): the values and gradients of autograd through the formula at less cost. Cold start
+(``--split cold``): cold items have no training edges, so their scores come from ``normalize(h)``, i.e. from
+their feature neighbours' ID embeddings. Memory, cost and measured numbers (warm and cold): docs/models/micro.md."""
 
 from __future__ import annotations
 
