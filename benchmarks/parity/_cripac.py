@@ -181,6 +181,12 @@ def run_rows(
             )
         ours_recall = [c.recall for c in curves]
         kind, why = verdict(ours_recall, theirs.recall) if curves else ("differs", "our runs missing")
+        error = theirs_error(log, code)
+        if not any(v is not None for v in theirs.recall):
+            kind, why = (
+                "not run",
+                error or "no epoch of the original finished within the session (still running)",
+            )
         compared = min([len(theirs.recall), *(len(c) for c in ours_recall)])
         seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
         result = {
@@ -209,10 +215,10 @@ def run_rows(
                 "evaluator": "theirs",
                 "command": " ".join(command),
                 "seconds_total": seconds,
-                "error": theirs_error(log, code),
+                "error": error,
             },
             "theirs_under_ours": None,
-            "verdict": kind if kind == "parity" else f"differs: {why}",
+            "verdict": kind if kind == "parity" else f"{kind}: {why}",
             "details": f"{row.details} Verdict check: {why}.{_partial(compared, args.epochs, curves)}",
         }
         print(write_result(result))

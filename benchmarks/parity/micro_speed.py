@@ -55,7 +55,7 @@ def time_steps(dataset: Path, loss_fn, batches: int, cl_anchors: int) -> tuple[l
         optimizer.step()
         if i > 0:
             seconds.append(time.process_time() - start)
-            losses.append(float(loss))
+            losses.append(loss.item())
     return seconds, losses
 
 
