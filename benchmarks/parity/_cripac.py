@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -119,12 +121,31 @@ def theirs_error(log: Path, code: int | None) -> str | None:
 
 def _partial(compared: int, planned: int, curves: list[Curve]) -> str:
     """The sentence that says a comparison is shorter than planned (empty when it is not)."""
-    if compared >= planned and curves:
-        return ""
-    return (
-        f" **Partial, not converged**: {compared} of the {planned} planned epochs were evaluated on both sides "
-        f"({len(curves)} of our seeds) when the session's time ran out; the runs were not finished."
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    busy = (
+        f" Seconds per epoch are wall times on a shared machine (load {load:.0f} at collection)."
+        if load
+        else ""
     )
+    if compared >= planned and curves:
+        return busy
+    return busy + (
+        f" **Partial, not converged**: {compared} of the {planned} planned epochs were evaluated on both sides "
+        f"({len(curves)} of our seeds) when the session's time ran out; the runs go on in the script's --work "
+        "folder, and the same script with --collect rewrites this result from them."
+    )
+
+
+def _ours_command(model: str, dataset: Path, epochs: int, overrides: dict[str, object]) -> str:
+    """The command line :func:`_harness.run_ours` runs (seed shown as ``SEED``), for results written by
+    ``--collect`` without running it."""
+    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
+    sets.update(overrides)
+    base = ["mmtrain", "-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
+    base += ["--legacy-ndcg", "lattice"]
+    for key, value in sets.items():
+        base += ["--set", f"{key}={value}"]
+    return shlex.join([*base, "--seed", "SEED"])
 
 
 @dataclass(frozen=True)
@@ -174,7 +195,7 @@ def run_rows(
                 metrics = out / f"{row.model}-s{seed}" / "metrics.csv"
                 if metrics.exists():
                     curves.append(read_metrics_csv(metrics))
-            ours_command = f"(see {row.model} runs in {out})"
+            ours_command = _ours_command(row.model, args.dataset, args.epochs, row.overrides)
         else:
             curves, ours_command = run_ours(
                 row.model, args.dataset, args.seeds, args.epochs, row.overrides, out

@@ -13,13 +13,13 @@ from _cripac import Row, Shim, arguments, run_rows
 
 CUDA = "`.cuda()` removed (CPU)"
 SHIMS = [
-    Shim("codes/main.py", ".float().cuda()", ".float()", CUDA),
-    Shim("codes/main.py", "self.model = self.model.cuda()", "self.model = self.model", CUDA),
+    Shim("codes/main.py", ".float().cuda()", ".float()", f"{CUDA}: the U-I adjacency"),
+    Shim("codes/main.py", "self.model = self.model.cuda()", "self.model = self.model", f"{CUDA}: the model"),
     Shim(
         "codes/Models.py",
         "self.text_original_adj = text_adj.cuda()\n        self.image_original_adj = image_adj.cuda()",
         "self.text_original_adj = text_adj\n        self.image_original_adj = image_adj",
-        CUDA,
+        f"{CUDA}: the two frozen kNN graphs",
     ),
     Shim(
         "codes/main.py",
