@@ -7,16 +7,17 @@ Equations (docs/models/micro.md; the graphs: docs/graphs.md "MICRO")::
     h_m   = A_m^{item_layers} e_I
     α     = softmax_m(q(h_m)),  q(x) = w₂ᵀ tanh(W₁x + b₁);   h = Σ_m α_m h_m
     [Z_U; Z̄_I] = LGN_{ui_layers}([e_U; e_I]) over D^-1 (A_ui + I);   Z_I = Z̄_I + normalize(h)
-    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = tau, one direction (see :func:`mmtrain.models.losses.grace_loss`)
+    L_cl  = Σ_m GRACE(h_m, h)       over all items, τ = tau, one direction (mmtrain/models/grace.py)
     L     = L_bpr + reg_weight·(½Σ‖·‖²)/B + cl_weight·L_cl
 
 The learned graphs are rebuilt with gradients at the first batch of each epoch and at every evaluation, and
 used detached in between (the original schedule). ``L_cl`` averages over every item in every batch, as the
 original does; ``cl_anchors=S`` averages over S items drawn uniformly per batch instead (each still contrasted
-with all N items), an unbiased estimate of the same loss at S/N of its cost; it is computed ``cl_chunk`` rows at
-a time with checkpointing. Cold start (``--split cold``): cold items have no training edges, so their scores
-come from ``normalize(h)``, i.e. from their feature neighbours' ID embeddings. Memory, cost and measured
-numbers (warm and cold): docs/models/micro.md."""
+with all N items), an unbiased estimate of the same loss at S/N of its cost. Either way it is computed
+``cl_chunk`` anchors at a time with its gradients accumulated in the forward pass (one ``[cl_chunk, 2N]`` block
+alive, nothing recomputed): the values and gradients of autograd through the formula at less cost. Cold start
+(``--split cold``): cold items have no training edges, so their scores come from ``normalize(h)``, i.e. from
+their feature neighbours' ID embeddings. Memory, cost and measured numbers (warm and cold): docs/models/micro.md."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from mmtrain.graph.knn import knn_adjacency
 from mmtrain.graph.learned import learned_knn, propagate_rows, sym_normalize
 from mmtrain.graph.propagate import lightgcn_propagate, spmm
 from mmtrain.models.base import id_embedding
-from mmtrain.models.losses import bpr_of, grace_loss, l2_squared
+from mmtrain.models.grace import grace_loss_blockwise
+from mmtrain.models.losses import bpr_of, l2_squared
 from mmtrain.models.multimodal import MultimodalModel, feature_projections, trainable_features
 from mmtrain.models.registry import register
 from mmtrain.models.specs.micro import MICROSpec
@@ -128,6 +130,6 @@ class MICRO(MICROSpec, MultimodalModel):
         reg = self.config["reg_weight"] * l2_squared(u, p, n)
         tau, chunk = self.config["tau"], self.config["cl_chunk"]
         anchors = self.contrast_anchors(batch.rng)
-        contrast = sum(grace_loss(view, fused, tau, chunk, anchors) for view in views)
+        contrast = sum(grace_loss_blockwise(view, fused, tau, chunk, anchors) for view in views)
         cl = self.config["cl_weight"] * contrast
         return {"loss": rank + reg + cl, "bpr": rank, "reg": reg, "cl": cl}

@@ -1,0 +1,245 @@
+"""What the CRIPAC-DIG parity scripts (LATTICE, MICRO) share: a shimmed copy of the original, its data, its log.
+
+Both originals read the LATTICE json layout from ``../data/<dataset>/`` next to their ``codes/`` folder, hard-code
+``image_feat.npy`` and ``text_feat.npy``, evaluate with a ``multiprocessing.Pool`` and print one line per epoch.
+:func:`prepare` copies the repository into ``--work``, applies the script's shims (exact string replacements, each
+checked to match exactly once) and exports our TikTok split next to it with ``mmprep export --format lattice``;
+:func:`parse_log` reads their per-epoch training loss and validation Recall@20 back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from _harness import Curve
+
+TIKTOK = Path("/work/main/out/tiktok")
+DATASET = "tiktok"
+
+
+@dataclass(frozen=True)
+class Shim:
+    """One exact replacement in one file of the original, with the line the result file lists for it."""
+
+    path: str
+    old: str
+    new: str
+    why: str
+
+    def describe(self) -> str:
+        return f"`{self.path}`: {self.why}"
+
+
+def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
+    """The common command line: ``--repo PATH [--epochs E] [--seeds 1 2 3] [--work DIR] [--collect]``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", type=Path, required=True, help="checkout of the original repository")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs compared on both sides")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="our seeds")
+    parser.add_argument("--work", type=Path, default=Path(work), help="scratch folder outside the repository")
+    parser.add_argument("--dataset", type=Path, default=TIKTOK, help="our TikTok import (read only)")
+    parser.add_argument(
+        "--collect", action="store_true", help="run nothing: write the result from the logs and runs so far"
+    )
+    parser.add_argument(
+        "--only", choices=["theirs", "ours"], help="run one side (reuse the other's log or runs)"
+    )
+    parser.add_argument("--row", help="run and write only this result row (a model name in the result files)")
+    return parser.parse_args()
+
+
+def prepare(repo: Path, work: Path, shims: list[Shim], dataset: Path) -> Path:
+    """A shimmed copy of ``repo`` under ``work`` with our split exported into its ``data/tiktok``; returns the
+    copy's ``codes`` folder (their working directory). An existing copy is replaced."""
+    copy = work / repo.name
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    for shim in shims:
+        target = copy / shim.path
+        text = target.read_text()
+        if text.count(shim.old) != 1:
+            raise SystemExit(f"{target}: shim '{shim.why}' expects {shim.old!r} exactly once")
+        target.write_text(text.replace(shim.old, shim.new))
+    data = copy / "data" / DATASET
+    subprocess.run(
+        ["mmprep", "export", "--format", "lattice", str(dataset), "--out", str(data), "--overwrite"],
+        check=True,
+    )
+    return copy / "codes"
+
+
+def batches_per_epoch(codes: Path, batch_size: int) -> int:
+    """Their ``n_batch = n_train // batch_size + 1`` (their logged loss is the sum over these batches)."""
+    train = json.loads((codes.parent / "data" / DATASET / "5-core" / "train.json").read_text())
+    return sum(len(items) for items in train.values()) // batch_size + 1
+
+
+_LINE = re.compile(
+    r"Epoch (?P<epoch>\d+) \[(?P<train>[\d.]+)s(?: \+ [\d.]+s)?\]:\s+(?P<kind>train|val)==\[(?P<loss>[-\d.eE+na]+)="
+    r"(?:.*?recall=\[[\d.]+, (?P<recall>[\d.]+)\])?"
+)
+
+
+def parse_log(log: Path, n_batch: int) -> Curve:
+    """Per epoch: their summed loss divided by ``n_batch`` (our loss is a batch mean), val Recall@20 when that
+    epoch was evaluated, and training seconds. Epochs are numbered from 0 in their log."""
+    rows: dict[int, dict[str, float]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            match = _LINE.search(line)
+            if not match:
+                continue
+            row = rows.setdefault(int(match["epoch"]), {})
+            row.setdefault("loss", float(match["loss"]) / n_batch)
+            row.setdefault("seconds", float(match["train"]))
+            if match["recall"] is not None:
+                row["recall"] = float(match["recall"])
+    curve = Curve()
+    for epoch in sorted(rows):
+        curve.loss.append(rows[epoch]["loss"])
+        curve.recall.append(rows[epoch].get("recall"))
+        curve.seconds.append(rows[epoch]["seconds"])
+    return curve
+
+
+def theirs_error(log: Path, code: int | None) -> str | None:
+    """The last line of their log when their run failed (``None`` when it ran to the end or still runs)."""
+    if not code:
+        return None
+    lines = [line for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return f"exit {code}: {lines[-1].strip() if lines else 'no output'}"
+
+
+def _partial(compared: int, planned: int, curves: list[Curve]) -> str:
+    """The sentence that says a comparison is shorter than planned (empty when it is not)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    busy = (
+        f" Seconds per epoch are wall times on a shared machine (load {load:.0f} at collection)."
+        if load
+        else ""
+    )
+    if compared >= planned and curves:
+        return busy
+    return busy + (
+        f" **Partial, not converged**: {compared} of the {planned} planned epochs were evaluated on both sides "
+        f"({len(curves)} of our seeds) when the session's time ran out; the runs go on in the script's --work "
+        "folder, and the same script with --collect rewrites this result from them."
+    )
+
+
+def _ours_command(model: str, dataset: Path, epochs: int, overrides: dict[str, object]) -> str:
+    """The command line :func:`_harness.run_ours` runs (seed shown as ``SEED``), for results written by
+    ``--collect`` without running it."""
+    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
+    sets.update(overrides)
+    base = ["mmtrain", "-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
+    base += ["--legacy-ndcg", "lattice"]
+    for key, value in sets.items():
+        base += ["--set", f"{key}={value}"]
+    return shlex.join([*base, "--seed", "SEED"])
+
+
+@dataclass(frozen=True)
+class Row:
+    """One parity row: our model with its overrides, compared with the original's single run."""
+
+    name: str
+    model: str
+    overrides: dict[str, object]
+    details: str
+
+
+def run_rows(
+    args: argparse.Namespace,
+    original: dict[str, str],
+    shims: list[Shim],
+    their_args: list[str],
+    batch_size: int,
+    rows: list[Row],
+    hyperparameters: dict[str, str],
+) -> None:
+    """Run theirs once (unless ``--collect``), then ours per row over the seeds, and write one result per row.
+
+    Their log and our run folders live in ``--work``; a rerun reuses our finished runs. With ``--collect`` the
+    results are written from whatever exists so far (epochs still running are left out)."""
+    from _harness import git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    log = args.work / f"{args.repo.name}.log"
+    command = ["python", "main.py", "--dataset", DATASET, "--epoch", str(args.epochs), *their_args]
+    codes = args.work / args.repo.name / "codes"
+    code: int | None = None
+    seconds = None
+    if not args.collect and args.only != "ours":
+        codes = prepare(args.repo, args.work, shims, args.dataset)
+        code, seconds = run_theirs(command, codes, log, env={"PYTHONUNBUFFERED": "1"})
+    theirs = parse_log(log, batches_per_epoch(codes, batch_size))
+    if args.only == "theirs":
+        return
+    for row in rows:
+        if args.row and row.name != args.row:
+            continue
+        out = args.work / "ours" / row.name
+        if args.collect:
+            curves = []
+            for seed in args.seeds:
+                metrics = out / f"{row.model}-s{seed}" / "metrics.csv"
+                if metrics.exists():
+                    curves.append(read_metrics_csv(metrics))
+            ours_command = _ours_command(row.model, args.dataset, args.epochs, row.overrides)
+        else:
+            curves, ours_command = run_ours(
+                row.model, args.dataset, args.seeds, args.epochs, row.overrides, out
+            )
+        ours_recall = [c.recall for c in curves]
+        kind, why = verdict(ours_recall, theirs.recall) if curves else ("differs", "our runs missing")
+        error = theirs_error(log, code)
+        if not any(v is not None for v in theirs.recall):
+            kind, why = (
+                "not run",
+                error or "no epoch of the original finished within the session (still running)",
+            )
+        compared = min([len(theirs.recall), *(len(c) for c in ours_recall)])
+        seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
+        result = {
+            "model": row.name,
+            "original": {**original, "commit": git_commit(args.repo)},
+            "shims": [shim.describe() for shim in shims],
+            "protocol": {
+                "dataset": "tiktok",
+                "epochs": compared,
+                "epochs_planned": args.epochs,
+                "hyperparameters": {**hyperparameters, **{k: str(v) for k, v in row.overrides.items()}},
+                "batches": "uniform users per batch (n_train // 1024 + 1 batches), one positive and one "
+                "negative from all items per user (theirs: Data.sample; ours: sampler=users, neg_items=all)",
+            },
+            "ours": {
+                "seeds": args.seeds[: len(curves)],
+                "val_recall@20": ours_recall,
+                "loss": [c.loss for c in curves],
+                "s_per_epoch": sum(seconds_ours) / len(seconds_ours) if seconds_ours else None,
+                "command": ours_command,
+            },
+            "theirs": {
+                "val_recall@20": theirs.recall,
+                "loss": theirs.loss,
+                "s_per_epoch": theirs.s_per_epoch,
+                "evaluator": "theirs",
+                "command": " ".join(command),
+                "seconds_total": seconds,
+                "error": error,
+            },
+            "theirs_under_ours": None,
+            "verdict": kind if kind == "parity" else f"{kind}: {why}",
+            "details": f"{row.details} Verdict check: {why}.{_partial(compared, args.epochs, curves)}",
+        }
+        print(write_result(result))
