@@ -13,15 +13,13 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import Curve
+from _harness import TIKTOK, Curve
 
-TIKTOK = Path("/work/main/out/tiktok")
 DATASET = "tiktok"
 
 
@@ -136,18 +134,6 @@ def _partial(compared: int, planned: int, curves: list[Curve]) -> str:
     )
 
 
-def _ours_command(model: str, dataset: Path, epochs: int, overrides: dict[str, object]) -> str:
-    """The command line :func:`_harness.run_ours` runs (seed shown as ``SEED``), for results written by
-    ``--collect`` without running it."""
-    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
-    sets.update(overrides)
-    base = ["mmtrain", "-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
-    base += ["--legacy-ndcg", "lattice"]
-    for key, value in sets.items():
-        base += ["--set", f"{key}={value}"]
-    return shlex.join([*base, "--seed", "SEED"])
-
-
 @dataclass(frozen=True)
 class Row:
     """One parity row: our model with its overrides, compared with the original's single run."""
@@ -171,7 +157,7 @@ def run_rows(
 
     Their log and our run folders live in ``--work``; a rerun reuses our finished runs. With ``--collect`` the
     results are written from whatever exists so far (epochs still running are left out)."""
-    from _harness import git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
+    from _harness import git_commit, run_ours, run_theirs, verdict, write_result
 
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / f"{args.repo.name}.log"
@@ -181,7 +167,7 @@ def run_rows(
     seconds = None
     if not args.collect and args.only != "ours":
         codes = prepare(args.repo, args.work, shims, args.dataset)
-        code, seconds = run_theirs(command, codes, log, env={"PYTHONUNBUFFERED": "1"})
+        code, seconds = run_theirs(command, codes, log)
     theirs = parse_log(log, batches_per_epoch(codes, batch_size))
     if args.only == "theirs":
         return
@@ -189,17 +175,9 @@ def run_rows(
         if args.row and row.name != args.row:
             continue
         out = args.work / "ours" / row.name
-        if args.collect:
-            curves = []
-            for seed in args.seeds:
-                metrics = out / f"{row.model}-s{seed}" / "metrics.csv"
-                if metrics.exists():
-                    curves.append(read_metrics_csv(metrics))
-            ours_command = _ours_command(row.model, args.dataset, args.epochs, row.overrides)
-        else:
-            curves, ours_command = run_ours(
-                row.model, args.dataset, args.seeds, args.epochs, row.overrides, out
-            )
+        curves, ours_command = run_ours(
+            row.model, args.dataset, args.seeds, args.epochs, row.overrides, out, partial=args.collect
+        )
         ours_recall = [c.recall for c in curves]
         kind, why = verdict(ours_recall, theirs.recall) if curves else ("differs", "our runs missing")
         error = theirs_error(log, code)

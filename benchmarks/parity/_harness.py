@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import REPO, RESULTS, machine_info
 
 PARITY_RESULTS = RESULTS / "parity"
+TIKTOK = REPO / "out" / "tiktok"  # the README's TikTok import, read only
+WORK = REPO.parent / "parity-work"  # scratch copies of the originals and our runs: outside the repository
 METRIC = "val_recall@20"
 REL_TOL = 0.05
 
@@ -139,6 +141,7 @@ def run_theirs(
 ) -> tuple[int, float]:
     """Run the original code (CPU only, one thread), its stdout+stderr into ``log``; returns (exit code, seconds)."""
     full_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    full_env["PYTHONUNBUFFERED"] = "1"  # a partial log of a run still going can be read
     full_env.update(env or {})
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Parity of our LATTICE with the original (CRIPAC-DIG/LATTICE) on TikTok.
 
-    python benchmarks/parity/lattice.py --repo /work/orig/LATTICE [--epochs 30] [--seeds 1 2 3] [--work DIR]
+    python benchmarks/parity/lattice.py --repo ~/src/LATTICE [--epochs 30] [--seeds 1 2 3] [--work DIR]
 
 Copies the original into --work, applies the shims below, exports our TikTok split in its layout, runs it on one
 CPU thread with validation every epoch, runs ours with the same hyperparameters and batches over the seeds, and
@@ -10,6 +10,7 @@ writes benchmarks/results/parity/lattice.json (rendered into docs/parity.md by t
 from __future__ import annotations
 
 from _cripac import Row, Shim, arguments, run_rows
+from _harness import WORK
 
 CUDA = "`.cuda()` removed (CPU)"
 SHIMS = [
@@ -72,7 +73,7 @@ DETAILS = (
 
 
 def main() -> None:
-    args = arguments(__doc__, epochs=30, work="/work/scratch/parmicro/lattice")
+    args = arguments(__doc__, epochs=30, work=str(WORK / "lattice"))
     original = {"repo": "CRIPAC-DIG/LATTICE", "entry": "codes/main.py"}
     their_args = ["--verbose", "1", "--early_stopping_patience", "1000"]
     rows = [Row("lattice", "lattice", OVERRIDES, DETAILS)]

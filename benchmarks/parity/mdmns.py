@@ -1,6 +1,6 @@
 """Parity of our MDMNS with the original code (HuXianshengNXU/MDMNS-main) on the TikTok split.
 
-    python benchmarks/parity/mdmns.py --repo /work/orig/MDMNS-main --epochs 2 --work /work/scratch/mdmns
+    python benchmarks/parity/mdmns.py --repo ~/src/MDMNS-main --epochs 2 --work ../parity-work/mdmns
 
 The original reads DiffMM pickles (``trnMat.pkl``, ``tstMat.pkl``) and ``<modality>_feat.npy`` from
 ``./Datasets/<data>/``: ``mmprep export --format diffmm`` writes them and this script links them there. Our TikTok
@@ -22,10 +22,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Curve, git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
+from _harness import (
+    TIKTOK,
+    WORK,
+    Curve,
+    git_commit,
+    read_metrics_csv,
+    run_ours,
+    run_theirs,
+    verdict,
+    write_result,
+)
 from _patch import Shim, apply_shims, copy_original, describe
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = TIKTOK
 
 SHIMS: list[Shim] = [
     ("Main.py", "import setproctitle\n", "", "unused import; not installed"),
@@ -133,7 +143,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--their-seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, default=Path("/work/scratch/parmmssl/mdmns"))
+    parser.add_argument("--work", type=Path, default=WORK / "mdmns")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--export", type=Path, help="a folder already in the DiffMM layout to run theirs on")
     parser.add_argument("--their-log", type=Path, help="their log to report (default: <work>/theirs.log)")

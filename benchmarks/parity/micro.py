@@ -1,6 +1,6 @@
 """Parity of our MICRO with the original (CRIPAC-DIG/MICRO) on TikTok: two rows from one run of theirs.
 
-    python benchmarks/parity/micro.py --repo /work/orig/MICRO [--epochs 6] [--seeds 1 2 3] [--work DIR]
+    python benchmarks/parity/micro.py --repo ~/src/MICRO [--epochs 6] [--seeds 1 2 3] [--work DIR]
 
 Copies the original into --work, applies the shims below, exports our TikTok split in its layout, runs it on one
 CPU thread with validation every epoch, then runs ours over the seeds twice: with the reference contrastive loss
@@ -11,6 +11,7 @@ benchmarks/results/parity/micro.json and micro-anchors.json (rendered into docs/
 from __future__ import annotations
 
 from _cripac import Row, Shim, arguments, run_rows
+from _harness import WORK
 
 CUDA = "`.cuda()` removed (CPU)"
 SHIMS = [
@@ -88,7 +89,7 @@ ANCHORS = (
 
 
 def main() -> None:
-    args = arguments(__doc__, epochs=6, work="/work/scratch/parmicro/micro")
+    args = arguments(__doc__, epochs=6, work=str(WORK / "micro"))
     original = {"repo": "CRIPAC-DIG/MICRO", "entry": "codes/main.py"}
     their_args = ["--verbose", "1", "--early_stopping_patience", "1000", "--debug"]
     rows = [

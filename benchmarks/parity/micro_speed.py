@@ -2,7 +2,7 @@
 (``losses.grace_loss``, checkpointed chunks) against the blockwise loss with hand-written gradients
 (``grace.grace_loss_blockwise``), one thread, the same batches, parameters and values.
 
-    python benchmarks/parity/micro_speed.py [--dataset /work/main/out/tiktok] [--batches 5]
+    python benchmarks/parity/micro_speed.py [--dataset out/tiktok] [--batches 5]
 
 Times whole training steps (forward, backward, Adam) in CPU seconds of this process (``time.process_time``, so
 other processes on a shared machine inflate it less than wall time), checks that both losses agree, and writes
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import RESULTS, machine_info
+from _common import REPO, RESULTS, machine_info
 
 import mmtrain.models.micro as micro
 from mmtrain.data.sampler import BPRSampler
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", type=Path, default=Path("/work/main/out/tiktok"))
+    parser.add_argument("--dataset", type=Path, default=REPO / "out" / "tiktok")
     parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
     n_batch = 59541 // 1024 + 1  # TikTok train pairs // batch + 1, the original's batches per epoch

@@ -1,6 +1,6 @@
 """Parity of our MMSSL with the original code (HKUDS/MMSSL, its ``MMSSL/`` folder) on the TikTok split.
 
-    python benchmarks/parity/mmssl.py --repo /work/orig/MMSSL --epochs 5 --seeds 1 2 3 --work /work/scratch/mmssl
+    python benchmarks/parity/mmssl.py --repo ~/src/MMSSL --epochs 5 --seeds 1 2 3 --work ../parity-work/mmssl
 
 The original reads the LATTICE layout (``{train,val,test}.json``, the pickled ``train_mat``, ``image_feat.npy``,
 ``text_feat.npy``) from ``<data_path>/<dataset>/``: ``mmprep export --format lattice`` writes it and this script
@@ -23,10 +23,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Curve, git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
+from _harness import (
+    TIKTOK,
+    WORK,
+    Curve,
+    git_commit,
+    read_metrics_csv,
+    run_ours,
+    run_theirs,
+    verdict,
+    write_result,
+)
 from _patch import Shim, apply_shims, copy_original, describe
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = TIKTOK
 HIDDEN = 128  # the discriminator's hidden-width cap applied to both sides (see SHIMS / OVERRIDES)
 
 SHIMS: list[Shim] = [
@@ -228,7 +238,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--their-seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, default=Path("/work/scratch/parmmssl/mmssl"))
+    parser.add_argument("--work", type=Path, default=WORK / "mmssl")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument(
         "--only",

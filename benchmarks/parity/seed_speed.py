@@ -22,7 +22,7 @@ import yaml
 from mmtrain.data.sampler import BPRSampler
 from mmtrain.experiment import build_model, make_config, prepare
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = Path(__file__).resolve().parents[2] / "out" / "tiktok"  # the README's TikTok import
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ Cython samplers (``util/cython``) are not in the repository. A shim replaces its
 final user/item representations after every epoch, and this script ranks them with our evaluator (val
 Recall@20, their catalogue mapped back to our ids); their per-epoch training loss comes from their log.
 
-    python benchmarks/parity/slmrec.py --repo /work/orig/SLMRec --epochs 40 --work /work/scratch/slmrec
+    python benchmarks/parity/slmrec.py --repo ~/src/SLMRec --epochs 40 --work ../parity-work/slmrec
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Curve, git_commit, run_ours, run_theirs, verdict, write_result
+from _harness import TIKTOK, WORK, Curve, git_commit, run_ours, run_theirs, verdict, write_result
 from _partial import cut
 from _patch import Shim, apply_shims, copy_original, describe
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = TIKTOK
 NO_TEXT = "our TikTok copy has no text modality"
 FAC_TEXT_LEVEL = """            x_iva_ivat = self.g_iva_ivat(x_iv_iva)
             x_t_ivat = self.g_t_ivat(self.t_emb_i[idx])
@@ -377,7 +377,7 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, required=True, help="checkout of zltao/SLMRec (read only)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--work", type=Path, default=Path("/work/scratch/parslm/slmrec"))
+    parser.add_argument("--work", type=Path, default=WORK / "slmrec")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--only", choices=("theirs", "ours", "both"), default="both")
     parser.add_argument(

@@ -9,7 +9,7 @@ training pair once per epoch with one negative from the items seen in train, val
 and no early stop. The original's hyperparameter loop is pinned to that single point through its
 ``config_dict`` (main.py), which a shim reads from the environment.
 
-    python benchmarks/parity/soil.py --repo /work/orig/SOIL --epochs 30 --work /work/scratch/soil
+    python benchmarks/parity/soil.py --repo ~/src/SOIL --epochs 30 --work ../parity-work/soil
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Curve, git_commit, run_ours, run_theirs, verdict, write_result
+from _harness import TIKTOK, WORK, Curve, git_commit, run_ours, run_theirs, verdict, write_result
 from _partial import cut
 from _patch import Shim, apply_shims, copy_original, describe
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = TIKTOK
 SHIMS: list[Shim] = [
     ("models/soil.py", ".cuda()", ".to(self.device)", "CPU: the four frozen graphs are moved with .cuda()"),
     ("utils/dataset.py", "import lmdb\n", "\n", "unused import (raw images are off); lmdb is not installed"),
@@ -278,7 +278,7 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, required=True, help="checkout of MrShouxingMa/SOIL (read only)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--work", type=Path, default=Path("/work/scratch/parslm/soil"))
+    parser.add_argument("--work", type=Path, default=WORK / "soil")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--only", choices=("theirs", "ours", "both"), default="both")
     parser.add_argument(
