@@ -156,7 +156,9 @@ def test_loss_on_batch_rows_equals_the_full_graph_loss(tmp_path, trainable):
     data = load_data(random_dataset(tmp_path / "rand", n_users=30, n_items=25, per_user=6, features=True))
     sets = [("device", "cpu"), ("reg_weight", 0.1), ("train_id_embedding", trainable)]
     model = build_model(data, make_config("mmgcn", sets=sets))
-    batch = Batch(torch.tensor([0, 3, 3, 7, 29]), torch.tensor([1, 2, 4, 1, 24]), torch.tensor([5, 6, 0, 9, 1]))
+    batch = Batch(
+        torch.tensor([0, 3, 3, 7, 29]), torch.tensor([1, 2, 4, 1, 24]), torch.tensor([5, 6, 0, 9, 1])
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     fast = model.loss(batch)
     fast_grads = torch.autograd.grad(fast["loss"], params, retain_graph=True)
