@@ -327,18 +327,20 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
     else:
         curves, our_command = run_ours(run.ours, DATASET, seeds, epochs, sets, out)
     compared = min([len(theirs.recall), *(len(c.recall) for c in curves)]) if curves else 0
-    kind, why = verdict([c.recall for c in curves], theirs.recall) if curves else ("differs", "ours not run")
+    # MMRec logs Recall@20 rounded to 4 decimals: ours is compared at the same precision
+    rounded = [[None if v is None else round(v, 4) for v in c.recall] for c in curves]
+    kind, why = verdict(rounded, theirs.recall) if curves else ("differs", "ours not run")
     if not any(v is not None for v in theirs.recall):
         result_verdict = f"not run: {error}"
     elif not curves:
         result_verdict = "not run: our side not run in this session (shared CPU)"
     else:
-        outside = epochs_outside([c.recall for c in curves], theirs.recall)
+        outside = epochs_outside(rounded, theirs.recall)
         result_verdict = (
             "parity" if kind == "parity" else f"differs: {why} ({len(outside)} of {compared} epochs outside"
         )
         if kind != "parity":
-            own = own_seeds_failing([c.recall[:compared] for c in curves])
+            own = own_seeds_failing([c[:compared] for c in rounded])
             result_verdict += (
                 f"; by the same rule {own} of our {len(curves)} seeds differ from the other seeds: seed noise)"
                 if own
