@@ -417,7 +417,10 @@ REVIEW = {
     "mmgcn": "Code review: with train_id_embedding=false ours is MMRec's model (its ID embeddings and preferences are "
     "never trained: 238,592 trainable parameters on TikTok, as its log reports); MMRec ranks with the stale "
     "representation of the last training batch, we recompute it. Ours was made ~9% cheaper per step in this "
-    "session (BENCHMARKS.md, issue 15), so its parity rows must come from that code.",
+    "session (BENCHMARKS.md, issue 15); the rows here are from that code. Open: the per-batch losses agree "
+    "(.595/.375 against our .577-.592/.365-.375) but MMRec's val Recall@20 (.0916, .0909) is far above our band "
+    "(.0642-.0767, .0538-.0619) after 2 epochs; no cause found yet (first suspect: its scoring from the stale "
+    "training representation; next: their embeddings under our evaluator, more epochs).",
 }
 
 LOAD_NOTE = (
