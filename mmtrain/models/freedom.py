@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
@@ -61,9 +60,8 @@ class FREEDOM(FREEDOMSpec, MultimodalModel):
         self.user_embedding = id_embedding(self.n_users, dim)
         self.item_embedding = id_embedding(self.n_items, dim)
         self.features = trainable_features(data, self.modalities)
+        # torch's default Linear init, as MMRec's image_trs / text_trs (BM3, unlike FREEDOM, re-inits them)
         self.projections = feature_projections(data, self.modalities, config["feat_embed_dim"])
-        for layer in self.projections:
-            nn.init.xavier_normal_(layer.weight)
         self.item_graph = frozen_item_graph(data, self.modalities, config["knn_k"], config["image_weight"])
         self.full_adjacency = data.ui_adjacency("sym")
         self._train_edges = (data.train.users, data.train.items)

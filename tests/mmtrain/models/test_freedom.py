@@ -112,3 +112,19 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     config = make_config("freedom", sets=[("device", "cpu"), ("modalities", "image,text")])
     with pytest.raises(TrainError, match=r"needs 'text' features; the dataset has: audio, image"):
         build_model(rich, config)
+
+
+def test_projections_keep_torch_default_init_as_mmrec(tmp_path):
+    # MMRec's freedom.py never re-initialises image_trs/text_trs (they matter once reg_weight > 0); found by the
+    # parity review (issue 15): ours had Xavier-normal weights. Replaying the same draws must give equal weights.
+    data = load_data(random_dataset(tmp_path / "rand", n_users=20, n_items=15, per_user=5, features=True))
+    config = make_config("freedom", sets=[("device", "cpu"), ("reg_weight", 1e-3), ("feat_embed_dim", 16)])
+    torch.manual_seed(7)
+    model = build_model(data, config)
+    torch.manual_seed(7)
+    torch.nn.init.xavier_uniform_(torch.empty(20, config["embedding_size"]))
+    torch.nn.init.xavier_uniform_(torch.empty(15, config["embedding_size"]))
+    for m, layer in zip(model.modalities, model.projections, strict=True):
+        expected = torch.nn.Linear(data.feature(m).shape[1], 16)
+        torch.testing.assert_close(layer.weight, expected.weight, rtol=0, atol=0)
+        torch.testing.assert_close(layer.bias, expected.bias, rtol=0, atol=0)

@@ -147,3 +147,27 @@ def test_missing_feature_is_a_one_line_error(tmp_path):
     ) as err:
         build_model(plain, make_config("mmgcn", sets=[("device", "cpu")]))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_loss_on_batch_rows_equals_the_full_graph_loss(tmp_path, trainable):
+    # the training loss computes the last layer on the batch's rows only; loss and every gradient must equal
+    # the reference computation (the whole graph's last layer, then indexed), repeated users/items included
+    data = load_data(random_dataset(tmp_path / "rand", n_users=30, n_items=25, per_user=6, features=True))
+    sets = [("device", "cpu"), ("reg_weight", 0.1), ("train_id_embedding", trainable)]
+    model = build_model(data, make_config("mmgcn", sets=sets))
+    batch = Batch(
+        torch.tensor([0, 3, 3, 7, 29]), torch.tensor([1, 2, 4, 1, 24]), torch.tensor([5, 6, 0, 9, 1])
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = model.loss(batch)
+    fast_grads = torch.autograd.grad(fast["loss"], params, retain_graph=True)
+    users, items = model.forward()
+    u = users[batch.users]
+    bpr = -torch.log(torch.sigmoid((u * items[batch.pos_items]).sum(1) - (u * items[batch.neg_items]).sum(1)))
+    full = bpr.mean() + fast["reg"]
+    full_grads = torch.autograd.grad(full, params, allow_unused=True)
+    torch.testing.assert_close(fast["bpr"], bpr.mean(), rtol=1e-6, atol=1e-7)
+    assert len(params) > 10
+    for p, a, b in zip(params, fast_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b if b is not None else torch.zeros_like(p), rtol=1e-5, atol=1e-7)
