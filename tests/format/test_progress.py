@@ -41,10 +41,14 @@ def test_only_mmformat_progress_imports_tqdm_and_nothing_imports_rich():
 
 
 def test_every_logger_is_named_after_its_module():
+    """Our loggers are ``getLogger(__name__)``; a fixed name is allowed only for another library's logger."""
     fixed = []
     for path in _modules():
         for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if "getLogger(" in line and "getLogger(__name__)" not in line and "getLogger()" not in line:
+            if "getLogger(" not in line or "getLogger(__name__)" in line or "getLogger()" in line:
+                continue
+            other = re.search(r"getLogger\(\"([\w.]+)\"\)", line)  # quieting another library's logger is fine
+            if other is None or other.group(1).split(".")[0] in {"mmprep", "mmtrain", "mmformat"}:
                 fixed.append(f"{path.relative_to(REPO)}:{line_no}: {line.strip()}")
     assert fixed == []
 
