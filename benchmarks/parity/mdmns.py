@@ -27,7 +27,6 @@ from _harness import (
     WORK,
     Curve,
     git_commit,
-    read_metrics_csv,
     run_ours,
     run_theirs,
     verdict,
@@ -124,17 +123,6 @@ def parse_log(log: Path) -> tuple[Curve, str | None]:
     return curve, (errors[-1].strip() if errors else None)
 
 
-def our_command(dataset: Path, epochs: int) -> str:
-    """The command line ``run_ours`` runs per seed (for a report written before our runs have finished)."""
-    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
-    sets.update(OVERRIDES)
-    base = ["mmtrain", "-q", "run", "--model", "mdmns", "--dataset", str(dataset), "--device", "cpu"]
-    base += ["--legacy-ndcg", "lattice"]
-    for key, value in sets.items():
-        base += ["--set", f"{key}={value}"]
-    return shlex.join([*base, "--seed", "SEED"])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,17 +163,13 @@ def main() -> int:
         print(f"{log}: the original exited with {rc}", file=sys.stderr)
     if args.only == "theirs":
         return 0
-    curves: list[Curve] = []
-    our_cmd = our_command(args.dataset, args.epochs)
-    if args.only in ("ours", "all"):
-        curves, our_cmd = run_ours("mdmns", args.dataset, args.seeds, args.epochs, OVERRIDES, work / "ours")
-        if args.only == "ours":
-            return 0
-    else:
-        for seed in args.seeds:
-            metrics = work / "ours" / f"mdmns-s{seed}" / "metrics.csv"
-            if metrics.exists():
-                curves.append(read_metrics_csv(metrics))
+    report = args.only not in ("ours", "all")  # report: whatever the runs have written so far
+    curves, our_cmd = run_ours(
+        "mdmns", args.dataset, args.seeds, args.epochs, OVERRIDES, work / "ours", partial=report
+    )
+    if args.only == "ours":
+        return 0
+    curves = [c for c in curves if c.recall]
     theirs, error = parse_log(args.their_log or log)
     if error:
         result_verdict = f"not run: {error}"

@@ -28,7 +28,6 @@ from _harness import (
     WORK,
     Curve,
     git_commit,
-    read_metrics_csv,
     run_ours,
     run_theirs,
     verdict,
@@ -219,17 +218,6 @@ def details(curves: list[Curve], theirs: Curve, why: str) -> str:
     return " ".join(lines)
 
 
-def our_command(dataset: Path, epochs: int) -> str:
-    """The command line ``run_ours`` runs per seed (for a report written before our runs have finished)."""
-    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
-    sets.update(OVERRIDES)
-    base = ["mmtrain", "-q", "run", "--model", "mmssl", "--dataset", str(dataset), "--device", "cpu"]
-    base += ["--legacy-ndcg", "lattice"]
-    for key, value in sets.items():
-        base += ["--set", f"{key}={value}"]
-    return shlex.join([*base, "--seed", "SEED"])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -269,8 +257,9 @@ def main() -> int:
         if args.only == "ours":
             return 0
     else:  # report: whatever the runs have written so far
-        curves = [read_metrics_csv(work / "ours" / f"mmssl-s{seed}" / "metrics.csv") for seed in args.seeds]
-        our_cmd = our_command(args.dataset, args.epochs)
+        curves, our_cmd = run_ours(
+            "mmssl", args.dataset, args.seeds, args.epochs, OVERRIDES, work / "ours", partial=True
+        )
     theirs, error = parse_log(log, batches) if log.exists() else (Curve(), None)
     result_verdict, why = verdict([c.recall for c in curves], theirs.recall)
     if not any(v is not None for v in theirs.recall):
