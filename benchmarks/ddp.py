@@ -10,7 +10,7 @@ the final validation Recall@20 (equal up to float summation order between proces
 writes ``benchmarks/results/ddp.json`` after every run, so an interrupted benchmark keeps what it measured.
 
     python benchmarks/ddp.py                                      # LightGCN and FREEDOM on out/tiktok, 1 and 2
-    python benchmarks/ddp.py --dataset /work/main/out/tiktok --models lightgcn --nprocs 1,2,4 --epochs 5
+    python benchmarks/ddp.py --dataset out/tiktok --models lightgcn --nprocs 1,2,4 --epochs 5
     python benchmarks/ddp.py --device cuda --nprocs 1,8            # on a machine with 8 GPUs (NCCL)
 """
 
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", type=Path, default=Path("/work/main/out/tiktok"))
+    parser.add_argument("--dataset", type=Path, default=REPO / "out" / "tiktok")
     parser.add_argument("--models", default="lightgcn,freedom")
     parser.add_argument("--nprocs", default="1,2", help="comma-separated process counts")
     parser.add_argument("--epochs", type=int, default=4)

@@ -30,9 +30,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import REPO, Curve, git_commit, read_metrics_csv, run_ours, run_theirs, verdict, write_result
+from _harness import (
+    REPO,
+    TIKTOK,
+    WORK,
+    Curve,
+    git_commit,
+    read_metrics_csv,
+    run_ours,
+    run_theirs,
+    verdict,
+    write_result,
+)
 
-DATASET = Path("/work/main/out/tiktok")
+DATASET = TIKTOK
 BATCH_SIZE = 2048
 
 # (file relative to src/, exact text, replacement, why): applied to the copy, each must match at least once
@@ -480,7 +491,7 @@ def main() -> int:
     parser.add_argument("--model", default="all", choices=[*MODELS, "all"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs compared (default: per model)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/parity-mmrec"), help="scratch folder")
+    parser.add_argument("--work", type=Path, default=WORK / "mmrec", help="scratch folder")
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs MMRec")
     parser.add_argument(
         "--ours-only", action="store_true", help="reuse the original's log from an earlier run"

@@ -36,6 +36,11 @@ def _ours_cell(ours: dict[str, Any]) -> str:
     return f"{statistics.mean(finals):.4f} ± {std:.4f} ({len(finals)} seeds)"
 
 
+def _local(command: str) -> str:
+    """A recorded command with this checkout's path shown relative to it (``out/tiktok``, not ``/home/.../out``)."""
+    return command.replace(f"{REPO}/", "")
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -67,7 +72,8 @@ def details(result: dict[str, Any]) -> str:
     lines = [f"### {result['model']}", "", result["details"].strip(), ""]
     lines += ["Shims applied to the original code:", ""]
     lines += [f"- {shim}" for shim in result["shims"]] or ["- none"]
-    lines += ["", f"Ours: `{ours.get('command', '')}`  ", f"Theirs: `{theirs.get('command', '')}`", ""]
+    ours_cmd, theirs_cmd = (_local(side.get("command", "")) for side in (ours, theirs))
+    lines += ["", f"Ours: `{ours_cmd}`  ", f"Theirs: `{theirs_cmd}`", ""]
     curves = ours.get("val_recall@20") or []
     theirs_curve = theirs.get("val_recall@20") or []
     under = (result.get("theirs_under_ours") or {}).get("val_recall@20") or []
