@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     titles = movielens_titles(args.texts)
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mmprep-bench-features-ray-", dir=args.work_dir))
     result = {
         "machine": machine_info(
