@@ -13,27 +13,40 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from _harness import TIKTOK, Curve
+from _patch import Shim, apply_shims, copy_original, describe
 
 DATASET = "tiktok"
 
 
-@dataclass(frozen=True)
-class Shim:
-    """One exact replacement in one file of the original, with the line the result file lists for it."""
-
-    path: str
-    old: str
-    new: str
-    why: str
-
-    def describe(self) -> str:
-        return f"`{self.path}`: {self.why}"
+CUDA = "`.cuda()` removed (CPU)"
+# the shims both CRIPAC originals need (MICRO's code base is LATTICE's): the scripts add their own after these
+COMMON_SHIMS: list[Shim] = [
+    ("codes/main.py", ".float().cuda()", ".float()", f"{CUDA}: the U-I adjacency"),
+    ("codes/main.py", "self.model = self.model.cuda()", "self.model = self.model", f"{CUDA}: the model"),
+    (
+        "codes/Models.py",
+        "self.text_original_adj = text_adj.cuda()\n        self.image_original_adj = image_adj.cuda()",
+        "self.text_original_adj = text_adj\n        self.image_original_adj = image_adj",
+        f"{CUDA}: the two frozen kNN graphs",
+    ),
+    (
+        "codes/main.py",
+        "text_feat.npy",
+        "audio_feat.npy",
+        "TikTok has no text: the audio features (128-d) take the text slot",
+    ),
+    (
+        "codes/utility/batch_test.py",
+        "cores = multiprocessing.cpu_count() // 5",
+        "cores = max(1, multiprocessing.cpu_count() // 5)",
+        "evaluation pool of at least one process (2 CPUs // 5 gives Pool(0), which raises)",
+    ),
+]
 
 
 def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
@@ -57,16 +70,8 @@ def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
 def prepare(repo: Path, work: Path, shims: list[Shim], dataset: Path) -> Path:
     """A shimmed copy of ``repo`` under ``work`` with our split exported into its ``data/tiktok``; returns the
     copy's ``codes`` folder (their working directory). An existing copy is replaced."""
-    copy = work / repo.name
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
-    for shim in shims:
-        target = copy / shim.path
-        text = target.read_text()
-        if text.count(shim.old) != 1:
-            raise SystemExit(f"{target}: shim '{shim.why}' expects {shim.old!r} exactly once")
-        target.write_text(text.replace(shim.old, shim.new))
+    copy = copy_original(repo, work / repo.name, ignore=(".git",))
+    apply_shims(copy, shims, count=1)
     data = copy / "data" / DATASET
     subprocess.run(
         ["mmprep", "export", "--format", "lattice", str(dataset), "--out", str(data), "--overwrite"],
@@ -191,7 +196,7 @@ def run_rows(
         result = {
             "model": row.name,
             "original": {**original, "commit": git_commit(args.repo)},
-            "shims": [shim.describe() for shim in shims],
+            "shims": describe(shims),
             "protocol": {
                 "dataset": "tiktok",
                 "epochs": compared,

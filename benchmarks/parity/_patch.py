@@ -25,9 +25,11 @@ def copy_original(repo: Path, dest: Path, ignore: tuple[str, ...] = (".git", "lo
     return dest
 
 
-def apply_shims(root: Path, shims: list[Shim]) -> None:
-    """Apply every shim to the copy at ``root`` (all occurrences of ``old``; new files when ``old`` is empty)."""
-    for rel, old, new, _ in shims:
+def apply_shims(root: Path, shims: list[Shim], count: int | None = None) -> None:
+    """Apply every shim to the copy at ``root`` (all occurrences of ``old``; new files when ``old`` is empty).
+
+    With ``count``, each ``old`` must occur exactly that many times (the CRIPAC scripts ask for 1)."""
+    for rel, old, new, why in shims:
         path = root / rel
         if not old:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +38,8 @@ def apply_shims(root: Path, shims: list[Shim]) -> None:
         text = path.read_text()
         if old not in text:
             raise ShimError(f"{rel}: shim text not found: {old!r}")
+        if count is not None and text.count(old) != count:
+            raise ShimError(f"{rel}: shim '{why}' expects {old!r} exactly {count} time(s)")
         path.write_text(text.replace(old, new))
 
 

@@ -9,32 +9,10 @@ writes benchmarks/results/parity/lattice.json (rendered into docs/parity.md by t
 
 from __future__ import annotations
 
-from _cripac import Row, Shim, arguments, run_rows
+from _cripac import COMMON_SHIMS, Row, arguments, run_rows
 from _harness import WORK
 
-CUDA = "`.cuda()` removed (CPU)"
-SHIMS = [
-    Shim("codes/main.py", ".float().cuda()", ".float()", f"{CUDA}: the U-I adjacency"),
-    Shim("codes/main.py", "self.model = self.model.cuda()", "self.model = self.model", f"{CUDA}: the model"),
-    Shim(
-        "codes/Models.py",
-        "self.text_original_adj = text_adj.cuda()\n        self.image_original_adj = image_adj.cuda()",
-        "self.text_original_adj = text_adj\n        self.image_original_adj = image_adj",
-        f"{CUDA}: the two frozen kNN graphs",
-    ),
-    Shim(
-        "codes/main.py",
-        "text_feat.npy",
-        "audio_feat.npy",
-        "TikTok has no text: the audio features (128-d) take the text slot",
-    ),
-    Shim(
-        "codes/utility/batch_test.py",
-        "cores = multiprocessing.cpu_count() // 5",
-        "cores = max(1, multiprocessing.cpu_count() // 5)",
-        "evaluation pool of at least one process (2 CPUs // 5 gives Pool(0), which raises)",
-    ),
-]
+SHIMS = COMMON_SHIMS
 HYPERPARAMETERS = {
     "lr": "5e-4 (--lr default) -> lr",
     "batch_size": "1024 (--batch_size default) -> batch_size",
