@@ -16,6 +16,7 @@ import logging
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,21 @@ class ChunkAssembler:
             self.store.save(c, np.concatenate([v for v, _ in parts]), np.concatenate([o for _, o in parts]))
 
 
+@contextmanager
+def pending_work(
+    store: ChunkStore, chunks: list[np.ndarray], batch_size: int, desc: str
+) -> Iterator[tuple[list[np.ndarray], ChunkAssembler, Any]]:
+    """The batches still to encode, the assembler that saves their chunks, and a progress bar over all items
+    that starts at the items already saved: what every engine needs before it encodes."""
+    batches, owner = pending_batches(store, chunks, batch_size)
+    total = sum(len(c) for c in chunks)
+    assembler = ChunkAssembler(store, batches, owner)
+    with progress_bar(
+        total=total, initial=total - sum(map(len, batches)), unit="item", desc=desc, smoothing=0.1
+    ) as bar:
+        yield batches, assembler, bar
+
+
 def run_chunks(
     store: ChunkStore,
     chunks: list[np.ndarray],
@@ -197,12 +213,7 @@ def run_chunks(
 ) -> None:
     """Encode every chunk not yet in ``store`` in this process; ``encode_batches(batches)`` yields
     ``(vectors, ok)`` per batch, in order."""
-    batches, owner = pending_batches(store, chunks, batch_size)
-    total = sum(len(c) for c in chunks)
-    assembler = ChunkAssembler(store, batches, owner)
-    with progress_bar(
-        total=total, initial=total - sum(map(len, batches)), unit="item", desc=desc, smoothing=0.1
-    ) as bar:
+    with pending_work(store, chunks, batch_size, desc) as (batches, assembler, bar):
         results: Iterator = iter(encode_batches(batches))
         for position, batch in enumerate(batches):
             vectors, ok = next(results)

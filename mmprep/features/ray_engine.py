@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmprep.errors import PrepError
-from mmprep.features.chunked import ChunkAssembler, ChunkStore, pending_batches
+from mmprep.features.chunked import ChunkStore, pending_work
 from mmprep.features.text import build_texts, default_fields
 
 log = logging.getLogger(__name__)
@@ -257,20 +257,13 @@ def encode_on_ray(
     """
     import ray
 
-    from mmformat.progress import bar as progress_bar
-
     check_resources(opts, decode_tasks=decode is not None)
-    batches, owner = pending_batches(store, chunks, batch_size)
-    total = sum(len(c) for c in chunks)
-    assembler = ChunkAssembler(store, batches, owner)
-    with progress_bar(
-        total=total, initial=total - sum(map(len, batches)), unit="item", desc=desc, smoothing=0.1
-    ) as bar:
+    with pending_work(store, chunks, batch_size, desc) as (batches, assembler, bar):
         if not batches:
             return
         rows = [{"position": p, **batch_rows(p, b)} for p, b in enumerate(batches)]
         # about one block per chunk: the unit of work an actor (or a decoding task) takes at a time
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), len(set(owner)))))
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), len(set(assembler.owner)))))
         if decode is not None:
             ds = ds.map_batches(decode_images, batch_size=1, fn_kwargs=decode, num_cpus=1)
         ds = ds.map_batches(
