@@ -16,7 +16,7 @@ from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
-from mmprep.filter.kcore import dense_remap, first_occurrence_mask, kcore, nonzero_rows
+from mmprep.filter.kcore import compact, dense_remap, first_occurrence_mask, kcore_compact, shrink
 from mmprep.progress import stage
 from mmprep.sources.base import SkipLog, SourceFiles, get_source
 from mmprep.sources.spill import current as current_spill
@@ -69,10 +69,8 @@ def filter_interactions(
     enc.u_codes = enc.i_codes = None
     n_raw = len(u_codes)
     counts: dict[str, Any] = {"raw_records": n_raw}
-
     first = first_occurrence_mask(u_codes, i_codes, len(i_vocab))
-    n_kept = int(np.count_nonzero(first))
-    if n_kept < n_raw:
+    if not first.all():
         r = int(np.argmin(first))
         user, item = u_vocab[int(u_codes[r])], i_vocab[int(i_codes[r])]
         skips.add(
@@ -80,27 +78,29 @@ def filter_interactions(
             source_label,
             None,
             f"record {r + 1} repeats the pair user {user} / item {item}",
-            n=n_raw - n_kept,
+            n=n_raw - int(np.count_nonzero(first)),
         )
-    keep = nonzero_rows(first)
+    # from here the surviving rows' codes and raw row numbers are compacted in place, step by step (no copies
+    # of the raw-length arrays: they are the largest thing a build holds)
+    rows = np.arange(n_raw, dtype=np.int32 if n_raw < np.iinfo(np.int32).max else np.int64)
+    n = compact(first, u_codes, i_codes, rows)
     del first
-    counts["after_dedupe"] = len(keep)
+    counts["after_dedupe"] = n
 
     if params.min_rating is not None:
-        keep = keep[enc.rating.take(keep) >= params.min_rating]
-    counts["after_rating"] = len(keep)
+        n = compact(enc.rating.take(rows[:n]) >= params.min_rating, u_codes, i_codes, rows)
+    counts["after_rating"] = n
 
-    if len(keep) == 0 and counts["after_dedupe"]:
+    if n == 0 and counts["after_dedupe"]:
         raise PrepError(
             f"no interactions rated at least {params.min_rating} ({counts['after_dedupe']:,} records after "
             "dedupe); lower --min-rating"
         )
-    u_codes, i_codes = u_codes[keep], i_codes[keep]  # the raw-length arrays are freed here
-    core = kcore(u_codes, i_codes, params.k_user, params.k_item)
-    keep, u_codes, i_codes = keep[core.keep], u_codes[core.keep], i_codes[core.keep]
+    n, core = kcore_compact(u_codes[:n], i_codes[:n], rows[:n], params.k_user, params.k_item)
+    u_codes, i_codes, keep = shrink(u_codes, n), shrink(i_codes, n), shrink(rows, n)
+    del rows
     counts["kcore_iterations"] = core.iterations
-    del core
-    if len(keep) == 0:
+    if n == 0:
         raise PrepError(
             f"no interactions left after the k-core filter ({counts['raw_records']:,} records read, "
             f"{counts['after_dedupe']:,} after dedupe, {counts['after_rating']:,} after the rating filter; "
@@ -109,8 +109,10 @@ def filter_interactions(
     u_labels = _labels(u_vocab) if params.id_order == "sorted" else None
     i_labels = _labels(i_vocab) if params.id_order == "sorted" else None
     users, u_old = dense_remap(u_codes, params.id_order, u_labels)
+    del u_codes
     items, i_old = dense_remap(i_codes, params.id_order, i_labels)
-    counts.update(users=len(u_old), items=len(i_old), interactions=len(keep))
+    del i_codes
+    counts.update(users=len(u_old), items=len(i_old), interactions=n)
     return Filtered(
         users=users,
         items=items,
@@ -234,6 +236,7 @@ def _build(
                 filtered = filter_interactions(collected, params, skips, label)
         finally:
             collected.close()
+        del collected  # the raw vocabularies (every distinct id of the dump) are not needed any more
         with stage("item fields", quiet):
             fields = None
             if params.item_text == "meta":

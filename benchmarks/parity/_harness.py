@@ -98,7 +98,12 @@ def run_ours(
             metrics = run_dir / "metrics.csv"
             curves.append(read_metrics_csv(metrics) if metrics.exists() else Curve())
             continue
-        if not (run_dir / "final.json").exists():
+        final = run_dir / "final.json"
+        if final.exists() and json.loads(final.read_text()).get("epochs_run", 0) < epochs:
+            # a shorter earlier run: kept aside under its length, not reused for a longer comparison
+            done = json.loads(final.read_text())["epochs_run"]
+            run_dir.rename(run_dir.with_name(f"{name}-{done}ep"))
+        if not final.exists():
             subprocess.run([*base, "--seed", str(seed), "--out", str(out), "--name", name], check=True)
         curves.append(read_metrics_csv(run_dir / "metrics.csv"))
     command = shlex.join([*base, "--seed", "SEED"])

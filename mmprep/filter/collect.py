@@ -10,7 +10,8 @@ folder is given. What stays in memory is 8 bytes a row plus the vocabularies.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from mmprep.filter.columns import ColumnSink
 from mmprep.filter.encode import IncrementalEncoder
 from mmprep.sources.base import StreamEvent
 
-BATCH_BYTES = 256 << 20
+BATCH_BYTES = 96 << 20
+PROBE_GROUP = 4  # batches per vocabulary probe (:class:`~mmprep.filter.encode.IncrementalEncoder`)
 
 
 @dataclass
@@ -46,10 +48,14 @@ class Collected:
 
 
 class _Collector:
-    """The state of one collection: encoders, code parts, sinks, the batch being gathered, a checkpoint."""
+    """The state of one collection: encoders, code parts, sinks, the batch being gathered, a checkpoint.
+
+    A full batch is encoded on a background thread while the next one is parsed and gathered (parsing and
+    encoding overlap on two cores); at most one batch is in encoding at a time, so the codes stay in order.
+    """
 
     def __init__(self, folder: Path | None, batch_bytes: int) -> None:
-        self.users, self.items = IncrementalEncoder(), IncrementalEncoder()
+        self.users, self.items = IncrementalEncoder(PROBE_GROUP), IncrementalEncoder(PROBE_GROUP)
         self.u_parts: list[np.ndarray] = []
         self.i_parts: list[np.ndarray] = []
         self.rating = ColumnSink(np.float32, "rating", folder)
@@ -57,9 +63,9 @@ class _Collector:
         self.batch: list[pa.Table] = []
         self.batch_bytes, self.pending = batch_bytes, 0
         self.checkpoint = (0, 0, 0, 0)
-        self.pool = ThreadPoolExecutor(
-            max_workers=1
-        )  # users and items are encoded at once (Arrow frees the GIL)
+        # users are encoded on one thread while items are on another (Arrow frees the GIL)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.in_flight: Future[None] | None = None
 
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -70,10 +76,21 @@ class _Collector:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the gathered batch to the encoding thread (after the previous batch is done)."""
+        self.wait()
         if not self.batch:
             return
         batch = pa.concat_tables(self.batch)
         self.batch, self.pending = [], 0
+        self.in_flight = self.pool.submit(self._encode, batch)
+
+    def wait(self) -> None:
+        """Block until the batch in encoding is done (its error, if any, is raised here)."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            future.result()
+
+    def _encode(self, batch: pa.Table) -> None:
         users = self.pool.submit(self.users.encode, batch.column("user_id"))
         self.i_parts.append(self.items.encode(batch.column("item_id")))
         self.u_parts.append(users.result())
@@ -86,9 +103,11 @@ class _Collector:
 
     def mark(self) -> None:
         self.flush()
+        self.wait()
         self.checkpoint = (len(self.u_parts), self.rating.rows, self.users.size, self.items.size)
 
     def rewind(self) -> None:
+        self.wait()
         self.batch, self.pending = [], 0
         parts, rows, n_users, n_items = self.checkpoint
         del self.u_parts[parts:], self.i_parts[parts:]
@@ -99,7 +118,10 @@ class _Collector:
 
     def finish(self) -> Collected:
         self.flush()
+        self.wait()
         self.pool.shutdown()
+        self.users.resolve()  # the parts hold global codes from here on
+        self.items.resolve()
         u_codes = _concat(self.u_parts)
         i_codes = _concat(self.i_parts)
         return Collected(
@@ -107,6 +129,8 @@ class _Collector:
         )
 
     def abort(self) -> None:
+        with suppress(BaseException):  # the error being raised already is the one to report
+            self.wait()
         self.pool.shutdown()
         self.rating.close()
         self.timestamp.close()

@@ -42,44 +42,87 @@ class IncrementalEncoder:
     """First-appearance int32 codes for ids that arrive in batches, without keeping the ids of every row.
 
     Only the vocabulary (each distinct id once, as Arrow chunks) is kept. A batch is dictionary-encoded on its
-    own (first-appearance order within the batch); its distinct ids are then looked up in the vocabulary by
-    hashing the batch's ids and probing the vocabulary with them (cost: one pass over the vocabulary per batch,
-    so batches should be large), and the ids not found get the next codes, in batch order. The codes are
-    therefore the same as :func:`encode_first_appearance` of all batches concatenated.
+    own (first-appearance order within the batch) and its rows get these local codes at once. Every ``group``
+    batches the local vocabularies waiting are merged (dictionary-encoded together, in batch order) and the
+    merged distinct ids are looked up in the vocabulary, by hashing them and probing the vocabulary with them;
+    the ids not found get the next codes, in order, and the waiting batches' codes are rewritten in place to
+    the global ones. The codes are therefore the same as :func:`encode_first_appearance` of all batches
+    concatenated, whatever ``group`` is.
+
+    The probe reads the whole vocabulary, so it is what grows with the dump: ``group`` batches share one probe
+    (at the cost of keeping their distinct ids until it runs). An array returned by :meth:`encode` holds
+    global codes only after :meth:`resolve` (called by ``size``, ``vocabulary`` and :meth:`truncate`, and
+    whenever ``group`` batches wait).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, group: int = 1) -> None:
         self._chunks: list[pa.Array] = []
-        self.size = 0
+        self._size = 0
+        self.group = max(1, int(group))
+        self._waiting: list[tuple[np.ndarray, pa.Array]] = []
+
+    @property
+    def size(self) -> int:
+        """How many distinct ids have a code."""
+        self.resolve()
+        return self._size
 
     @property
     def vocabulary(self) -> pa.ChunkedArray:
         """Every id seen so far; ``vocabulary[code]`` is the id of ``code``."""
+        self.resolve()
+        return self._vocabulary()
+
+    def _vocabulary(self) -> pa.ChunkedArray:
         return pa.chunked_array(self._chunks, type=self._chunks[0].type if self._chunks else pa.string())
 
     def encode(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The int32 codes of ``ids`` (new ids are added to the vocabulary)."""
+        """The int32 codes of ``ids`` (global once :meth:`resolve` ran; new ids are added to the vocabulary)."""
         local_codes, local_vocab = encode_first_appearance(ids)
-        if len(local_vocab) == 0:
-            return local_codes
-        to_global = np.full(len(local_vocab), -1, dtype=np.int32)
-        if self.size:
-            # position in this batch's vocabulary of every known id (null: not in this batch)
-            hits = pc.index_in(self.vocabulary, value_set=local_vocab)
-            hits = hits.combine_chunks() if isinstance(hits, pa.ChunkedArray) else hits
-            known = np.flatnonzero(hits.is_valid().to_numpy(zero_copy_only=False))
-            to_global[hits.filter(hits.is_valid()).to_numpy()] = known
+        if len(local_vocab):
+            self._waiting.append((local_codes, local_vocab))
+            if len(self._waiting) >= self.group:
+                self.resolve()
+        return local_codes
+
+    def resolve(self) -> None:
+        """Give the waiting batches their global codes (in place) and add their new ids to the vocabulary."""
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        if len(waiting) == 1:
+            merged = waiting[0][1]
+            to_merged = [None]
+        else:  # the waiting batches' distinct ids, in batch order, encoded together
+            codes, merged = encode_first_appearance(pa.chunked_array([v for _, v in waiting]))
+            bounds = np.cumsum([0] + [len(v) for _, v in waiting])
+            to_merged = [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        to_global = np.full(len(merged), -1, dtype=np.int32)
+        if self._size:
+            # position in the merged ids of every known id (null: not among them), read chunk by chunk: the
+            # lookup result is as long as the whole vocabulary, so it is never copied into one array
+            hits = pc.index_in(self._vocabulary(), value_set=merged)
+            start = 0
+            for chunk in hits.chunks:
+                valid = chunk.is_valid()
+                known = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
+                to_global[chunk.filter(valid).to_numpy()] = known + start
+                start += len(chunk)
+            del hits
         new = np.flatnonzero(to_global < 0)
         if len(new):
-            to_global[new] = np.arange(self.size, self.size + len(new), dtype=np.int32)
-            self._chunks.append(local_vocab.take(pa.array(new)))
-            self.size += len(new)
-        return to_global[local_codes]
+            to_global[new] = np.arange(self._size, self._size + len(new), dtype=np.int32)
+            self._chunks.append(merged.take(pa.array(new)))
+            self._size += len(new)
+        for (local_codes, _), mapping in zip(waiting, to_merged, strict=True):
+            local_to_global = to_global if mapping is None else to_global[mapping]
+            np.take(local_to_global, local_codes, out=local_codes)
 
     def truncate(self, size: int) -> None:
         """Forget every id whose code is ``size`` or more (to re-encode rows read again)."""
-        if size >= self.size:
+        self.resolve()
+        if size >= self._size:
             return
-        vocab = self.vocabulary.slice(0, size)
+        vocab = self._vocabulary().slice(0, size)
         self._chunks = [c for c in vocab.chunks if len(c)]
-        self.size = size
+        self._size = size

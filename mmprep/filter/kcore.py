@@ -19,7 +19,11 @@ def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) ->
     n = len(users)
     first = np.zeros(n, dtype=bool)
     parts = max(1, -(-n // DEDUPE_PARTS_ROWS))
-    part_of = (users % parts).astype(np.uint16) if parts > 1 else None
+    part_of = None
+    if parts > 1:  # uint16, filled slice by slice (``users % parts`` at once would be a raw-length int array)
+        part_of = np.empty(n, dtype=np.uint16)
+        for lo in range(0, n, DEDUPE_PARTS_ROWS):
+            part_of[lo : lo + DEDUPE_PARTS_ROWS] = users[lo : lo + DEDUPE_PARTS_ROWS] % parts
     for p in range(parts):
         rows = np.arange(n) if part_of is None else np.flatnonzero(part_of == p)
         if len(rows) == 0:
@@ -42,18 +46,6 @@ def dedupe_first(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarr
     return np.flatnonzero(first_occurrence_mask(users, items, n_items))
 
 
-def nonzero_rows(mask: np.ndarray) -> np.ndarray:
-    """``np.flatnonzero(mask)`` as int32 when the rows allow (half the memory), built slice by slice."""
-    dtype = np.int32 if len(mask) < np.iinfo(np.int32).max else np.int64
-    out = np.empty(int(np.count_nonzero(mask)), dtype=dtype)
-    step, filled = 1 << 24, 0
-    for lo in range(0, len(mask), step):
-        hit = np.flatnonzero(mask[lo : lo + step])
-        out[filled : filled + len(hit)] = hit + lo
-        filled += len(hit)
-    return out
-
-
 def duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """Row indices (ascending) of repeated ``(user, item)`` pairs, i.e. every occurrence after the first."""
     keep = np.zeros(len(users), dtype=bool)
@@ -65,44 +57,83 @@ def duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.nda
 class KCoreResult:
     """Which rows survive, and how the filter converged."""
 
-    keep: np.ndarray  # bool mask over the input rows
+    keep: np.ndarray | None  # bool mask over the input rows (:func:`kcore`; None from kcore_compact)
     iterations: int
     removed_per_iteration: list[int] = field(default_factory=list)
 
 
-def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCoreResult:
-    """Iterative k-core (MMRec ``0rating2inter``): repeatedly drop every row whose user has fewer than
-    ``k_user`` rows or whose item has fewer than ``k_item`` rows (both sets computed on the current rows
-    before dropping) until no row is dropped. Returns the surviving-row mask.
+COMPACT_CHUNK_ROWS = 1 << 22
+
+
+def compact(mask: np.ndarray, *arrays: np.ndarray) -> int:
+    """Move the rows of ``arrays`` where ``mask`` is True to their front, in place and in row order; returns
+    how many there are (``a[:m]`` then holds them).
+
+    Works chunk by chunk (a chunk's selected rows are gathered before being written, and they are written at
+    or before the chunk's start), so the only extra memory is one chunk: on a 100M-row dump this replaces
+    ``a[mask]`` copies of gigabytes.
     """
-    n_u = int(users.max()) + 1 if len(users) else 0
-    n_i = int(items.max()) + 1 if len(items) else 0
+    filled = 0
+    for lo in range(0, len(mask), COMPACT_CHUNK_ROWS):
+        hit = np.flatnonzero(mask[lo : lo + COMPACT_CHUNK_ROWS])
+        for a in arrays:
+            a[filled : filled + len(hit)] = a[lo : lo + COMPACT_CHUNK_ROWS][hit]
+        filled += len(hit)
+    return filled
+
+
+def shrink(a: np.ndarray, m: int) -> np.ndarray:
+    """``a[:m]`` without keeping the rest of its memory: resized in place when ``a`` owns its buffer (the
+    caller holds the only reference), copied otherwise."""
+    if a.flags.owndata and a.flags.c_contiguous and a.base is None:
+        a.resize(m, refcheck=False)
+        return a
+    return a[:m].copy()
+
+
+def kcore_compact(
+    users: np.ndarray, items: np.ndarray, rows: np.ndarray, k_user: int, k_item: int
+) -> tuple[int, KCoreResult]:
+    """Iterative k-core (MMRec ``0rating2inter``) on arrays it may overwrite: repeatedly drop every row whose
+    user has fewer than ``k_user`` rows or whose item has fewer than ``k_item`` rows (both sets computed on the
+    current rows before dropping) until no row is dropped.
+
+    The surviving rows of ``users``, ``items`` and ``rows`` (any per-row payload, e.g. the raw row index) are
+    compacted to the front of the arrays (:func:`compact`); returns their number and the iteration record
+    (``keep`` is None here).
+    """
+    n = len(users)
+    n_u = int(users.max()) + 1 if n else 0
+    n_i = int(items.max()) + 1 if n else 0
     removed: list[int] = []
     iterations = 0
     if k_user <= 1 and k_item <= 1:
-        return KCoreResult(np.ones(len(users), dtype=bool), 0, removed)
-    # the surviving rows are kept compacted (row index, user, item), so each pass only touches those; the
-    # first pass works on the input arrays themselves (no copies of the largest arrays)
-    idx, u, i = None, users, items
+        return n, KCoreResult(None, 0, removed)
     while True:
+        u, i = users[:n], items[:n]
         # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
         low_user = np.bincount(u, minlength=n_u) < k_user
         low_item = np.bincount(i, minlength=n_i) < k_item
         good = ~low_user[u]
         good &= ~low_item[i]
-        n_bad = len(good) - int(np.count_nonzero(good))
         iterations += 1
-        if n_bad == 0:
+        n_good = int(np.count_nonzero(good))
+        if n_good == n:
             break
-        removed.append(n_bad)
-        idx = nonzero_rows(good) if idx is None else idx[good]
-        u, i = u[good], i[good]
+        removed.append(n - n_good)
+        n = compact(good, users, items, rows)
         del good
-    if idx is None:
-        return KCoreResult(np.ones(len(users), dtype=bool), iterations, removed)
+    return n, KCoreResult(None, iterations, removed)
+
+
+def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCoreResult:
+    """:func:`kcore_compact` on copies of ``users`` and ``items``: returns the surviving-row mask (``keep``)."""
+    rows = np.arange(len(users), dtype=np.int32 if len(users) < np.iinfo(np.int32).max else np.int64)
+    m, result = kcore_compact(users.copy(), items.copy(), rows, k_user, k_item)
     keep = np.zeros(len(users), dtype=bool)
-    keep[idx] = True
-    return KCoreResult(keep, iterations, removed)
+    keep[rows[:m]] = True
+    result.keep = keep
+    return result
 
 
 def dense_remap(
@@ -123,6 +154,7 @@ def dense_remap(
         old_of_new = uniq[np.argsort(labels[uniq], kind="stable")]
     else:
         raise ValueError(f"unknown id order {order!r}")
-    lookup = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=np.int64)
+    index = np.int32 if len(old_of_new) < np.iinfo(np.int32).max else np.int64
+    lookup = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=index)
     lookup[old_of_new] = np.arange(len(old_of_new))
     return lookup[codes], old_of_new

@@ -23,7 +23,7 @@ from benchmarks._generate import generate
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
 from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance
-from mmprep.filter.kcore import dedupe_first, first_occurrence_mask, nonzero_rows
+from mmprep.filter.kcore import compact, dedupe_first, first_occurrence_mask, kcore, kcore_compact, shrink
 from mmprep.sources import spill
 from mmprep.sources.amazon2014 import FIELDS
 from mmprep.sources.amazon_common import read_review_interactions, review_stream
@@ -49,23 +49,24 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(fj, "_READ_BYTES", SMALL_BLOCK // 16)
 
 
-def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything():
+@pytest.mark.parametrize("group", [1, 2, 4])  # one vocabulary probe per batch, per 2 and per 4 batches
+def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group):
     rng = np.random.default_rng(3)
     ids = pa.array([f"u{k}" for k in (rng.pareto(1.1, 30_000) * 100).astype(int)])
     expected_codes, expected_vocab = encode_first_appearance(ids)
-    encoder = IncrementalEncoder()
+    encoder = IncrementalEncoder(group)
     cuts = [0, 7, 7, 2_000, 2_001, 15_000, 30_000]  # an empty batch and a one-row batch among them
-    codes = np.concatenate(
-        [encoder.encode(ids.slice(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
-    )
+    parts = [encoder.encode(ids.slice(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
+    encoder.resolve()
     assert len(expected_vocab) > 1_000
-    assert np.array_equal(codes, expected_codes)
+    assert np.array_equal(np.concatenate(parts), expected_codes)
     assert encoder.vocabulary.combine_chunks().equals(expected_vocab)
     # forgetting the ids of the last batches and encoding them again gives the same codes
     size_before = len(encode_first_appearance(ids.slice(0, 2_001))[1])
     encoder.truncate(size_before)
-    again = np.concatenate([encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))])
-    assert np.array_equal(again, expected_codes[2_001:])
+    again = [encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))]
+    assert encoder.size == len(expected_vocab)
+    assert np.array_equal(np.concatenate(again), expected_codes[2_001:])
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -134,9 +135,50 @@ def test_partitioned_dedupe_equals_one_sort(monkeypatch):
     assert len(whole) < 45_000  # many repeated pairs
     monkeypatch.setattr(kcore_mod, "DEDUPE_PARTS_ROWS", 4_000)  # 13 parts
     assert np.array_equal(np.flatnonzero(first_occurrence_mask(users, items, 2_000)), whole)
+
+
+def test_in_place_compaction_equals_boolean_indexing(monkeypatch):
+    rng = np.random.default_rng(6)
+    monkeypatch.setattr(kcore_mod, "COMPACT_CHUNK_ROWS", 1_000)  # 70 chunks, each written over earlier ones
+    values = rng.integers(0, 1_000_000, 70_000).astype(np.int32)
     mask = rng.random(70_000) < 0.3
-    rows = nonzero_rows(mask)
-    assert rows.dtype == np.int32 and np.array_equal(rows, np.flatnonzero(mask))
+    a, b = values.copy(), np.arange(70_000)
+    m = compact(mask, a, b)
+    assert (
+        m == mask.sum()
+        and np.array_equal(a[:m], values[mask])
+        and np.array_equal(b[:m], np.flatnonzero(mask))
+    )
+    owned = shrink(a, m)
+    assert owned is a and len(a) == m and np.array_equal(a, values[mask])  # resized in place, same values
+    view = shrink(values[10:], 5)
+    assert view.flags.owndata and np.array_equal(view, values[10:15])
+
+
+def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(kcore_mod, "COMPACT_CHUNK_ROWS", 777)
+    users = rng.integers(0, 5_000, 40_000).astype(np.int32)  # ~8 rows a user, ~8 an item: a long cascade
+    items = rng.integers(0, 5_000, 40_000).astype(np.int32)
+    result = kcore(users, items, 5, 5)
+    keep = result.keep
+    assert result.iterations >= 5 and 0 < keep.sum() < len(keep) - 3_000
+    # the reference: drop rows below k with boolean indexing until nothing changes
+    idx = np.arange(len(users))
+    while True:
+        u, i = users[idx], items[idx]
+        ok = (np.bincount(u)[u] >= 5) & (np.bincount(i)[i] >= 5)
+        if ok.all():
+            break
+        idx = idx[ok]
+    assert np.array_equal(np.flatnonzero(keep), idx)
+    u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
+    m, _ = kcore_compact(u, i, rows, 5, 5)
+    assert (
+        np.array_equal(rows[:m], idx)
+        and np.array_equal(u[:m], users[idx])
+        and np.array_equal(i[:m], items[idx])
+    )
 
 
 def _build(dump, out, *extra):
