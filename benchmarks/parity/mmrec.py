@@ -607,6 +607,8 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
     step = None
     if run.ours == "mmgcn" and (args.step_check or (out / "step_check.pt").exists()):
         step = mmgcn_step_check(args, data, out, epochs)
+    if run.ours in CAUSE and result_verdict.startswith("differs"):
+        result_verdict += f"; cause: {CAUSE[run.ours]}"
     partial = compared < epochs or len(seeds) < len(args.seeds)
     note = (
         f" Partial: {compared} of the {epochs} planned epochs compared, {len(seeds)} of {len(args.seeds)} seeds "
@@ -683,17 +685,25 @@ REVIEW = {
     "validation scores ranked by our evaluator give their own numbers to every digit (`theirs_under_ours`), so "
     "the evaluators agree; MMRec ranks with the representation cached by the last training batch, and a "
     "recomputed one scores within 0.0043 of it (`fresh_val_recall@20`), so the stale cache is not the cause "
-    "either. The original's high first two epochs come from its seed (999): our trainer started from its "
-    "initial weights reaches a similar first epoch. From epoch 3 on both sides move in the same range (theirs "
-    ".055-.069, ours .048-.077; mean of epochs 3-20: theirs .0605, our seeds .0653-.0673): MMRec's MMGCN barely "
-    "learns after epoch 1 because its ID embeddings stay at their random start, and the epoch-to-epoch noise "
-    "(±.01) is larger than the 5% band. MMRec also skips the 5 validation users without a training "
+    "either. The original's high first epoch comes from its seed (999): our trainer started from its initial "
+    "weights reaches .0882 against its .0916; at epoch 2, with the same start but other batches and negatives, "
+    "it gives .0501 against .0909, so one epoch's batch order moves this model by 0.04. From epoch 3 on all "
+    "curves move in the same range (theirs .055-.069, ours .048-.077; mean of epochs 3-20: theirs .0605, ours "
+    "from their start .0625, our seeds .0653-.0673): MMRec's MMGCN barely learns after epoch 1 because its ID "
+    "embeddings stay at their random start, and its epoch-to-epoch noise is larger than the 5% band. MMRec also skips the 5 validation users without a training "
     "interaction (3,046 of our 3,051).",
 }
 
+# the cause of a "differs", once found (the details say how)
+CAUSE = {
+    "mmgcn": "seed noise: the same forward, loss and gradients from the same weights (step check); their scores "
+    "under our evaluator equal theirs; from their initial weights ours gives .0882 vs .0916 at epoch 1 and "
+    ".0501 vs .0909 at epoch 2 (batch order alone)",
+}
+
 LOAD_NOTE = (
-    " Seconds per epoch are wall-clock on the shared 2-vCPU VM with 30-60 other processes (load average 35-77): "
-    "they compare nothing but each other."
+    " Seconds per epoch are wall-clock on the shared 2-vCPU VM with other jobs running (session 7: 30-60 other "
+    "processes, load average 35-77; session 8, MMGCN: load 2-4): they compare nothing but each other."
 )
 
 
