@@ -500,7 +500,7 @@ def mmgcn_step_check(args: argparse.Namespace, data: Path, out: Path, epochs: in
     rel = [float((grads[names[k]] - g).norm() / g.norm()) for k, g in theirs["grads"].items()]
     result = {
         "forward_max_abs_diff": float((torch.cat([users, items]).detach() - theirs["out"]).abs().max()),
-        "loss_ours": float(losses["loss"]),
+        "loss_ours": losses["loss"].item(),
         "loss_theirs": theirs["loss"],
         "grad_max_rel_diff": max(rel),
         "parameters_compared": len(rel),
