@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
+    PARITY_RESULTS,
     REPO,
     TIKTOK,
     WORK,
@@ -540,6 +541,17 @@ def init_worker(state_path: Path, run_dir: Path, epochs: int) -> None:
     mmtrain_main(argv, standalone_mode=False)
 
 
+def earlier_under_ours(model: str, epochs: int) -> dict[str, list[float | None]] | None:
+    """``theirs_under_ours`` of the result file already written for ``model`` over as many epochs (the score
+    dumps are large and may have been deleted since; ``--collect`` keeps what they gave)."""
+    path = PARITY_RESULTS / f"{model}.json"
+    if not path.exists():
+        return None
+    earlier = json.loads(path.read_text())
+    under = earlier.get("theirs_under_ours") or {}
+    return under if len(under.get("val_recall@20", [])) == epochs else None
+
+
 def train_pairs(data: Path) -> int:
     """Training pairs in the exported ``tiktok.inter`` (x_label 0)."""
     with (data / "tiktok" / "tiktok.inter").open() as f:
@@ -650,7 +662,7 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
             "error": error,
             "beyond_compared": {"val_recall@20": theirs.recall, "loss": theirs.loss},
         },
-        "theirs_under_ours": under_ours(out / "dump", compared),
+        "theirs_under_ours": under_ours(out / "dump", compared) or earlier_under_ours(run.ours, compared),
         "verdict": result_verdict,
         "step_check": step,
         "details": f"MMRec {run.theirs} vs ours over {compared} epochs: {why}."
