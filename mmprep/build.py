@@ -16,7 +16,14 @@ from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
-from mmprep.filter.kcore import compact, dense_remap, first_occurrence_mask, kcore_compact, shrink
+from mmprep.filter.kcore import (
+    compact,
+    dense_remap,
+    first_occurrence_mask,
+    index_dtype,
+    kcore_compact,
+    shrink,
+)
 from mmprep.progress import stage
 from mmprep.sources.base import SkipLog, SourceFiles, get_source
 from mmprep.sources.spill import current as current_spill
@@ -82,7 +89,7 @@ def filter_interactions(
         )
     # from here the surviving rows' codes and raw row numbers are compacted in place, step by step (no copies
     # of the raw-length arrays: they are the largest thing a build holds)
-    rows = np.arange(n_raw, dtype=np.int32 if n_raw < np.iinfo(np.int32).max else np.int64)
+    rows = np.arange(n_raw, dtype=index_dtype(n_raw))
     n = compact(first, u_codes, i_codes, rows)
     del first
     counts["after_dedupe"] = n
@@ -96,10 +103,10 @@ def filter_interactions(
             f"no interactions rated at least {params.min_rating} ({counts['after_dedupe']:,} records after "
             "dedupe); lower --min-rating"
         )
-    n, core = kcore_compact(u_codes[:n], i_codes[:n], rows[:n], params.k_user, params.k_item)
+    n, iterations, _ = kcore_compact(u_codes[:n], i_codes[:n], rows[:n], params.k_user, params.k_item)
     u_codes, i_codes, keep = shrink(u_codes, n), shrink(i_codes, n), shrink(rows, n)
     del rows
-    counts["kcore_iterations"] = core.iterations
+    counts["kcore_iterations"] = iterations
     if n == 0:
         raise PrepError(
             f"no interactions left after the k-core filter ({counts['raw_records']:,} records read, "

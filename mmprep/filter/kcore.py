@@ -9,6 +9,12 @@ import numpy as np
 DEDUPE_PARTS_ROWS = 8 << 20
 
 
+def index_dtype(n: int) -> type[np.integer]:
+    """int32 for row numbers, codes or ranks below ``n`` when they fit (half the memory of int64 on the
+    largest dumps), int64 otherwise."""
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+
+
 def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """Boolean mask over the rows: True at the first occurrence of every ``(user, item)`` pair.
 
@@ -57,7 +63,7 @@ def duplicate_rows(users: np.ndarray, items: np.ndarray, n_items: int) -> np.nda
 class KCoreResult:
     """Which rows survive, and how the filter converged."""
 
-    keep: np.ndarray | None  # bool mask over the input rows (:func:`kcore`; None from kcore_compact)
+    keep: np.ndarray  # bool mask over the input rows
     iterations: int
     removed_per_iteration: list[int] = field(default_factory=list)
 
@@ -93,14 +99,14 @@ def shrink(a: np.ndarray, m: int) -> np.ndarray:
 
 def kcore_compact(
     users: np.ndarray, items: np.ndarray, rows: np.ndarray, k_user: int, k_item: int
-) -> tuple[int, KCoreResult]:
+) -> tuple[int, int, list[int]]:
     """Iterative k-core (MMRec ``0rating2inter``) on arrays it may overwrite: repeatedly drop every row whose
     user has fewer than ``k_user`` rows or whose item has fewer than ``k_item`` rows (both sets computed on the
     current rows before dropping) until no row is dropped.
 
     The surviving rows of ``users``, ``items`` and ``rows`` (any per-row payload, e.g. the raw row index) are
-    compacted to the front of the arrays (:func:`compact`); returns their number and the iteration record
-    (``keep`` is None here).
+    compacted to the front of the arrays (:func:`compact`); returns their number, the passes made and the rows
+    each pass removed.
     """
     n = len(users)
     n_u = int(users.max()) + 1 if n else 0
@@ -108,7 +114,7 @@ def kcore_compact(
     removed: list[int] = []
     iterations = 0
     if k_user <= 1 and k_item <= 1:
-        return n, KCoreResult(None, 0, removed)
+        return n, 0, removed
     while True:
         u, i = users[:n], items[:n]
         # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
@@ -123,17 +129,16 @@ def kcore_compact(
         removed.append(n - n_good)
         n = compact(good, users, items, rows)
         del good
-    return n, KCoreResult(None, iterations, removed)
+    return n, iterations, removed
 
 
 def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCoreResult:
     """:func:`kcore_compact` on copies of ``users`` and ``items``: returns the surviving-row mask (``keep``)."""
-    rows = np.arange(len(users), dtype=np.int32 if len(users) < np.iinfo(np.int32).max else np.int64)
-    m, result = kcore_compact(users.copy(), items.copy(), rows, k_user, k_item)
+    rows = np.arange(len(users), dtype=index_dtype(len(users)))
+    m, iterations, removed = kcore_compact(users.copy(), items.copy(), rows, k_user, k_item)
     keep = np.zeros(len(users), dtype=bool)
     keep[rows[:m]] = True
-    result.keep = keep
-    return result
+    return KCoreResult(keep, iterations, removed)
 
 
 def dense_remap(
@@ -154,7 +159,6 @@ def dense_remap(
         old_of_new = uniq[np.argsort(labels[uniq], kind="stable")]
     else:
         raise ValueError(f"unknown id order {order!r}")
-    index = np.int32 if len(old_of_new) < np.iinfo(np.int32).max else np.int64
-    lookup = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=index)
+    lookup = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=index_dtype(len(old_of_new)))
     lookup[old_of_new] = np.arange(len(old_of_new))
     return lookup[codes], old_of_new

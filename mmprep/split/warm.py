@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmprep.errors import PrepError
+from mmprep.filter.kcore import index_dtype
 
 METHODS = ("random", "temporal", "loo", "global-temporal")
 TRAIN, VAL, TEST = 0, 1, 2
@@ -63,7 +64,7 @@ def _rank_within_user(users: np.ndarray, key: np.ndarray) -> np.ndarray:
     the largest dumps).
     """
     n = len(users)
-    index = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    index = index_dtype(n)
     if n == 0:
         return np.zeros(0, dtype=index)
     low = key.min()
@@ -145,7 +146,7 @@ def warm_split(
     n = len(users)
     if n == 0:
         raise PrepError("no interactions to split")
-    index = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    index = index_dtype(n)
     if method != "random":
         if timestamps is None or np.any(timestamps < 0):
             raise PrepError(f"split method {method!r} needs a timestamp on every interaction")

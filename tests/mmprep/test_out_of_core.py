@@ -173,7 +173,8 @@ def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
         idx = idx[ok]
     assert np.array_equal(np.flatnonzero(keep), idx)
     u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
-    m, _ = kcore_compact(u, i, rows, 5, 5)
+    m, iterations, _ = kcore_compact(u, i, rows, 5, 5)
+    assert iterations == result.iterations
     assert (
         np.array_equal(rows[:m], idx)
         and np.array_equal(u[:m], users[idx])
