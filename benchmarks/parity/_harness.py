@@ -30,6 +30,8 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,54 @@ def read_metrics_csv(path: Path) -> Curve:
     return curve
 
 
+def our_args(
+    model: str, dataset: Path, epochs: int, overrides: dict[str, Any], extra_args: list[str] | None = None
+) -> list[str]:
+    """The ``mmtrain`` arguments (without the seed and output folder) of one of our parity runs: exactly
+    ``epochs`` epochs, validation every epoch, no early stop, one thread, the LATTICE nDCG, ``overrides``."""
+    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
+    sets.update(overrides)
+    args = ["-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
+    args += ["--legacy-ndcg", "lattice", *(extra_args or [])]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+class DumpedModel:
+    """Duck-typed model for our evaluator (``full_scores`` and ``evaluation``) over what an original dumped:
+    ``scores(batch)`` gives the score rows of our user indices ``batch``; items outside ``known_items`` (a
+    boolean mask, when given) are never recommended."""
+
+    def __init__(self, scores: Callable[[Any], Any], known_items: Any = None):
+        self.scores = scores
+        self.unknown = None if known_items is None else ~known_items
+
+    @classmethod
+    def of_embeddings(cls, users: Any, items: Any, known_items: Any = None) -> DumpedModel:
+        """Scores ``users[batch] @ items.T`` from dumped user and item representations."""
+        return cls(lambda batch: users[batch] @ items.T, known_items)
+
+    @classmethod
+    def of_rows(cls, row_users: Any, rows: Any) -> DumpedModel:
+        """Dumped score rows: ``rows[k]`` scores every item for our user ``row_users[k]``."""
+        import torch
+
+        position = torch.full((int(row_users.max()) + 1,), -1, dtype=torch.long)
+        position[row_users] = torch.arange(len(row_users))
+        return cls(lambda batch: rows[position[batch]].clone())
+
+    def full_scores(self, batch: Any) -> Any:
+        scores = self.scores(batch)
+        if self.unknown is not None:
+            scores[:, self.unknown] = float("-inf")
+        return scores
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        yield
+
+
 def run_ours(
     model: str,
     dataset: Path,
@@ -84,12 +134,7 @@ def run_ours(
     directory is reused, so an interrupted parity script restarts where it stopped. ``partial`` starts nothing
     and returns the epochs each seed's run has finished so far (for results of runs still in progress).
     """
-    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
-    sets.update(overrides)
-    base = ["mmtrain", "-q", "run", "--model", model, "--dataset", str(dataset), "--device", "cpu"]
-    base += ["--legacy-ndcg", "lattice", *(extra_args or [])]
-    for key, value in sets.items():
-        base += ["--set", f"{key}={value}"]
+    base = ["mmtrain", *our_args(model, dataset, epochs, overrides, extra_args)]
     curves = []
     for seed in seeds:
         name = f"{model}-s{seed}"

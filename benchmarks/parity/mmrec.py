@@ -25,8 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,9 @@ from _harness import (
     TIKTOK,
     WORK,
     Curve,
+    DumpedModel,
     git_commit,
+    our_args,
     read_metrics_csv,
     run_ours,
     run_theirs,
@@ -191,8 +191,13 @@ class ModelRun:
     our_config: dict[str, Any]
     batches: str = (
         "every training pair once per epoch in shuffled order, 1 negative per pair drawn uniformly "
+        "from the items seen in train (rejecting the user's train items); batch 2048"
     )
-    "from the items seen in train (rejecting the user's train items); batch 2048"
+
+    @property
+    def sets(self) -> dict[str, Any]:
+        """Our ``--set`` values: the batch size and learning rate of both sides, then the model's own."""
+        return {"batch_size": BATCH_SIZE, "lr": 1e-3, **self.our_config}
 
 
 MODELS: dict[str, ModelRun] = {
@@ -348,38 +353,12 @@ def parse_log(log: Path, n_batches: int) -> Curve:
     return curve
 
 
-class _Scores:
-    """Duck-typed model for our evaluator: the original's dumped score rows (``val_e<epoch>.npz``), or the user
-    and item rows of a dumped representation (``key``: MMGCN's ``cached`` or ``fresh`` [users; items])."""
-
-    def __init__(self, dump: Any, key: str | None = None):
-        import torch
-
-        self.key = key
-        if key is None:
-            self.scores = torch.from_numpy(dump["scores"])
-            self.row = torch.full((int(dump["users"].max()) + 1,), -1, dtype=torch.long)
-            self.row[torch.from_numpy(dump["users"]).long()] = torch.arange(len(dump["users"]))
-        else:
-            nodes = torch.from_numpy(dump[key])
-            n_users = int(dump["n_users"])
-            self.users, self.items = nodes[:n_users], nodes[n_users:]
-
-    def full_scores(self, batch: Any) -> Any:
-        if self.key is not None:
-            return self.users[batch] @ self.items.T
-        return self.scores[self.row[batch]].clone()
-
-    @contextmanager
-    def evaluation(self) -> Iterator[None]:
-        yield
-
-
 def under_ours(dump_dir: Path, epochs: int) -> dict[str, list[float | None]] | None:
     """Val Recall@20 under our evaluator of every epoch the original dumped (``PARITY_DUMP``): its scores, and for
     a model with a cached representation also that representation (``cached``) and a recomputed one
     (``fresh``). Their user and item ids are ours (``mmprep export`` keeps the indices)."""
     import numpy as np
+    import torch
 
     from mmtrain.data.loader import load_data
     from mmtrain.evaluator import Evaluator
@@ -387,20 +366,26 @@ def under_ours(dump_dir: Path, epochs: int) -> dict[str, list[float | None]] | N
     paths = [dump_dir / f"val_e{e}.npz" for e in range(epochs)]
     if not any(p.exists() for p in paths):
         return None
-    import torch
-
     evaluator = Evaluator(load_data(DATASET), topk=[20])
     out: dict[str, list[float | None]] = {}
     for path in paths:
-        dump = np.load(path) if path.exists() else None
-        if dump is not None:  # the users they validate (MMRec skips a few of ours: see `details`)
-            scored = torch.from_numpy(dump["users"]).long().sort().values
-            evaluator.eval_users = lambda split, scored=scored: scored
-        keys = [None] + [k for k in ("cached", "fresh") if dump is not None and k in dump]
-        for key in keys:
-            name = "val_recall@20" if key is None else f"{key}_val_recall@20"
-            value = None if dump is None else evaluator.evaluate(_Scores(dump, key), "val")["recall@20"]
-            out.setdefault(name, []).append(value)
+        if not path.exists():
+            out.setdefault("val_recall@20", [])
+            for values in out.values():
+                values.append(None)
+            continue
+        dump = np.load(path)
+        users = torch.from_numpy(dump["users"]).long()
+        scored = users.sort().values  # the users they validate (MMRec skips a few of ours: see `details`)
+        evaluator.eval_users = lambda split, scored=scored: scored
+        models = {"val_recall@20": DumpedModel.of_rows(users, torch.from_numpy(dump["scores"]))}
+        n_users = int(dump["n_users"])
+        for key in ("cached", "fresh"):
+            if key in dump:
+                nodes = torch.from_numpy(dump[key])
+                models[f"{key}_val_recall@20"] = DumpedModel.of_embeddings(nodes[:n_users], nodes[n_users:])
+        for name, model in models.items():
+            out.setdefault(name, []).append(evaluator.evaluate(model, "val")["recall@20"])
     return out
 
 
@@ -490,8 +475,7 @@ def mmgcn_step_check(args: argparse.Namespace, data: Path, out: Path, epochs: in
     state = {names[k]: v for k, v in theirs["state"].items()}
     cls = get_model("mmgcn")
     # the values as `--set` reads them (YAML: "false" is a bool)
-    params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in run.our_config.items()}
-    params.update(batch_size=BATCH_SIZE, lr=1e-3)
+    params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in run.sets.items()}
     model = cls(load_data(DATASET), resolve_config(cls, {"model": "mmgcn", "params": params}))
     model.load_state_dict(state)
     users, items = model.forward()
@@ -532,13 +516,10 @@ def init_worker(state_path: Path, run_dir: Path, epochs: int) -> None:
         self.load_state_dict(state)
 
     cls.__init__ = with_their_weights
-    sets = {"epochs": epochs, "eval_every": 1, "patience": epochs + 1, "threads": 1, "tensorboard": "false"}
-    sets.update({"batch_size": BATCH_SIZE, "lr": 1e-3, **MODELS["mmgcn"].our_config})
-    argv = ["-q", "run", "--model", "mmgcn", "--dataset", str(DATASET), "--device", "cpu"]
-    argv += ["--legacy-ndcg", "lattice", "--seed", "1", "--out", str(run_dir.parent), "--name", run_dir.name]
-    for key, value in sets.items():
-        argv += ["--set", f"{key}={value}"]
-    mmtrain_main(argv, standalone_mode=False)
+    argv = our_args("mmgcn", DATASET, epochs, MODELS["mmgcn"].sets)
+    mmtrain_main(
+        [*argv, "--seed", "1", "--out", str(run_dir.parent), "--name", run_dir.name], standalone_mode=False
+    )
 
 
 def earlier_under_ours(model: str, epochs: int) -> dict[str, list[float | None]] | None:
@@ -588,7 +569,7 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
         )
     elif error is None and len(theirs.recall) < epochs:
         error = f"stopped after {len(theirs.recall)} of {epochs} epochs (session time on the shared CPU)"
-    sets = {"batch_size": BATCH_SIZE, "lr": 1e-3, **run.our_config}
+    sets = run.sets
     seeds = args.seeds
     if args.collect:
         _, our_command = run_ours(run.ours, DATASET, [], epochs, sets, out)

@@ -21,13 +21,11 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TIKTOK, WORK, Curve, git_commit, run_ours, run_theirs, verdict, write_result
+from _harness import TIKTOK, WORK, Curve, DumpedModel, git_commit, run_ours, run_theirs, verdict, write_result
 from _partial import cut
 from _patch import Shim, apply_shims, copy_original, describe
 
@@ -171,22 +169,6 @@ def convert(dataset: Path, out: Path) -> None:
         torch.save(torch.from_numpy(feature), out / f"tiktok_{theirs}_feat.pt")
 
 
-class _Embeddings:
-    """Duck-typed model for our evaluator: scores from a dump of the original's user/item representations."""
-
-    def __init__(self, users: Any, items: Any, known_items: Any):
-        self.users, self.items, self.unknown = users, items, ~known_items
-
-    def full_scores(self, batch: Any) -> Any:
-        scores = self.users[batch] @ self.items.T
-        scores[:, self.unknown] = float("-inf")
-        return scores
-
-    @contextmanager
-    def evaluation(self) -> Iterator[None]:
-        yield
-
-
 def their_recall(work: Path, dataset: Path, epochs: int) -> list[float | None]:
     """Val Recall@20 under our evaluator of every epoch's dumped representations (their ids mapped back to ours;
     items absent from their catalogue, i.e. only in our test split, are never recommended)."""
@@ -214,7 +196,7 @@ def their_recall(work: Path, dataset: Path, epochs: int) -> list[float | None]:
         items[torch.as_tensor(item_map.ours.values)] = their_items[torch.as_tensor(item_map.theirs.values)]
         known = torch.zeros(data.n_items, dtype=torch.bool)
         known[torch.as_tensor(item_map.ours.values)] = True
-        recalls.append(evaluator.evaluate(_Embeddings(users, items, known), "val")["recall@20"])
+        recalls.append(evaluator.evaluate(DumpedModel.of_embeddings(users, items, known), "val")["recall@20"])
     return recalls
 
 
