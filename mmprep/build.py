@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmformat.hashing import describe_file
-from mmprep.dataset.writer import DatasetWriter, interactions_table
+from mmprep.dataset.writer import DatasetWriter, interactions_table, user_item_order
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
 from mmprep.filter.kcore import (
@@ -275,18 +275,19 @@ def _build(
         w.users(filtered.user_ids)
         w.items(filtered.item_ids, fields)
 
-        def table(rows: np.ndarray | slice) -> pa.Table:
-            return interactions_table(
-                filtered.users[rows],
-                filtered.items[rows],
-                None if rating is None else rating[rows],
-                None if timestamp is None else timestamp[rows],
-            )
-
-        w.interactions(table(slice(None)))
-        w.split_set(
-            "warm", {name: table(split.label == code) for code, name in enumerate(("train", "val", "test"))}
+        # one sort by (user, item); each split's rows are a subsequence of it, so they stay sorted
+        order = user_item_order(filtered.users, filtered.items).astype(
+            index_dtype(len(filtered.users)), copy=False
         )
+
+        def table(rows: np.ndarray) -> pa.Table:
+            return interactions_table(filtered.users, filtered.items, rating, timestamp, order=rows)
+
+        w.interactions(table(order))
+        labels = split.label[order]
+        for code, split_name in enumerate(("train", "val", "test")):
+            w.split("warm", split_name, table(order[labels == code]))
+        del order, labels
         w.manifest.update(
             name=name,
             source={"format": source_format, "files": source_files},

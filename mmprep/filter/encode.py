@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,17 +51,21 @@ class IncrementalEncoder:
     the global ones. The codes are therefore the same as :func:`encode_first_appearance` of all batches
     concatenated, whatever ``group`` is.
 
-    The probe reads the whole vocabulary, so it is what grows with the dump: ``group`` batches share one probe
-    (at the cost of keeping their distinct ids until it runs). An array returned by :meth:`encode` holds
-    global codes only after :meth:`resolve` (called by ``size``, ``vocabulary`` and :meth:`truncate`, and
-    whenever ``group`` batches wait).
+    The probe reads the whole vocabulary, so on its own it would grow with the dump. Two rules keep its cost
+    per row flat: at least ``group`` batches share one probe, and a probe waits until the batches' distinct ids
+    add up to ``1 / reads_per_id`` of the vocabulary, so it reads at most ``reads_per_id`` vocabulary entries
+    per id it looks up. The price is keeping the waiting batches' distinct ids, about ``1 / reads_per_id`` of
+    the vocabulary. An array returned by :meth:`encode` holds global codes only after :meth:`resolve` (called
+    by ``size``, ``vocabulary`` and :meth:`truncate`, and whenever both rules are met).
     """
 
-    def __init__(self, group: int = 1) -> None:
+    def __init__(self, group: int = 1, reads_per_id: float = math.inf) -> None:
         self._chunks: list[pa.Array] = []
         self._size = 0
         self.group = max(1, int(group))
+        self.reads_per_id = float(reads_per_id)
         self._waiting: list[tuple[np.ndarray, pa.Array]] = []
+        self._waiting_ids = 0
 
     @property
     def size(self) -> int:
@@ -81,7 +87,8 @@ class IncrementalEncoder:
         local_codes, local_vocab = encode_first_appearance(ids)
         if len(local_vocab):
             self._waiting.append((local_codes, local_vocab))
-            if len(self._waiting) >= self.group:
+            self._waiting_ids += len(local_vocab)
+            if len(self._waiting) >= self.group and self._waiting_ids * self.reads_per_id >= self._size:
                 self.resolve()
         return local_codes
 
@@ -89,7 +96,7 @@ class IncrementalEncoder:
         """Give the waiting batches their global codes (in place) and add their new ids to the vocabulary."""
         if not self._waiting:
             return
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting, self._waiting_ids = self._waiting, [], 0
         if len(waiting) == 1:
             merged = waiting[0][1]
             to_merged = [None]

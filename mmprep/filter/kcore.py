@@ -107,6 +107,12 @@ def kcore_compact(
     The surviving rows of ``users``, ``items`` and ``rows`` (any per-row payload, e.g. the raw row index) are
     compacted to the front of the arrays (:func:`compact`); returns their number, the passes made and the rows
     each pass removed.
+
+    Each pass counts rows per code and looks every row's code up in a table as long as the code range. On a
+    large dump most codes are gone after the first pass (most users have fewer than k reviews), so whenever
+    fewer than half of a side's codes can still survive, that side is renumbered densely for the next passes
+    (count tables that fit in cache instead of hundreds of MB) and mapped back at the end: the returned codes
+    are the input's (100M-review synthetic codes: the k-core 32.2 s -> 15.8 s).
     """
     n = len(users)
     n_u = int(users.max()) + 1 if n else 0
@@ -115,6 +121,8 @@ def kcore_compact(
     iterations = 0
     if k_user <= 1 and k_item <= 1:
         return n, 0, removed
+    u_back: np.ndarray | None = None  # the input code of every renumbered code
+    i_back: np.ndarray | None = None
     while True:
         u, i = users[:n], items[:n]
         # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
@@ -129,7 +137,35 @@ def kcore_compact(
         removed.append(n - n_good)
         n = compact(good, users, items, rows)
         del good
+        u_back, n_u = _renumber_if_sparse(users[:n], ~low_user, u_back, n_u)
+        i_back, n_i = _renumber_if_sparse(items[:n], ~low_item, i_back, n_i)
+    for codes, back in ((users, u_back), (items, i_back)):
+        if back is not None:
+            _map_in_place(codes[:n], back)
     return n, iterations, removed
+
+
+def _renumber_if_sparse(
+    codes: np.ndarray, alive: np.ndarray, back: np.ndarray | None, size: int
+) -> tuple[np.ndarray | None, int]:
+    """Renumber ``codes`` (in place) to ``0..alive.sum()-1`` in code order when fewer than half of the ``size``
+    codes are ``alive`` (every code in ``codes`` is); returns the composed map back to the input codes (or
+    ``back`` as it was) and the new code range."""
+    kept = np.flatnonzero(alive)
+    if len(kept) * 2 > size:
+        return back, size
+    new_code = np.zeros(size, dtype=index_dtype(len(kept)))
+    new_code[kept] = np.arange(len(kept), dtype=new_code.dtype)
+    _map_in_place(codes, new_code)
+    kept = kept.astype(codes.dtype, copy=False)
+    return (kept if back is None else back[kept]), len(kept)
+
+
+def _map_in_place(codes: np.ndarray, table: np.ndarray) -> None:
+    """``codes[:] = table[codes]``, a chunk at a time (no second raw-length array)."""
+    for lo in range(0, len(codes), COMPACT_CHUNK_ROWS):
+        chunk = codes[lo : lo + COMPACT_CHUNK_ROWS]
+        chunk[:] = table[chunk]
 
 
 def kcore(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int) -> KCoreResult:

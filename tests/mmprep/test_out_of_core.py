@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,12 +15,14 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import mmprep.filter.collect as collect_mod
 import mmprep.filter.kcore as kcore_mod
 import mmprep.sources.fastjson as fj
 from benchmarks._generate import generate
+from mmprep.dataset.writer import interactions_table, user_item_order
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
 from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance
@@ -49,12 +52,13 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(fj, "_READ_BYTES", SMALL_BLOCK // 16)
 
 
-@pytest.mark.parametrize("group", [1, 2, 4])  # one vocabulary probe per batch, per 2 and per 4 batches
-def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group):
+# one vocabulary probe per batch, per 2 and per 4 batches; and probes that also wait for new ids
+@pytest.mark.parametrize(("group", "reads_per_id"), [(1, math.inf), (2, math.inf), (4, math.inf), (1, 0.5)])
+def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group, reads_per_id):
     rng = np.random.default_rng(3)
     ids = pa.array([f"u{k}" for k in (rng.pareto(1.1, 30_000) * 100).astype(int)])
     expected_codes, expected_vocab = encode_first_appearance(ids)
-    encoder = IncrementalEncoder(group)
+    encoder = IncrementalEncoder(group, reads_per_id)
     cuts = [0, 7, 7, 2_000, 2_001, 15_000, 30_000]  # an empty batch and a one-row batch among them
     parts = [encoder.encode(ids.slice(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
     encoder.resolve()
@@ -67,6 +71,24 @@ def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group):
     again = [encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))]
     assert encoder.size == len(expected_vocab)
     assert np.array_equal(np.concatenate(again), expected_codes[2_001:])
+
+
+def test_incremental_encoder_probes_less_often_as_the_vocabulary_grows(monkeypatch):
+    probes = []
+    index_in = pc.index_in
+    monkeypatch.setattr(
+        pc, "index_in", lambda values, **kw: probes.append(len(values)) or index_in(values, **kw)
+    )
+    batches = [pa.array([f"b{b}-{k}" for k in range(100)] + ["shared"]) for b in range(64)]
+    encoder = IncrementalEncoder(1, reads_per_id=1.0)
+    parts = [encoder.encode(batch) for batch in batches]
+    encoder.resolve()
+    expected_codes, expected_vocab = encode_first_appearance(pa.chunked_array(batches))
+    assert np.array_equal(np.concatenate(parts), expected_codes)
+    assert encoder.vocabulary.combine_chunks().equals(expected_vocab)
+    # a probe waits until the waiting batches' distinct ids are as many as the ids known, so the vocabulary
+    # roughly doubles between probes (after 1, 2, 4, 8, 16 and 32 batches): 6 probes for 64 batches, not 63
+    assert probes == [101, 201, 401, 801, 1_601, 3_201]
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -182,6 +204,45 @@ def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
     )
 
 
+def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch):
+    rng = np.random.default_rng(8)
+    monkeypatch.setattr(kcore_mod, "COMPACT_CHUNK_ROWS", 999)
+    # a core of 400 users x 300 items inside 60,000 users and 50,000 items that mostly occur once: after the
+    # first pass fewer than half of the codes of either side can survive, so both are renumbered
+    core_u, core_i = rng.integers(0, 400, 30_000) * 150, rng.integers(0, 300, 30_000) * 160
+    users = np.concatenate([core_u, rng.integers(0, 60_000, 20_000)]).astype(np.int32)
+    items = np.concatenate([core_i, rng.integers(0, 50_000, 20_000)]).astype(np.int32)
+    perm = rng.permutation(len(users))
+    users, items = users[perm], items[perm]
+    renumbered = []
+    real = kcore_mod._renumber_if_sparse
+
+    def spying(codes, alive, back, size):
+        back, new_size = real(codes, alive, back, size)
+        renumbered.append((size, new_size))
+        return back, new_size
+
+    monkeypatch.setattr(kcore_mod, "_renumber_if_sparse", spying)
+    idx = np.arange(len(users))
+    while True:  # the reference, as above
+        u, i = users[idx], items[idx]
+        ok = (np.bincount(u)[u] >= 5) & (np.bincount(i)[i] >= 5)
+        if ok.all():
+            break
+        idx = idx[ok]
+    u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
+    m, _, _ = kcore_compact(u, i, rows, 5, 5)
+    # the first pass renumbers both sides: the next passes count over the few hundred codes left
+    (u_before, u_after), (i_before, i_after) = renumbered[:2]
+    assert (u_before, i_before) == (int(users.max()) + 1, int(items.max()) + 1)
+    assert 400 <= u_after < 1_000 and 300 <= i_after < 1_000
+    assert (
+        np.array_equal(rows[:m], idx)
+        and np.array_equal(u[:m], users[idx])
+        and np.array_equal(i[:m], items[idx])
+    )
+
+
 def _build(dump, out, *extra):
     return run_cli(
         "build", "--source", "amazon2014", "--input", f"interactions={dump}", "--item-text", "none",
@@ -261,3 +322,18 @@ def test_a_killed_build_leaves_nothing_a_rerun_trips_on(dump, tmp_path):
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["ds"]  # the killed build's folder is gone
     scratch = fj._scratch_dir(fj.BLOCK_BYTES) or "/tmp"
     assert not [p for p in os.listdir(scratch) if p.startswith(f"mmprep-inflate-{proc.pid}-")]
+
+
+def test_one_user_item_sort_cuts_every_split_table_in_order():
+    rng = np.random.default_rng(5)
+    users = rng.integers(0, 300, 20_000).astype(np.int32)
+    items = rng.integers(0, 40, 20_000).astype(np.int32)  # many repeated (user, item) pairs: ties by row
+    rating = rng.random(20_000).astype(np.float32)
+    order = user_item_order(users, items)
+    assert np.array_equal(order, np.lexsort((items, users)))
+    label = rng.integers(0, 3, 20_000)
+    for code in range(3):
+        rows = np.flatnonzero(label == code)
+        cut = interactions_table(users, items, rating, None, order=order[label[order] == code])
+        alone = interactions_table(users[rows], items[rows], rating[rows])
+        assert cut.equals(alone)
