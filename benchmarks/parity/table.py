@@ -52,14 +52,17 @@ def row(result: dict[str, Any]) -> str:
     repo = f"[{original['repo']}](https://github.com/{original['repo']}) @ `{commit}`"
     shims = len(result["shims"])
     speed = f"{_num(ours.get('s_per_epoch'), 1)} / {_num(theirs.get('s_per_epoch'), 1)}"
-    their_value = _last_evaluated(theirs.get("val_recall@20") or [])
+    their_value = _num(_last_evaluated(theirs.get("val_recall@20") or []))
+    band = result.get("theirs_seeds")
+    if band:  # the original run with several seeds: its own seed, then all of them like ours
+        their_value += f" (seed {band['seeds'][0]}); {_ours_cell(band)}"
     cells = [
         f"[{result['model']}](#{result['model']})",
         repo,
         f"{shims} ([list](#{result['model']}))",
         str(result["protocol"].get("epochs", "—")),
         _ours_cell(ours),
-        _num(their_value),
+        their_value,
         speed,
         result["verdict"],
     ]
@@ -77,15 +80,19 @@ def details(result: dict[str, Any]) -> str:
     curves = ours.get("val_recall@20") or []
     theirs_curve = theirs.get("val_recall@20") or []
     under = (result.get("theirs_under_ours") or {}).get("val_recall@20") or []
+    band = result.get("theirs_seeds") or {}
+    their_more = list(zip(band.get("seeds", [])[1:], band.get("val_recall@20", [])[1:], strict=True))
     epochs = max([len(c) for c in curves] + [len(theirs_curve)] + [0])
     if epochs:
         head = ["epoch", *[f"ours s{s}" for s in ours.get("seeds", [])], "theirs"]
+        head += [f"theirs s{seed}" for seed, _ in their_more]
         if under:
             head.append("theirs, our evaluator")
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for e in range(epochs):
             cells = [str(e + 1)] + [_num(c[e] if e < len(c) else None) for c in curves]
             cells.append(_num(theirs_curve[e] if e < len(theirs_curve) else None))
+            cells += [_num(c[e] if e < len(c) else None) for _, c in their_more]
             if under:
                 cells.append(_num(under[e] if e < len(under) else None))
             lines.append("| " + " | ".join(cells) + " |")

@@ -25,6 +25,7 @@ def _load(name: str, path: Path):
 harness = _load("_harness", ROOT / "benchmarks" / "parity" / "_harness.py")
 table = _load("parity_table", ROOT / "benchmarks" / "parity" / "table.py")
 tiktok = _load("tiktok_table", ROOT / "benchmarks" / "tiktok_table.py")
+mmrec = _load("parity_mmrec", ROOT / "benchmarks" / "parity" / "mmrec.py")
 
 OURS = [[0.050, 0.070, 0.080], [0.054, 0.072, 0.082], [0.052, 0.074, 0.084]]
 
@@ -72,6 +73,35 @@ def test_parity_table_row_and_details():
     assert row.endswith("| parity |") and "`aaaaaaaaaa`" in row
     assert "| 3 | 0.0800 | 0.0820 | 0.0840 | 0.0810 |" in rendered
     assert "- .cuda() -> CPU" in rendered
+
+
+def test_their_seed_band_against_ours():
+    theirs = {
+        999: harness.Curve(recall=[0.060, 0.075, 0.088], loss=[0.6, 0.5, 0.4]),
+        1: harness.Curve(recall=[0.040, 0.071, 0.079], loss=[0.6, 0.5, 0.4]),
+        2: harness.Curve(),  # never finished an epoch: left out
+    }
+    ours = [harness.Curve(recall=c) for c in OURS]
+    band = mmrec.seed_band(theirs, ours, compared=3)
+    assert band["seeds"] == [999, 1] and band["epochs"] == 3
+    # epoch 1: theirs .040-.060 against ours .050-.054 overlap; epoch 2 .071-.075 vs .070-.074 overlap;
+    # epoch 3 .079-.088 vs .080-.084 overlap: never disjoint
+    assert band["bands_disjoint_at"] == []
+    assert band["mean_val_recall@20"] == pytest.approx([0.050, 0.073, 0.0835])
+    assert band["verdict_of_their_mean"] == "3 epochs inside the seed band or within 5%"
+    assert band["late_mean_theirs"] == pytest.approx([0.223 / 3, 0.19 / 3])
+    moved = {s: harness.Curve(recall=[v + 0.01 for v in c.recall]) for s, c in theirs.items()}
+    assert mmrec.seed_band(moved, ours, compared=3)["bands_disjoint_at"] == [2, 3]
+    assert mmrec.seed_band({999: theirs[999]}, ours, compared=3) is None  # one seed of theirs: no band
+
+
+def test_parity_table_shows_their_seed_band():
+    result = _result("lightgcn", "parity")
+    result["theirs_seeds"] = {"seeds": [999, 1], "val_recall@20": [[0.05, 0.07, 0.081], [0.05, 0.07, 0.079]]}
+    rendered = table.render([result])
+    assert "| 0.0810 (seed 999); 0.0800 ± 0.0014 (2 seeds) |" in rendered
+    assert "| epoch | ours s1 | ours s2 | ours s3 | theirs | theirs s1 |" in rendered
+    assert "| 3 | 0.0800 | 0.0820 | 0.0840 | 0.0810 | 0.0790 |" in rendered
 
 
 def test_write_result_refuses_a_result_without_a_verdict(tmp_path, monkeypatch):
