@@ -16,6 +16,7 @@ from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table, user_item_order
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
+from mmprep.filter.encode import take_codes
 from mmprep.filter.kcore import (
     compact,
     dense_remap,
@@ -125,8 +126,8 @@ def filter_interactions(
         items=items,
         rating=enc.rating.take(keep),
         timestamp=enc.timestamp.take(keep),
-        user_ids=u_vocab.take(pa.array(u_old)).combine_chunks(),
-        item_ids=i_vocab.take(pa.array(i_old)).combine_chunks(),
+        user_ids=take_codes(u_vocab, u_old),
+        item_ids=take_codes(i_vocab, i_old),
         counts=counts,
     )
 

@@ -40,6 +40,30 @@ def encode_first_appearance(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray
     return codes, encoded.chunk(0).dictionary
 
 
+def take_codes(vocabulary: pa.ChunkedArray, codes: np.ndarray) -> pa.Array:
+    """``vocabulary[codes]`` as one array, taken chunk by chunk: Arrow's take on a chunked string array first
+    concatenates every chunk (at 100M reviews a transient copy of all raw user ids, ~0.5-1 GB, to keep a few
+    million of them)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if vocabulary.num_chunks <= 1:
+        return vocabulary.combine_chunks().take(pa.array(codes))
+    bounds = np.cumsum([0] + [len(c) for c in vocabulary.chunks])
+    chunk_of = np.searchsorted(bounds, codes, side="right") - 1
+    order = np.argsort(chunk_of, kind="stable")
+    sorted_chunks = chunk_of[order]
+    present = np.unique(sorted_chunks)
+    starts = np.searchsorted(sorted_chunks, present)
+    ends = np.searchsorted(sorted_chunks, present, side="right")
+    pieces = [
+        vocabulary.chunk(int(c)).take(pa.array(codes[order[a:b]] - bounds[c]))
+        for c, a, b in zip(present, starts, ends, strict=True)
+    ]
+    grouped = pa.concat_arrays(pieces) if pieces else pa.array([], type=vocabulary.type)
+    back = np.empty(len(codes), dtype=np.int64)
+    back[order] = np.arange(len(codes))
+    return grouped.take(pa.array(back))
+
+
 class IncrementalEncoder:
     """First-appearance int32 codes for ids that arrive in batches, without keeping the ids of every row.
 

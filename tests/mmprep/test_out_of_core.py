@@ -25,7 +25,7 @@ from benchmarks._generate import generate
 from mmprep.dataset.writer import interactions_table, user_item_order
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
-from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance
+from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance, take_codes
 from mmprep.filter.kcore import compact, dedupe_first, first_occurrence_mask, kcore, kcore_compact, shrink
 from mmprep.sources import spill
 from mmprep.sources.amazon2014 import FIELDS
@@ -71,6 +71,17 @@ def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group, 
     again = [encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))]
     assert encoder.size == len(expected_vocab)
     assert np.array_equal(np.concatenate(again), expected_codes[2_001:])
+
+
+def test_take_codes_gives_the_ids_of_codes_across_uneven_and_empty_chunks():
+    rng = np.random.default_rng(4)
+    chunks = [pa.array([f"id{c}-{k}" for k in range(int(n))]) for c, n in enumerate(rng.integers(0, 50, 12))]
+    vocabulary = pa.chunked_array(chunks, type=pa.string())
+    codes = rng.integers(0, len(vocabulary), 500)
+    expected = vocabulary.combine_chunks().take(pa.array(codes))  # codes repeat and skip chunks
+    assert take_codes(vocabulary, codes).equals(expected)
+    assert take_codes(vocabulary, codes[::-1]).equals(expected[::-1])
+    assert len(take_codes(vocabulary, np.zeros(0, dtype=np.int32))) == 0
 
 
 def test_incremental_encoder_probes_less_often_as_the_vocabulary_grows(monkeypatch):
