@@ -549,19 +549,12 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
     out = args.work / "runs" / run.ours
     config = their_config(run, data, epochs)
     log = out / "theirs.log"
-    command = [args.python, "parity_main.py", run.theirs, json.dumps(config)]
-    src = args.work / "MMRec" / "src"
     n_batches = math.ceil(train_pairs(data) / BATCH_SIZE)
     error = None
-    if not (args.ours_only or args.collect or (out / "theirs.done").exists()):
-        dump = out / "dump"
-        dump.mkdir(parents=True, exist_ok=True)
-        code, _ = run_theirs(command, src, log, env={"PARITY_DUMP": str(dump)})
-        if code != 0:
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-            error = f"exit {code}: {tail[0]}"
-        else:
-            (out / "theirs.done").write_text("ok\n")
+    code = run_original(args, run, config, log, dump=out / "dump")
+    if code:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        error = f"exit {code}: {tail[0]}"
     theirs = parse_log(log, n_batches) if log.exists() else Curve()
     their_seeds = {THEIR_SEED: theirs}
     for seed in [s for s in args.their_seeds if s != THEIR_SEED]:
@@ -584,9 +577,9 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
     else:
         curves, our_command = run_ours(run.ours, DATASET, seeds, epochs, sets, out)
     compared = min([len(theirs.recall), *(len(c.recall) for c in curves)]) if curves else 0
-    their_band = seed_band(their_seeds, curves, compared)
     # MMRec logs Recall@20 rounded to 4 decimals: ours is compared at the same precision
     rounded = [[None if v is None else round(v, 4) for v in c.recall] for c in curves]
+    their_band = seed_band(their_seeds, rounded, compared)
     kind, why = verdict(rounded, theirs.recall) if curves else ("differs", "ours not run")
     if not any(v is not None for v in theirs.recall):
         result_verdict = f"not run: {error}"
@@ -785,30 +778,45 @@ def step_sentence(step: dict[str, Any] | None, theirs: list[float | None]) -> st
     )
 
 
+def run_original(
+    args: argparse.Namespace, run: ModelRun, config: dict[str, Any], log: Path, dump: Path | None = None
+) -> int | None:
+    """Run MMRec's driver on ``config`` into ``log`` unless this session only collects or the run finished
+    before (``<log stem>.done``); with ``dump``, each epoch's validation scores are saved there
+    (``PARITY_DUMP``). Returns the exit code, None when nothing ran."""
+    done = log.with_suffix(".done")
+    if args.ours_only or args.collect or done.exists():
+        return None
+    env = None
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        env = {"PARITY_DUMP": str(dump)}
+    command = [args.python, "parity_main.py", run.theirs, json.dumps(config)]
+    code, _ = run_theirs(command, args.work / "MMRec" / "src", log, env=env)
+    if code == 0:
+        done.write_text("ok\n")
+    return code
+
+
 def their_seed_run(
     run: ModelRun, args: argparse.Namespace, data: Path, epochs: int, seed: int, n_batches: int
 ) -> Curve:
     """The original run again with another seed (MMRec's ``seed`` list, one seed per process and log), for
     the spread of their own curves; nothing is dumped."""
-    out = args.work / "runs" / run.ours
-    log = out / f"theirs-s{seed}.log"
-    done = out / f"theirs-s{seed}.done"
-    if not (args.ours_only or args.collect or done.exists()):
-        config = {**their_config(run, data, epochs), "seed": [seed]}
-        command = [args.python, "parity_main.py", run.theirs, json.dumps(config)]
-        code, _ = run_theirs(command, args.work / "MMRec" / "src", log)
-        if code == 0:
-            done.write_text("ok\n")
+    log = args.work / "runs" / run.ours / f"theirs-s{seed}.log"
+    run_original(args, run, {**their_config(run, data, epochs), "seed": [seed]}, log)
     return parse_log(log, n_batches) if log.exists() else Curve()
 
 
 LATE = 5  # epochs averaged at the end of the compared curves
 
 
-def seed_band(their_seeds: dict[int, Curve], ours: list[Curve], compared: int) -> dict[str, Any] | None:
-    """Their seeds against ours, when the original ran with more than one: every seed's curve over the epochs
-    all of theirs and ours reached, each seed's mean over the last :data:`LATE` of them, and at how many
-    epochs the two seed bands [min, max] do not overlap."""
+def seed_band(
+    their_seeds: dict[int, Curve], ours: list[list[float | None]], compared: int
+) -> dict[str, Any] | None:
+    """Their seeds against ours (our val curves, at MMRec's precision), when the original ran with more than
+    one: every seed's curve over the epochs all of theirs and ours reached, each seed's mean over the last
+    :data:`LATE` of them, and at how many epochs the two seed bands [min, max] do not overlap."""
     finished = {s: c for s, c in their_seeds.items() if c.recall}
     if len(finished) < 2 or not ours:
         return None
@@ -816,7 +824,7 @@ def seed_band(their_seeds: dict[int, Curve], ours: list[Curve], compared: int) -
     if n == 0:
         return None
     theirs = {s: c.recall[:n] for s, c in finished.items()}
-    mine = [[None if v is None else round(v, 4) for v in c.recall[:n]] for c in ours]
+    mine = [c[:n] for c in ours]
     late = max(0, n - LATE)
 
     def late_mean(curve: list[float | None]) -> float | None:
