@@ -103,6 +103,23 @@ def test_blocks_end_at_line_ends_and_rebuild_the_stream(dump, small_blocks):
         assert b"".join(parts) == whole
 
 
+def test_block_files_are_a_ring_overwritten_in_place(dump, small_blocks):
+    """Many blocks pass through the same few files (a fresh /dev/shm file per block costs the kernel new
+    pages, reclaimed from the page cache once a dump larger than RAM fills it); each still reads right."""
+    whole = gzip.decompress(dump.read_bytes())
+    paths, parts, inodes = [], [], set()
+    with fj.inflated_blocks(dump) as blocks:
+        for block in blocks:
+            paths.append(block)
+            inodes.add(block.stat().st_ino)
+            parts.append(block.read_bytes())
+            assert len(list(block.parent.iterdir())) <= fj._RING_FILES
+    assert len(parts) > 20 and b"".join(parts) == whole
+    assert len(set(paths)) == len(inodes) == fj._RING_FILES
+    # a long block followed by a short one in the same file: the file is cut to the short one
+    assert any(len(a) > len(b) for a, b in zip(parts, parts[fj._RING_FILES :], strict=False))
+
+
 def test_multi_member_gzip_with_missing_rating_and_time(tmp_path, small_blocks):
     path = tmp_path / "reviews_x.json.gz"
     path.write_bytes(
