@@ -228,10 +228,10 @@ def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch
     renumbered = []
     real = kcore_mod._renumber_if_sparse
 
-    def spying(codes, alive, back, size):
-        back, new_size = real(codes, alive, back, size)
+    def spying(codes, alive, back, size, degree):
+        back, new_size, degree = real(codes, alive, back, size, degree)
         renumbered.append((size, new_size))
-        return back, new_size
+        return back, new_size, degree
 
     monkeypatch.setattr(kcore_mod, "_renumber_if_sparse", spying)
     idx = np.arange(len(users))
@@ -247,6 +247,37 @@ def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch
     (u_before, u_after), (i_before, i_after) = renumbered[:2]
     assert (u_before, i_before) == (int(users.max()) + 1, int(items.max()) + 1)
     assert 400 <= u_after < 1_000 and 300 <= i_after < 1_000
+    assert (
+        np.array_equal(rows[:m], idx)
+        and np.array_equal(u[:m], users[idx])
+        and np.array_equal(i[:m], items[idx])
+    )
+
+
+def test_kcore_counts_kept_across_passes_give_the_reference_passes():
+    """The per-code counts are carried from pass to pass (removed rows subtracted when they are under a quarter
+    of the rows, else counted again): every pass removes exactly the rows the recounting reference removes."""
+    rng = np.random.default_rng(21)
+    # a sparse periphery that peels away over many passes (the first ones large, the later ones small) around
+    # a dense core of 200 users x 150 items that stays
+    users = np.concatenate([rng.integers(0, 15_000, 60_000), 15_000 + rng.integers(0, 200, 8_000)])
+    items = np.concatenate([rng.integers(0, 6_000, 60_000), 6_000 + rng.integers(0, 150, 8_000)])
+    perm = rng.permutation(len(users))
+    users, items = users[perm].astype(np.int32), items[perm].astype(np.int32)
+    idx, ref_removed = np.arange(len(users)), []
+    while True:
+        u, i = users[idx], items[idx]
+        ok = (np.bincount(u)[u] >= 4) & (np.bincount(i)[i] >= 6)
+        if ok.all():
+            break
+        ref_removed.append(int((~ok).sum()))
+        idx = idx[ok]
+    u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
+    m, iterations, removed = kcore_compact(u, i, rows, 4, 6)
+    assert removed == ref_removed and iterations == len(ref_removed) + 1
+    left = len(users) - np.cumsum([0, *removed[:-1]])
+    assert any(r * 4 <= n for r, n in zip(removed, left, strict=True))  # the subtracting path ran
+    assert any(r * 4 > n for r, n in zip(removed, left, strict=True))  # and the recounting one
     assert (
         np.array_equal(rows[:m], idx)
         and np.array_equal(u[:m], users[idx])
