@@ -188,6 +188,19 @@ def test_in_place_compaction_equals_boolean_indexing(monkeypatch):
     assert view.flags.owndata and np.array_equal(view, values[10:15])
 
 
+def _reference_kcore(users, items, k_user, k_item):
+    """The k-core the slow, obvious way: count again and drop rows below k with boolean indexing until nothing
+    changes; returns the surviving row indices and the rows each pass removed."""
+    idx, removed = np.arange(len(users)), []
+    while True:
+        u, i = users[idx], items[idx]
+        ok = (np.bincount(u)[u] >= k_user) & (np.bincount(i)[i] >= k_item)
+        if ok.all():
+            return idx, removed
+        removed.append(int((~ok).sum()))
+        idx = idx[ok]
+
+
 def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
     rng = np.random.default_rng(7)
     monkeypatch.setattr(kcore_mod, "COMPACT_CHUNK_ROWS", 777)
@@ -196,14 +209,7 @@ def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
     result = kcore(users, items, 5, 5)
     keep = result.keep
     assert result.iterations >= 5 and 0 < keep.sum() < len(keep) - 3_000
-    # the reference: drop rows below k with boolean indexing until nothing changes
-    idx = np.arange(len(users))
-    while True:
-        u, i = users[idx], items[idx]
-        ok = (np.bincount(u)[u] >= 5) & (np.bincount(i)[i] >= 5)
-        if ok.all():
-            break
-        idx = idx[ok]
+    idx, _ = _reference_kcore(users, items, 5, 5)
     assert np.array_equal(np.flatnonzero(keep), idx)
     u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
     m, iterations, _ = kcore_compact(u, i, rows, 5, 5)
@@ -234,13 +240,7 @@ def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch
         return back, new_size, degree
 
     monkeypatch.setattr(kcore_mod, "_renumber_if_sparse", spying)
-    idx = np.arange(len(users))
-    while True:  # the reference, as above
-        u, i = users[idx], items[idx]
-        ok = (np.bincount(u)[u] >= 5) & (np.bincount(i)[i] >= 5)
-        if ok.all():
-            break
-        idx = idx[ok]
+    idx, _ = _reference_kcore(users, items, 5, 5)
     u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
     m, _, _ = kcore_compact(u, i, rows, 5, 5)
     # the first pass renumbers both sides: the next passes count over the few hundred codes left
@@ -264,14 +264,7 @@ def test_kcore_counts_kept_across_passes_give_the_reference_passes():
     items = np.concatenate([rng.integers(0, 6_000, 60_000), 6_000 + rng.integers(0, 150, 8_000)])
     perm = rng.permutation(len(users))
     users, items = users[perm].astype(np.int32), items[perm].astype(np.int32)
-    idx, ref_removed = np.arange(len(users)), []
-    while True:
-        u, i = users[idx], items[idx]
-        ok = (np.bincount(u)[u] >= 4) & (np.bincount(i)[i] >= 6)
-        if ok.all():
-            break
-        ref_removed.append(int((~ok).sum()))
-        idx = idx[ok]
+    idx, ref_removed = _reference_kcore(users, items, 4, 6)
     u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
     m, iterations, removed = kcore_compact(u, i, rows, 4, 6)
     assert removed == ref_removed and iterations == len(ref_removed) + 1
