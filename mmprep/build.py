@@ -16,7 +16,7 @@ from mmformat.hashing import describe_file
 from mmprep.dataset.writer import DatasetWriter, interactions_table, user_item_order
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
-from mmprep.filter.encode import take_codes
+from mmprep.filter.encode import Vocabulary
 from mmprep.filter.kcore import (
     compact,
     dense_remap,
@@ -80,7 +80,7 @@ def filter_interactions(
     first = first_occurrence_mask(u_codes, i_codes, len(i_vocab))
     if not first.all():
         r = int(np.argmin(first))
-        user, item = u_vocab[int(u_codes[r])], i_vocab[int(i_codes[r])]
+        user, item = u_vocab.id_of(int(u_codes[r])), i_vocab.id_of(int(i_codes[r]))
         skips.add(
             "duplicates",
             source_label,
@@ -126,15 +126,15 @@ def filter_interactions(
         items=items,
         rating=enc.rating.take(keep),
         timestamp=enc.timestamp.take(keep),
-        user_ids=take_codes(u_vocab, u_old),
-        item_ids=take_codes(i_vocab, i_old),
+        user_ids=u_vocab.take(u_old),
+        item_ids=i_vocab.take(i_old),
         counts=counts,
     )
 
 
-def _labels(vocab: pa.ChunkedArray) -> np.ndarray:
+def _labels(vocab: Vocabulary) -> np.ndarray:
     """The ids of a vocabulary as a numpy object array (to sort codes by id)."""
-    return np.asarray(vocab.to_pylist(), dtype=object)
+    return np.asarray(vocab.ids().to_pylist(), dtype=object)
 
 
 def nothing_read_error(paths: list[Path], skips: SkipLog, source_format: str) -> PrepError:

@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 import mmprep.filter.collect as collect_mod
@@ -25,7 +24,7 @@ from benchmarks._generate import generate
 from mmprep.dataset.writer import interactions_table, user_item_order
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
-from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance, take_codes
+from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance, id_partitions, take_codes
 from mmprep.filter.kcore import compact, dedupe_first, first_occurrence_mask, kcore, kcore_compact, shrink
 from mmprep.sources import spill
 from mmprep.sources.amazon2014 import FIELDS
@@ -64,7 +63,7 @@ def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group, 
     encoder.resolve()
     assert len(expected_vocab) > 1_000
     assert np.array_equal(np.concatenate(parts), expected_codes)
-    assert encoder.vocabulary.combine_chunks().equals(expected_vocab)
+    assert encoder.vocabulary.ids().combine_chunks().equals(expected_vocab)
     # forgetting the ids of the last batches and encoding them again gives the same codes
     size_before = len(encode_first_appearance(ids.slice(0, 2_001))[1])
     encoder.truncate(size_before)
@@ -86,9 +85,9 @@ def test_take_codes_gives_the_ids_of_codes_across_uneven_and_empty_chunks():
 
 def test_incremental_encoder_probes_less_often_as_the_vocabulary_grows(monkeypatch):
     probes = []
-    index_in = pc.index_in
+    probe = IncrementalEncoder._probe
     monkeypatch.setattr(
-        pc, "index_in", lambda values, **kw: probes.append(len(values)) or index_in(values, **kw)
+        IncrementalEncoder, "_probe", lambda self, merged: probes.append(self._size) or probe(self, merged)
     )
     batches = [pa.array([f"b{b}-{k}" for k in range(100)] + ["shared"]) for b in range(64)]
     encoder = IncrementalEncoder(1, reads_per_id=1.0)
@@ -96,10 +95,39 @@ def test_incremental_encoder_probes_less_often_as_the_vocabulary_grows(monkeypat
     encoder.resolve()
     expected_codes, expected_vocab = encode_first_appearance(pa.chunked_array(batches))
     assert np.array_equal(np.concatenate(parts), expected_codes)
-    assert encoder.vocabulary.combine_chunks().equals(expected_vocab)
+    assert encoder.vocabulary.ids().combine_chunks().equals(expected_vocab)
     # a probe waits until the waiting batches' distinct ids are as many as the ids known, so the vocabulary
-    # roughly doubles between probes (after 1, 2, 4, 8, 16 and 32 batches): 6 probes for 64 batches, not 63
-    assert probes == [101, 201, 401, 801, 1_601, 3_201]
+    # roughly doubles between probes (after 1, 2, 4, 8, 16 and 32 batches): 7 probes for 64 batches, not 64
+    assert probes == [0, 101, 201, 401, 801, 1_601, 3_201]
+
+
+def test_id_partitions_keep_equal_ids_together_and_spread_real_ids():
+    users = pa.array([f"A{k * 7919:013d}" for k in range(20_000)])
+    parts = id_partitions(users)
+    assert parts.max() < 64
+    # the same ids sliced, in a large_string array and repeated give the same partitions
+    assert np.array_equal(id_partitions(users.slice(5, 100)), parts[5:105])
+    assert np.array_equal(id_partitions(users.cast(pa.large_string())), parts)
+    # every partition holds a fair share (within 25% of 20,000 / 64)
+    counts = np.bincount(parts, minlength=64)
+    assert counts.min() > 0.75 * 20_000 / 64 and counts.max() < 1.25 * 20_000 / 64
+    # short and empty ids use the bytes they have
+    small = id_partitions(pa.array(["", "a", "ab", "", "a"]))
+    assert small[0] == small[3] and small[1] == small[4]
+
+
+def test_vocabulary_across_partitions_takes_and_truncates_in_code_order():
+    rng = np.random.default_rng(8)
+    ids = pa.array([f"x{k}" for k in rng.permutation(5_000)])
+    encoder = IncrementalEncoder(1, bits=3)
+    codes = np.concatenate([encoder.encode(ids.slice(a, 1_000)) for a in range(0, 5_000, 1_000)])
+    vocab = encoder.vocabulary
+    assert np.array_equal(codes, np.arange(5_000))  # distinct ids: codes in row order
+    sample = rng.integers(0, 5_000, 300)
+    assert vocab.take(sample).equals(ids.take(pa.array(sample)))
+    assert vocab.id_of(4_321) == ids[4_321].as_py()
+    vocab.truncate(2_500)
+    assert len(vocab) == 2_500 and vocab.ids().combine_chunks().equals(ids.slice(0, 2_500))
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -129,7 +157,9 @@ def test_stream_in_small_batches_equals_the_whole_table(dump, tmp_path, small_bl
     got = collect(stream, tmp_path, batch_bytes=64 * 1024)  # dozens of batches
     try:
         assert np.array_equal(got.u_codes, codes_u) and np.array_equal(got.i_codes, codes_i)
-        assert got.u_vocab.combine_chunks().equals(vocab_u) and got.i_vocab.combine_chunks().equals(vocab_i)
+        assert got.u_vocab.ids().combine_chunks().equals(
+            vocab_u
+        ) and got.i_vocab.ids().combine_chunks().equals(vocab_i)
         rows = np.arange(0, whole.num_rows, 3)
         expected_rating = whole.column("rating").to_numpy()[rows]
         assert np.array_equal(got.rating.take(rows), expected_rating)
