@@ -160,8 +160,13 @@ class Vocabulary:
         return pa.chunked_array([self.take(np.arange(self.size))], type=self.type)
 
     def id_of(self, code: int) -> str:
-        """The id of one code."""
-        return self.take(np.array([code]))[0].as_py()
+        """The id of one code (a scan of the codes, without building :meth:`take`'s map of every code)."""
+        for chunks, codes in zip(self.chunks, self.codes, strict=True):
+            for ids, chunk_codes in zip(chunks, codes, strict=True):
+                hit = np.flatnonzero(chunk_codes == code)
+                if len(hit):
+                    return ids[int(hit[0])].as_py()
+        raise IndexError(f"code {code} is not in the vocabulary ({self.size} ids)")
 
     def truncate(self, size: int) -> None:
         """Forget every id whose code is ``size`` or more."""
