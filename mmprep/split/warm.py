@@ -59,9 +59,11 @@ def _rank_within_user(users: np.ndarray, key: np.ndarray) -> np.ndarray:
     """0-based rank (int32 when it fits) of each row among its user's rows, ascending by ``key`` (ties by row
     order).
 
-    One stable argsort of the int64 composite ``user * span + (key - min)`` gives the order a lexsort on
+    One argsort of the int64 composite ``user * span + (key - min)`` gives the order a lexsort on
     ``(user, key, row)`` would, with a third of its working memory (this runs on every surviving interaction of
-    the largest dumps).
+    the largest dumps). Every caller's key is a permutation (no ties), so the composite has no ties either and
+    numpy's default (vectorised) argsort gives the stable sort's order: on 30.8M interactions 0.5 s against
+    3.0 s for the stable one.
     """
     n = len(users)
     index = index_dtype(n)
@@ -72,7 +74,7 @@ def _rank_within_user(users: np.ndarray, key: np.ndarray) -> np.ndarray:
     composite *= int(key.max()) - int(low) + 1
     composite += key
     composite -= low
-    order = np.argsort(composite, kind="stable")
+    order = np.argsort(composite)
     del composite
     sorted_users = users[order]
     new_group = np.empty(n, dtype=bool)
@@ -155,7 +157,9 @@ def warm_split(
         early_key[time_rank] = np.arange(n, dtype=index)
         del time_rank
     else:
-        early_key = np.random.default_rng(seed).permutation(n).astype(index)
+        # the same draws as ``default_rng(seed).permutation(n)``, shuffled in the index dtype (no int64 copy)
+        early_key = np.arange(n, dtype=index)
+        np.random.default_rng(seed).shuffle(early_key)
     label = np.full(n, TRAIN, dtype=np.int8)
     if method == "global-temporal":
         n_train = int(np.floor((1 - val_ratio - test_ratio) * n + 1e-9))

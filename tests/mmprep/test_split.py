@@ -126,3 +126,27 @@ def test_random_split_reproduces_the_baby_protocol_totals(shared_data):
         ours = np.bincount(users[split.label == code], minlength=19445)
         theirs = np.bincount(mat.row, minlength=19445)
         assert np.array_equal(ours, theirs)
+
+
+def test_random_split_labels_equal_a_lexsort_reference():
+    """The per-user ranks (one unstable argsort of a tie-free composite key, the shuffle in int32) give the
+    labels of the plain definition: per user, rows ordered by ``default_rng(seed).permutation(n)``, the first
+    ``test`` ones to test and the next ``val`` ones to val."""
+    rng = np.random.default_rng(12)
+    users = rng.integers(0, 700, 20_000).astype(np.int32)
+    items = rng.integers(0, 400, 20_000).astype(np.int32)
+    got = warm_split(users, items, None, "random", 0.1, 0.1, seed=5, ensure_train_items=False).label
+    key = np.random.default_rng(5).permutation(len(users))
+    order = np.lexsort((key, users))
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    val_sz, test_sz = holdout_sizes(np.bincount(users), 0.1, 0.1)
+    expected = np.full(len(users), TRAIN, dtype=np.int8)
+    expected[rank < val_sz[users] + test_sz[users]] = VAL
+    expected[rank < test_sz[users]] = TEST
+    # users left without a training row get their earliest row back in train: compare the rest
+    has_train = np.bincount(users[expected == TRAIN], minlength=700) > 0
+    assert has_train[users].mean() > 0.9
+    assert np.array_equal(got[has_train[users]], expected[has_train[users]])
