@@ -26,7 +26,7 @@ from mmprep.sources.base import StreamEvent
 BATCH_BYTES = 96 << 20
 # a vocabulary probe (:class:`~mmprep.filter.encode.IncrementalEncoder`) waits for at least 4 batches and for
 # distinct ids adding up to half the vocabulary, so its cost per row stays flat however large the dump (the
-# 100M-review build: RSS at most 3.3 GiB while reading, 3.5-3.6 GiB at its peak while writing; BENCHMARKS.md)
+# 100M-review build peaks at 3.5-3.7 GiB as reading ends, with the waiting ids resolved; BENCHMARKS.md)
 PROBE_GROUP = 4
 PROBE_READS_PER_ID = 2.0
 
