@@ -36,8 +36,10 @@ def prefer_jemalloc() -> None:
 
     Every batch's hash tables are fresh allocations of tens of MiB that Arrow's default mimalloc hands back to
     the system at once, so the next batch faults (and the kernel zeroes) them again: on the 10M-review dump the
-    two encoding threads spent half their time in those page faults. jemalloc keeps them for reuse: reading
-    25.5 -> 18.5 s, system time 13 -> 8 s (BENCHMARKS.md). Builds without jemalloc keep the default.
+    two encoding threads spent half their time in those page faults. jemalloc, with freed pages kept for 10 s
+    (pyarrow's default decay is 0: back at once), reuses them: reading 25.5 -> 18.5 s, system time 13 -> 8 s
+    (BENCHMARKS.md); :meth:`_Collector.finish` hands them back before the filter. Builds without jemalloc keep
+    the default.
     """
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
@@ -121,7 +123,6 @@ class _Collector:
         self.u_parts.append(users.result())
         self.rating.append(batch.column("rating").fill_null(np.nan).to_numpy())
         self.timestamp.append(batch.column("timestamp").fill_null(-1).to_numpy())
-        del batch
 
     def mark(self) -> None:
         self.flush()

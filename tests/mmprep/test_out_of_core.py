@@ -196,8 +196,23 @@ def test_partitioned_dedupe_equals_one_sort(monkeypatch):
     items = (rng.pareto(1.2, 50_000) * 4).astype(np.int32) % 2_000
     whole = dedupe_first(users, items, 2_000)
     assert len(whole) < 45_000  # many repeated pairs
+    # the first row of every pair, the plain way
+    reference = np.sort(np.unique(users.astype(np.int64) * 2_000 + items, return_index=True)[1])
+    assert np.array_equal(whole, reference)
     monkeypatch.setattr(kcore_mod, "DEDUPE_PARTS_ROWS", 4_000)  # 13 parts
     assert np.array_equal(np.flatnonzero(first_occurrence_mask(users, items, 2_000)), whole)
+
+
+def test_dedupe_is_exact_when_every_row_shares_the_low_key_bits():
+    # items 2**24 apart give pair keys with the same low 24 bits: the bitmap flags every row, also those of pairs
+    # that do not repeat, and those must stay
+    rng = np.random.default_rng(9)
+    users = rng.integers(0, 40, 5_000).astype(np.int64)
+    items = (rng.integers(0, 3, 5_000) << 24) + rng.integers(0, 2, 5_000)
+    n_items = 3 << 24
+    reference = np.sort(np.unique(users * n_items + items, return_index=True)[1])
+    assert len(reference) < 5_000
+    assert np.array_equal(dedupe_first(users, items, n_items), reference)
 
 
 def test_in_place_compaction_equals_boolean_indexing(monkeypatch):
