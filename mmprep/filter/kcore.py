@@ -15,7 +15,9 @@ def index_dtype(n: int) -> type[np.integer]:
     return np.int32 if n < np.iinfo(np.int32).max else np.int64
 
 
-COUNT_CHUNK_ROWS = 1 << 21
+# rows per chunk of the chunked loops below: a chunk's int64 row numbers or indices (16 MiB) stay under glibc's
+# 32 MiB mmap threshold, so they are reused from the heap instead of mapped and faulted in again for every chunk
+COMPACT_CHUNK_ROWS = 1 << 21
 
 
 def add_counts(counts: np.ndarray, codes: np.ndarray, step: int = 1) -> np.ndarray:
@@ -24,16 +26,16 @@ def add_counts(counts: np.ndarray, codes: np.ndarray, step: int = 1) -> np.ndarr
     ``np.bincount`` casts int32 codes to a full int64 copy first and allocates a new table each call; on 30M
     codes this accumulation (``np.add.at``, a chunk at a time) takes 0.25 s against 2.2 s.
     """
-    for lo in range(0, len(codes), COUNT_CHUNK_ROWS):
-        np.add.at(counts, codes[lo : lo + COUNT_CHUNK_ROWS], step)
+    for lo in range(0, len(codes), COMPACT_CHUNK_ROWS):
+        np.add.at(counts, codes[lo : lo + COMPACT_CHUNK_ROWS], step)
     return counts
 
 
 def gather(table: np.ndarray, codes: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out[:] = table[codes]`` a chunk at a time: ``np.take`` first casts int32 indices to a full int64 copy
     (800 MB for 100M codes, faulted in again on every call)."""
-    for lo in range(0, len(codes), COUNT_CHUNK_ROWS):
-        hi = lo + COUNT_CHUNK_ROWS
+    for lo in range(0, len(codes), COMPACT_CHUNK_ROWS):
+        hi = lo + COMPACT_CHUNK_ROWS
         np.take(table, codes[lo:hi], out=out[lo:hi], mode="clip")
     return out
 
@@ -157,11 +159,6 @@ class KCoreResult:
     keep: np.ndarray  # bool mask over the input rows
     iterations: int
     removed_per_iteration: list[int] = field(default_factory=list)
-
-
-# 2M rows: a chunk's int64 row numbers (16 MiB) stay under glibc's 32 MiB mmap threshold, so they are reused
-# from the heap instead of mapped and faulted in again for every chunk
-COMPACT_CHUNK_ROWS = 1 << 21
 
 
 def compact(mask: np.ndarray, *arrays: np.ndarray) -> int:
