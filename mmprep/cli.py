@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 
@@ -43,3 +44,21 @@ def _register() -> None:
 
 
 _register()
+
+# commands whose process keeps the memory it frees (mmprep.allocator): one large job, then exit
+_KEEPS_FREED_MEMORY = ("build",)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The console script: :func:`main`, with the allocator tuned first when the command is ``build``."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _KEEPS_FREED_MEMORY:
+        from mmprep.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    main(args=args, prog_name="mmprep")
+
+
+if __name__ == "__main__":
+    run()

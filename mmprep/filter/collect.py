@@ -9,7 +9,6 @@ folder is given. What stays in memory is 8 bytes a row plus the vocabularies.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mmprep.allocator import prefer_jemalloc
 from mmprep.filter.columns import ColumnSink
 from mmprep.filter.encode import IncrementalEncoder, Vocabulary
 from mmprep.sources.base import StreamEvent
@@ -29,27 +29,6 @@ BATCH_BYTES = 96 << 20
 # 100M-review build peaks at 3.5-3.7 GiB as reading ends, with the waiting ids resolved; BENCHMARKS.md)
 PROBE_GROUP = 4
 PROBE_READS_PER_ID = 2.0
-
-
-def prefer_jemalloc() -> None:
-    """Make jemalloc Arrow's default allocator, unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses one.
-
-    Every batch's hash tables are fresh allocations of tens of MiB that Arrow's default mimalloc hands back to
-    the system at once, so the next batch faults (and the kernel zeroes) them again: on the 10M-review dump the
-    two encoding threads spent half their time in those page faults. jemalloc, with freed pages kept for 10 s
-    (pyarrow's default decay is 0: back at once), reuses them: reading 25.5 -> 18.5 s, system time 13 -> 8 s
-    (BENCHMARKS.md); :meth:`_Collector.finish` hands them back before the filter. Builds without jemalloc keep
-    the default.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        return
-    if pa.default_memory_pool().backend_name != pool.backend_name:
-        pa.set_memory_pool(pool)
-    pa.jemalloc_set_decay_ms(10_000)
 
 
 @dataclass

@@ -26,20 +26,15 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from mmformat.atomic import pid_alive
+from mmprep.sources.scan import FAST_GZIP, open_gzip_once
 
-try:
-    from isal.igzip import open as _open_gzip
-
-    FAST_INFLATE = True
-except ImportError:  # optional dependency; stdlib gzip works but is too slow to beat DuckDB's own read
-    from gzip import open as _open_gzip
-
-    FAST_INFLATE = False
+# without isal (optional), stdlib gzip works but is too slow to beat DuckDB's own read
+FAST_INFLATE = FAST_GZIP
 
 BLOCK_BYTES = 16 * 1024 * 1024
 _READ_BYTES = 4 * 1024 * 1024
@@ -75,7 +70,7 @@ def remove_orphans(scratch: Path) -> list[Path]:
     return removed
 
 
-Opener = Callable[[Path], BinaryIO]
+Opener = Callable[[Path], AbstractContextManager[BinaryIO]]
 
 
 class _Producer(threading.Thread):
@@ -156,7 +151,8 @@ def inflated_blocks(
 ) -> Iterator[Iterator[Path]]:
     """Plain JSON-lines block files of the gzip file ``path``, in order, inflated ahead on a thread.
 
-    ``block_bytes`` defaults to :data:`BLOCK_BYTES` and ``opener`` to ``isal.igzip.open`` (else ``gzip.open``).
+    ``block_bytes`` defaults to :data:`BLOCK_BYTES` and ``opener`` to :func:`~mmprep.sources.scan.open_gzip_once`
+    (``isal.igzip`` when installed, else ``gzip``, reading past the page cache).
 
     A block file is valid until the consumer asks for the next one; then it is overwritten by a later block
     (the files are a ring, see the module docstring). Leaving the context early stops the thread and removes
@@ -167,7 +163,7 @@ def inflated_blocks(
     scratch = Path(_scratch_dir(block_bytes) or tempfile.gettempdir())
     remove_orphans(scratch)
     folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=scratch))
-    producer = _Producer(path, folder, opener or _open_gzip, block_bytes)
+    producer = _Producer(path, folder, opener or open_gzip_once, block_bytes)
 
     def blocks() -> Iterator[Path]:
         previous: Path | None = None

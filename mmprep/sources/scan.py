@@ -11,15 +11,21 @@ import gzip
 import io
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from mmformat.uncached import open_uncached
 from mmprep.errors import PrepError
 
 try:
     from isal.igzip import open as _open_gzip
+
+    FAST_GZIP = True
 except ImportError:  # optional dependency; stdlib gzip checks the same CRC, only slower
     from gzip import open as _open_gzip
+
+    FAST_GZIP = False
 
 _VERIFY_BYTES = 4 * 1024 * 1024
 
@@ -35,6 +41,15 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     if magic == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
+
+
+@contextmanager
+def open_gzip_once(path: Path) -> Iterator[BinaryIO]:
+    """The inflated stream of the gzip file ``path``, for one read from start to end: ``isal.igzip`` when
+    installed (else stdlib ``gzip``) over :func:`~mmformat.uncached.open_uncached`, so that a large dump
+    does not fill the page cache."""
+    with open_uncached(path) as raw, _open_gzip(raw) as stream:
+        yield stream
 
 
 def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -84,7 +99,7 @@ def verify_compressed(path: Path) -> None:
         if f.read(2) != b"\x1f\x8b":
             return
     try:
-        with _open_gzip(path) as stream:
+        with open_gzip_once(path) as stream:
             while stream.read(_VERIFY_BYTES):
                 pass
     except (EOFError, OSError, zlib.error, ValueError) as e:

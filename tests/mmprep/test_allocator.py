@@ -1,0 +1,77 @@
+"""The build process keeps the memory it frees (glibc) and draws Arrow buffers from jemalloc."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from mmprep import cli
+
+_FAULTS = """
+import resource, sys, threading
+import numpy as np
+from mmprep.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def again(out):
+    for _ in range(3):
+        before = faults()
+        a = np.ones(64 << 20, dtype=np.uint8)
+        del a
+        out.append(faults() - before)
+main, worker = [], []
+again(main)
+t = threading.Thread(target=again, args=(worker,))
+t.start(); t.join()
+print(main, worker)
+"""
+
+
+def _faults(mode: str, **env) -> tuple[list[int], list[int]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True, env=env or None
+    ).stdout
+    main, worker = out.strip().split("] [")
+    return [int(x) for x in main.strip("[]").split(",")], [int(x) for x in worker.strip("[]").split(",")]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc settings")
+def test_freed_arrays_are_reused_without_page_faults_only_when_memory_is_kept():
+    main, worker = _faults("keep")
+    assert main[0] >= 32  # 64 MiB are at least 32 faults (2 MiB pages) on first touch
+    assert max(main[1:] + worker) <= 4  # then the freed memory is touched again without faulting
+    main, worker = _faults("plain")  # the default: a 64 MiB array is mapped and unmapped every time
+    assert min(main + worker) >= 32
+
+
+def test_keep_freed_memory_steps_aside_for_the_users_own_malloc_settings(monkeypatch):
+    from mmprep.allocator import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
+    assert keep_freed_memory() is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "applied"),
+    [
+        (["build", "--help"], True),
+        (["-v", "build", "--help"], True),
+        (["info", "--help"], False),
+        (["--version"], False),
+    ],
+)
+def test_only_the_build_command_tunes_the_allocator(monkeypatch, argv, applied):
+    calls = []
+    monkeypatch.setattr("mmprep.allocator.keep_freed_memory", lambda: calls.append(True) or True)
+    with pytest.raises(SystemExit) as stop:
+        cli.run(argv)
+    assert stop.value.code == 0
+    assert calls == ([True] if applied else [])
