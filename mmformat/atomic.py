@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -248,8 +248,21 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_parquet(path: Path, table: pa.Table) -> None:
     """Write a Parquet file atomically with zstd compression and no pandas metadata."""
-    table = table.replace_schema_metadata(None)
-    replace_from_tmp(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    write_parquet_tables(path, table.schema, [table])
+
+
+def write_parquet_tables(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """Write ``tables`` (each of ``schema``) as one Parquet file, atomically, one table at a time, so only one
+    is in memory. Row groups hold at most Arrow's default 1Mi rows, cut within each table: tables whose sizes
+    are multiples of 1Mi rows give the bytes one table of all their rows would (:func:`write_parquet`)."""
+    schema = schema.remove_metadata()
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for table in tables:
+                writer.write_table(table.replace_schema_metadata(None))
+
+    replace_from_tmp(path, write)
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:

@@ -245,7 +245,7 @@ def test_interrupted_build_leaves_no_output(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mmprep.build, "interactions_table", interrupted)
+    monkeypatch.setattr(mmprep.build, "interaction_pieces", interrupted)
     out = tmp_path / "o"
     result = _run(
         "build", "--dataset", "all-beauty", "--raw-dir", SAMPLE_DIR, "--out", out, "--quiet", ok=False

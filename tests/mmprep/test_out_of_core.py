@@ -21,7 +21,9 @@ import mmprep.filter.collect as collect_mod
 import mmprep.filter.kcore as kcore_mod
 import mmprep.sources.fastjson as fj
 from benchmarks._generate import generate
-from mmprep.dataset.writer import interactions_table, user_item_order
+from mmformat.atomic import write_parquet, write_parquet_tables
+from mmformat.layout import INTERACTION_SCHEMA
+from mmprep.dataset.writer import ROW_GROUP_ROWS, interaction_pieces, interactions_table, user_item_order
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
 from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance, id_partitions, take_codes
@@ -422,3 +424,29 @@ def test_one_user_item_sort_cuts_every_split_table_in_order():
         cut = interactions_table(users, items, rating, None, order=order[label[order] == code])
         alone = interactions_table(users[rows], items[rows], rating[rows])
         assert cut.equals(alone)
+
+
+def test_interaction_pieces_write_the_bytes_of_the_whole_table(tmp_path):
+    rng = np.random.default_rng(6)
+    n = 2 * ROW_GROUP_ROWS + 123_457  # three row groups, the last one partial
+    users = rng.integers(0, 50_000, n).astype(np.int32)
+    items = rng.integers(0, 9_000, n).astype(np.int32)
+    rating = rng.integers(1, 6, n).astype(np.float32)
+    stamps = rng.integers(10**9, 2 * 10**9, n)
+    order = rng.permutation(n)
+    write_parquet(tmp_path / "whole.parquet", interactions_table(users, items, rating, stamps, order=order))
+    pieces = list(interaction_pieces(users, items, rating, stamps, order, piece_rows=ROW_GROUP_ROWS))
+    assert [len(p) for p in pieces] == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 123_457]
+    write_parquet_tables(tmp_path / "pieces.parquet", INTERACTION_SCHEMA, iter(pieces))
+    assert (tmp_path / "pieces.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    # no rows: one empty piece, the bytes of an empty table
+    empty = np.zeros(0, dtype=np.int64)
+    write_parquet(tmp_path / "empty-whole.parquet", interactions_table(users, items, None, None, order=empty))
+    write_parquet_tables(
+        tmp_path / "empty-pieces.parquet",
+        INTERACTION_SCHEMA,
+        interaction_pieces(users, items, None, None, empty),
+    )
+    assert (tmp_path / "empty-pieces.parquet").read_bytes() == (tmp_path / "empty-whole.parquet").read_bytes()
+    with pytest.raises(ValueError, match="multiple of"):
+        next(interaction_pieces(users, items, None, None, order, piece_rows=ROW_GROUP_ROWS + 1))
