@@ -5,8 +5,9 @@ twice: the kernel spends system time filling cache pages with it (5.4 s of syste
 10M-review dump, against 0.25 s read directly), and, once the cache is full, every fresh allocation of the
 build after reading has to reclaim a cache page first (the 100M-review build's split took 12.5 s with the
 cache full of the dump and 6.2 s without; BENCHMARKS.md). Files of at least :data:`UNCACHED_MIN_BYTES` are
-therefore read with ``O_DIRECT`` in aligned blocks into one reused buffer; smaller files, platforms without
-``O_DIRECT`` and filesystems that refuse it (tmpfs) are read the ordinary way. The bytes are the same.
+therefore read with ``O_DIRECT`` in aligned blocks, read ahead by a thread into a ring of reused buffers;
+smaller files, platforms without ``O_DIRECT`` and filesystems that refuse it (tmpfs) are read the ordinary
+way. The bytes are the same.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class UncachedReader(io.RawIOBase):
         super().__init__()
         self.name = str(path)
         size = os.stat(path).st_size
-        self.fd, self.direct = _open(path, direct=bool(_O_DIRECT) and size >= min_bytes)
         # page-aligned, as O_DIRECT requires: the block being read by the caller and those read ahead
         self._buffers = [mmap.mmap(-1, BLOCK_BYTES) for _ in range(PREFETCH_BLOCKS + 1)]
+        self.fd, self.direct = _open(path, direct=bool(_O_DIRECT) and size >= min_bytes)
         self._free: queue.Queue[int] = queue.Queue()
         self._filled: queue.Queue[tuple[int, int] | BaseException] = queue.Queue()
         for i in range(len(self._buffers)):
