@@ -251,16 +251,20 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     write_parquet_tables(path, table.schema, [table])
 
 
+# rows per Parquet row group (Arrow's default, so the files are those pq.write_table wrote before)
+ROW_GROUP_ROWS = 1 << 20
+
+
 def write_parquet_tables(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
     """Write ``tables`` (each of ``schema``) as one Parquet file, atomically, one table at a time, so only one
-    is in memory. Row groups hold at most Arrow's default 1Mi rows, cut within each table: tables whose sizes
-    are multiples of 1Mi rows give the bytes one table of all their rows would (:func:`write_parquet`)."""
+    is in memory. Row groups hold at most :data:`ROW_GROUP_ROWS` rows, cut within each table: tables whose sizes
+    are multiples of it give the bytes one table of all their rows would (:func:`write_parquet`)."""
     schema = schema.remove_metadata()
 
     def write(tmp: str) -> None:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for table in tables:
-                writer.write_table(table.replace_schema_metadata(None))
+                writer.write_table(table.replace_schema_metadata(None), row_group_size=ROW_GROUP_ROWS)
 
     replace_from_tmp(path, write)
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from mmformat import layout as fmt
 from mmformat.atomic import (
+    ROW_GROUP_ROWS,
     atomic_dir,
     replace_dir,
     replace_many,
@@ -71,8 +72,7 @@ def interactions_table(
     )
 
 
-ROW_GROUP_ROWS = 1 << 20  # Arrow's default row group length: a piece of whole row groups keeps the bytes
-PIECE_ROWS = 4 * ROW_GROUP_ROWS
+PIECE_ROWS = 4 * ROW_GROUP_ROWS  # whole row groups: pieces written one after another keep the bytes
 
 
 def interaction_pieces(
