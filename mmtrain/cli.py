@@ -438,7 +438,7 @@ def suite(
     """Run a whole study: datasets x models x grid points x seeds from a suite YAML (recipes/suites/).
 
     Each trial is a run directory SUITE_DIR/trials/<hash of its resolved config>/; rerunning skips the
-    finished ones and restarts unfinished ones from scratch. At the end: trials.csv, selection.json (per model
+    finished ones and continues interrupted ones from their last.pt (others start afresh). At the end: trials.csv, selection.json (per model
     the grid point with the best mean validation metric over seeds) and the report. Exit code 2 when a trial
     failed (the others still run). Ray runs trials in parallel when installed (pip install modalrec[ray]).
 

@@ -12,8 +12,8 @@ SUITE_DIR/
 
 ``trial_id`` is the first 12 hex digits of the sha256 of the trial's fully resolved config and the dataset's
 manifest sha256, so a trial always maps to the same folder. A trial is finished when its ``final.json``
-exists; rerunning a suite skips finished trials. An unfinished trial (killed driver, reboot, preempted node) or
-a failed one restarts from scratch in a clean folder: runs do not yet write a resumable checkpoint. Test
+exists; rerunning a suite skips finished trials. An unfinished trial (killed driver, reboot, preempted node)
+continues from its run's ``last.pt`` when it wrote one; a failed one, or one without, restarts from scratch. Test
 metrics are recorded but never drive a choice: selection reads validation only.
 
 Modules: ``suite_spec`` (the YAML spec), ``suite_trials`` (trials: ids, status, running one), ``suite_exec``
