@@ -3,7 +3,7 @@
 ```
 <run>/
   config.yaml     the resolved configuration (defaults < recipe < --set)
-  versions.json   torch, python, numpy, mmtrain, git commit, device, dataset path and manifest sha256, Docker image (when run in one)
+  versions.json   torch (and its CPU threads), python, numpy, mmtrain, git commit, device, dataset path and manifest sha256, Docker image (when run in one)
   metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
   tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
   best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
@@ -117,6 +117,7 @@ def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> 
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),  # CPU s/epoch depends on it
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "dataset": str(Path(dataset_root).resolve()),
         "dataset_manifest_sha256": manifest_sha256,

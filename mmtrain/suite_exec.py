@@ -74,11 +74,16 @@ def run_serial(
         _log_done(run_trial(trial, suite_dir, progress=progress), i, len(trials), trial)
 
 
-def _remote_trial(trial: Trial, suite_dir: str, gpus: float) -> dict:
+def _remote_trial(trial: Trial, suite_dir: str, gpus: float, cpus: float = 1) -> dict:
     """A Ray task: one trial in a fresh worker process (so its peak RSS and torch state are its own). Without a
-    GPU share the trial sees no GPU (set before torch is imported), so ``device: auto`` means the CPU."""
+    GPU share the trial sees no GPU (set before torch is imported), so ``device: auto`` means the CPU. Torch
+    runs ``cpus`` threads (at least one) unless the trial's config sets ``threads``: by default it would take
+    every core of the node, and trials side by side would oversubscribe the cores that many times over."""
     if gpus == 0:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import torch
+
+    torch.set_num_threads(max(1, int(cpus)))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     return run_trial(trial, Path(suite_dir), progress=False)
 
@@ -123,7 +128,7 @@ def run_ray(
             len(trials),
         )
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1, max_retries=0)(_remote_trial)
-        pending = {task.remote(t, str(Path(suite_dir).resolve()), gpus): t for t in trials}
+        pending = {task.remote(t, str(Path(suite_dir).resolve()), gpus, cpus): t for t in trials}
         n, i = len(pending), 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

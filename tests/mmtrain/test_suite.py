@@ -395,6 +395,26 @@ def test_ray_refuses_a_trial_larger_than_the_machine(serial, tmp_path):
     assert not list(tmp_path.glob("trials/*"))
 
 
+@pytest.mark.parametrize("cpus, threads", [(1, 1), (2, 2), (0.5, 1)])
+def test_ray_trial_runs_torch_on_its_share_of_the_cpus(monkeypatch, cpus, threads):
+    torch = pytest.importorskip("torch")
+    from mmtrain import suite_exec
+
+    seen = []
+    monkeypatch.setattr(
+        suite_exec, "run_trial", lambda trial, suite_dir, progress: seen.append(torch.get_num_threads())
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # torch's default on a 3-core node: the task must not keep it
+    try:
+        suite_exec._remote_trial(None, "unused", gpus=0, cpus=cpus)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [threads]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
 def test_executor_without_ray(tmp_path, monkeypatch, caplog):
     import mmtrain.suite_exec as suite_exec
 
