@@ -6,8 +6,15 @@
 Per model: test Recall@20 and NDCG@20 of the val-selected grid point over its seeds, the published number from
 the suite spec, the selected hyperparameters, s/epoch, each seed's best epoch and stop reason, and the parity
 verdict from ``benchmarks/results/parity/<model>.json`` ("not run: no parity result" when there is none).
-``converged`` is true only when every seed was stopped by early stopping (patience): a seed cut by the time budget
-or by the epoch cap may still have been improving, so a cost-bounded suite cannot pass for a converged table.
+``converged`` is true only when every seed was stopped by early stopping (patience) or ran the whole fixed schedule
+of a recipe that has one (patience >= epochs, e.g. MDMNS's 50 epochs, as its original trains): a seed cut by the
+time budget or by the epoch cap of an early-stopped recipe may still have been improving, so a cost-bounded suite
+cannot pass for a converged table.
+
+The suite may still be running: the table is then built from the trials finished so far (run ``mmtrain suite
+SPEC --out DIR --tables-only`` first to refresh ``selection.json``); ``complete`` says whether every model of the
+suite has all its seeds, ``missing`` names the models with none finished, and each model's ``complete`` whether
+all seeds of its selected grid point have finished.
 """
 
 from __future__ import annotations
@@ -40,12 +47,27 @@ def parity_verdict(model: str, folder: Path | None = None) -> str:
     return json.loads(path.read_text())["verdict"]
 
 
+def _config(trial_folder: Path) -> dict[str, Any]:
+    """A finished trial's resolved config (``config.yaml``); empty when the folder has none."""
+    path = trial_folder / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def _ran_to_convergence(stop: str | None, config: dict[str, Any]) -> bool:
+    """Stopped by patience, or ran all epochs of a recipe whose patience covers them (a fixed schedule)."""
+    if stop == "patience":
+        return True
+    epochs, patience = config.get("epochs"), config.get("patience")
+    return stop == "epochs" and epochs is not None and patience is not None and patience >= epochs
+
+
 def model_entry(suite_dir: Path, name: str, chosen: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The table entry of one model from its selected trials' ``final.json``."""
     finals = [json.loads((suite_dir / "trials" / t / "final.json").read_text()) for t in chosen["trial_ids"]]
     model_spec = (spec.get("models") or {}).get(name) or {}
     published = model_spec.get("published") or {}
     stops = [f.get("stop_reason") for f in finals]
+    configs = [_config(suite_dir / "trials" / t) for t in chosen["trial_ids"]]
     return {
         "recall@20": _stats([f["test"]["recall@20"] for f in finals]),
         "ndcg@20": _stats([f["test"]["ndcg@20"] for f in finals]),
@@ -57,7 +79,8 @@ def model_entry(suite_dir: Path, name: str, chosen: dict[str, Any], spec: dict[s
         "best_epoch": [f["best_epoch"] for f in finals],
         "epochs_run": [f["epochs_run"] for f in finals],
         "stop_reason": stops,
-        "converged": all(s == "patience" for s in stops),
+        "converged": all(_ran_to_convergence(s, c) for s, c in zip(stops, configs, strict=True)),
+        "complete": bool(chosen.get("complete", True)),
         "parity": parity_verdict(name),
     }
 
@@ -79,14 +102,27 @@ def build_table(suite_dir: Path) -> dict[str, Any]:
         "suite": spec.get("name"),
         "full_ranking": True,
     }
-    return {"dataset": "tiktok", "protocol": protocol, "models": models, "machine": machine_info()}
+    wanted = list((spec.get("models") or {}).keys())
+    seeds = spec.get("seeds") or []
+    missing = [m for m in wanted if m not in models]
+    complete = not missing and all(e["complete"] and len(e["seeds"]) == len(seeds) for e in models.values())
+    return {
+        "dataset": "tiktok",
+        "protocol": protocol,
+        "complete": complete,
+        "missing": missing,
+        "models": models,
+        "machine": machine_info(),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite_dir", type=Path, help="a finished `mmtrain suite` output directory")
+    parser.add_argument(
+        "suite_dir", type=Path, help="an `mmtrain suite` output directory (finished or still running)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "tiktok-table.json")
     args = parser.parse_args()
     table = build_table(args.suite_dir)
@@ -94,13 +130,21 @@ def main() -> int:
     tmp.write_text(json.dumps(table, indent=2) + "\n")
     tmp.replace(args.out)
     width = max(len(m) for m in table["models"]) if table["models"] else 5
-    print(f"{'model':<{width}}  R@20 mean ± std   published  converged  parity")
+    short = [m for m, e in table["models"].items() if not e["complete"]]
+    state = (
+        "complete"
+        if table["complete"]
+        else f"partial: nothing finished for {table['missing']}, seeds missing for {short}"
+    )
+    print(f"TikTok table ({state})")
+    print(f"{'model':<{width}}  R@20 mean ± std   seeds  published  converged  parity")
     for name, entry in table["models"].items():
         r = entry["recall@20"]
         pub = entry["published_recall@20"]
         pub_text = f"{pub:.4f}" if pub is not None else "—"
         print(
-            f"{name:<{width}}  {r['mean']:.4f} ± {r['std']:.4f}  {pub_text:>9}  {entry['converged']!s:>9}  {entry['parity']}"
+            f"{name:<{width}}  {r['mean']:.4f} ± {r['std']:.4f}  {len(entry['seeds']):>5}  {pub_text:>9}  "
+            f"{entry['converged']!s:>9}  {entry['parity']}"
         )
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -412,6 +412,12 @@ def report(suite_dir: Path, baseline: str | None, metric: str | None) -> None:
 @click.argument("suite_file", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Suite directory [suites/<name>].")
 @click.option("--dry-run", is_flag=True, help="List the trials and their status (done/todo/running/failed).")
+@click.option(
+    "--tables-only",
+    is_flag=True,
+    help="Run nothing: write trials.csv, selection.json and the report from the trials finished so far "
+    "(safe while a driver runs the rest).",
+)
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip finished trials.")
 @click.option("--executor", type=click.Choice(["auto", "serial", "ray"]), default="auto", show_default=True)
 @click.option("--address", default=None, help="Ray cluster to join: auto or HOST:PORT [a local Ray].")
@@ -429,6 +435,7 @@ def suite(
     suite_file: Path,
     out: Path | None,
     dry_run: bool,
+    tables_only: bool,
     resume: bool,
     executor: str,
     address: str | None,
@@ -438,14 +445,16 @@ def suite(
     """Run a whole study: datasets x models x grid points x seeds from a suite YAML (recipes/suites/).
 
     Each trial is a run directory SUITE_DIR/trials/<hash of its resolved config>/; rerunning skips the
-    finished ones and continues interrupted ones from their last.pt (others start afresh). At the end: trials.csv, selection.json (per model
-    the grid point with the best mean validation metric over seeds) and the report. Exit code 2 when a trial
-    failed (the others still run). Ray runs trials in parallel when installed (pip install modalrec[ray]).
+    finished ones and continues interrupted ones from their last.pt (others start afresh). At the end:
+    trials.csv, selection.json (per model the grid point with the best mean validation metric over seeds) and
+    the report; --tables-only writes them from the trials finished so far. Exit code 2 when a trial failed
+    (the others still run). Ray runs trials in parallel when installed (pip install modalrec[ray]).
 
     \b
     Examples:
       mmtrain suite recipes/suites/tiktok.yaml --dry-run
       mmtrain suite recipes/suites/tiktok.yaml --out suites/tiktok --executor serial
+      mmtrain suite recipes/suites/tiktok.yaml --out suites/tiktok --tables-only
       mmtrain suite recipes/suites/tiktok.yaml --address auto --cpus-per-trial 4 --gpus-per-trial 0.5
     """
     from mmtrain.suite import run_suite
@@ -455,6 +464,7 @@ def suite(
         out,
         resume=resume,
         dry_run=dry_run,
+        tables_only=tables_only,
         executor=executor,
         address=address,
         cpus_per_trial=cpus_per_trial,

@@ -96,6 +96,7 @@ def run_suite(
     out_dir: Path | str | None = None,
     resume: bool = True,
     dry_run: bool = False,
+    tables_only: bool = False,
     executor: str = "auto",
     address: str | None = None,
     cpus_per_trial: float = 1,
@@ -107,7 +108,8 @@ def run_suite(
 
     ``resume`` skips finished trials and continues interrupted ones from their ``last.pt`` (``--no-resume``
     reruns all from scratch). ``dry_run`` prints the trials and their
-    status and writes nothing. ``executor``: ``serial`` (in this process, one after another), ``ray`` (one
+    status and writes nothing. ``tables_only`` runs nothing and writes the tables and the report from the trials
+    finished so far (it takes no lock: a driver may be running the others). ``executor``: ``serial`` (in this process, one after another), ``ray`` (one
     Ray task per trial), ``auto`` (Ray when it is installed). Raises :class:`SuiteFailed` at the end when a
     trial failed.
     """
@@ -118,6 +120,13 @@ def run_suite(
     trials = expand_trials(spec)
     if dry_run:
         print(dry_run_table(suite_dir, trials), end="")
+        return suite_dir
+    if tables_only:
+        if not (suite_dir / TRIALS).is_dir():
+            raise TrainError("no trials directory: the suite has not been run here", suite_dir)
+        if not write_tables(spec, trials, suite_dir)["models"]:
+            raise TrainError("no trial has finished yet: nothing to tabulate", suite_dir)
+        write_report(suite_dir, spec.baseline)
         return suite_dir
     run = choose_executor(executor, address)
     (suite_dir / TRIALS).mkdir(parents=True, exist_ok=True)

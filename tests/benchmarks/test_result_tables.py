@@ -113,13 +113,17 @@ def test_write_result_refuses_a_result_without_a_verdict(tmp_path, monkeypatch):
     assert json.loads(path.read_text())["machine"]["cpu_count"] >= 1
 
 
-def _suite(tmp_path: Path, stops: list[str]) -> Path:
+def _suite(tmp_path: Path, stops: list[str], schedule: dict | None = None, more_models: tuple = ()) -> Path:
     suite = tmp_path / "suite"
     spec = {
         "name": "t",
+        "seeds": [1, 2, 3],
         "protocol": {"split": "warm"},
         "budget": {"max_minutes": 30},
-        "models": {"vbpr": {"set": {"lr": 0.001}, "published": {"recall@20": 0.038, "source": "paper"}}},
+        "models": {
+            "vbpr": {"set": {"lr": 0.001}, "published": {"recall@20": 0.038, "source": "paper"}},
+            **{m: {} for m in more_models},
+        },
     }
     (suite / "trials").mkdir(parents=True)
     (suite / "suite.yaml").write_text(yaml.safe_dump(spec))
@@ -136,7 +140,14 @@ def _suite(tmp_path: Path, stops: list[str]) -> Path:
         }
         (suite / "trials" / f"t{seed}").mkdir()
         (suite / "trials" / f"t{seed}" / "final.json").write_text(json.dumps(final))
-    selection = {"metric": "recall@20", "models": {"vbpr": {"point": {"reg_weight": 0.1}, "trial_ids": ids}}}
+        if schedule is not None:
+            (suite / "trials" / f"t{seed}" / "config.yaml").write_text(
+                yaml.safe_dump({"model": "vbpr", **schedule})
+            )
+    selection = {
+        "metric": "recall@20",
+        "models": {"vbpr": {"point": {"reg_weight": 0.1}, "trial_ids": ids, "complete": len(ids) == 3}},
+    }
     (suite / "selection.json").write_text(json.dumps(selection))
     return suite
 
@@ -161,3 +172,21 @@ def test_tiktok_table_budget_cut_seed_is_not_converged_and_parity_is_read(tmp_pa
     entry = tiktok.build_table(_suite(tmp_path, ["patience", "time", "patience"]))["models"]["vbpr"]
     assert entry["converged"] is False and entry["stop_reason"] == ["patience", "time", "patience"]
     assert entry["parity"] == "differs: their lr schedule"
+
+
+@pytest.mark.parametrize(
+    "schedule, converged",
+    [({"epochs": 50, "patience": 50}, True), ({"epochs": 1000, "patience": 10}, False), (None, False)],
+)
+def test_tiktok_table_full_fixed_schedule_counts_as_converged(tmp_path, monkeypatch, schedule, converged):
+    monkeypatch.setattr(tiktok, "PARITY", tmp_path / "parity")
+    table = tiktok.build_table(_suite(tmp_path, ["epochs"] * 3, schedule=schedule))
+    assert table["models"]["vbpr"]["converged"] is converged
+    assert table["complete"] is True and table["missing"] == []
+
+
+def test_tiktok_table_of_a_running_suite_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiktok, "PARITY", tmp_path / "parity")
+    table = tiktok.build_table(_suite(tmp_path, ["patience"] * 3, more_models=("mmssl", "mdmns")))
+    assert table["complete"] is False and sorted(table["missing"]) == ["mdmns", "mmssl"]
+    assert list(table["models"]) == ["vbpr"] and table["models"]["vbpr"]["complete"] is True

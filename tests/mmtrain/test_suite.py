@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -226,6 +227,29 @@ def test_dry_run_tells_running_from_interrupted(serial, tmp_path):
         [trials[1].trial_id, "todo"],
     ]
     assert listing.splitlines()[-1].endswith("0 done, 3 todo, 1 running, 0 failed")
+
+
+def test_tables_only_tabulates_the_finished_trials_without_training(serial, tmp_path, monkeypatch):
+    spec, serial_dir = serial
+    partial = tmp_path / "partial"
+    shutil.copytree(serial_dir, partial)
+    trials = expand_trials(load_suite(spec))
+    for t in trials:  # lightgcn has not finished yet: one seed interrupted, the other never started
+        if t.model == "lightgcn":
+            shutil.rmtree(partial / "trials" / t.trial_id)
+    (partial / "selection.json").unlink()
+    (partial / "trials.csv").unlink()
+    monkeypatch.setattr("mmtrain.suite_trials.run_trial", lambda *a, **k: pytest.fail("trained"))
+    result = CliRunner().invoke(main, ["suite", str(spec), "--out", str(partial), "--tables-only"])
+    assert result.exit_code == 0, result.output
+    selection = json.loads((partial / "selection.json").read_text())["models"]
+    assert selection == {"mf": json.loads((serial_dir / "selection.json").read_text())["models"]["mf"]}
+    rows = list(csv.DictReader((partial / "trials.csv").open()))
+    assert [r["status"] for r in rows if r["model"] == "lightgcn"] == ["todo", "todo"]
+
+    empty = CliRunner().invoke(main, ["suite", str(spec), "--out", str(tmp_path / "never"), "--tables-only"])
+    assert empty.exit_code != 0 and "Traceback" not in empty.output
+    assert empty.stderr.splitlines()[-1].endswith("no trials directory: the suite has not been run here")
 
 
 def test_failed_trial_is_recorded_and_the_suite_goes_on(tmp_path):
