@@ -2,10 +2,13 @@
 
     mmtrain suite recipes/suites/tiktok.yaml --out suites/tiktok
     python benchmarks/tiktok_table.py suites/tiktok [--out benchmarks/results/tiktok-table.json]
+    python benchmarks/tiktok_table.py suites/tiktok-cold --out benchmarks/results/tiktok-cold-table.json
 
 Per model: test Recall@20 and NDCG@20 of the val-selected grid point over its seeds, the published number from
 the suite spec, the selected hyperparameters, s/epoch, each seed's best epoch and stop reason, and the parity
-verdict from ``benchmarks/results/parity/<model>.json`` ("not run: no parity result" when there is none).
+verdict from ``benchmarks/results/parity/<model>.json`` ("not run: no parity result" when there is none); on the
+cold split also the test metrics under the other candidate set (``test_cold_candidates``: ranked among the
+test-cold items only).
 ``converged`` is true only when every seed was stopped by early stopping (patience) or ran the whole fixed schedule
 of a recipe that has one (patience >= epochs, e.g. MDMNS's 50 epochs, as its original trains): a seed cut by the
 time budget or by the epoch cap of an early-stopped recipe may still have been improving, so a cost-bounded suite
@@ -68,7 +71,7 @@ def model_entry(suite_dir: Path, name: str, chosen: dict[str, Any], spec: dict[s
     published = model_spec.get("published") or {}
     stops = [f.get("stop_reason") for f in finals]
     configs = [_config(suite_dir / "trials" / t) for t in chosen["trial_ids"]]
-    return {
+    entry = {
         "recall@20": _stats([f["test"]["recall@20"] for f in finals]),
         "ndcg@20": _stats([f["test"]["ndcg@20"] for f in finals]),
         "published_recall@20": published.get("recall@20"),
@@ -83,6 +86,10 @@ def model_entry(suite_dir: Path, name: str, chosen: dict[str, Any], spec: dict[s
         "complete": bool(chosen.get("complete", True)),
         "parity": parity_verdict(name),
     }
+    for key in ("test_cold_candidates", "test_all_candidates"):  # cold split: the other candidate set
+        if all(key in f for f in finals):
+            entry[key] = {m: _stats([f[key][m] for f in finals]) for m in ("recall@20", "ndcg@20")}
+    return entry
 
 
 def build_table(suite_dir: Path) -> dict[str, Any]:

@@ -138,6 +138,10 @@ def run_experiment(
             "test": test,
             "graph_source": data.graph_sources,
         }
+        if data.split == "cold":  # the other candidate set of the cold protocol, same best state
+            other = "cold" if config["cold_candidates"] == "all" else "all"
+            evaluator = Evaluator.from_config(data, {**config, "cold_candidates": other}, dist)
+            final[f"test_{other}_candidates"] = evaluator.evaluate(model, "test")
         if dist.enabled:
             final["world_size"] = dist.world_size
         if out is not None or resume_dir is not None:  # the same on every rank: per_user is collective

@@ -113,7 +113,13 @@ def test_write_result_refuses_a_result_without_a_verdict(tmp_path, monkeypatch):
     assert json.loads(path.read_text())["machine"]["cpu_count"] >= 1
 
 
-def _suite(tmp_path: Path, stops: list[str], schedule: dict | None = None, more_models: tuple = ()) -> Path:
+def _suite(
+    tmp_path: Path,
+    stops: list[str],
+    schedule: dict | None = None,
+    more_models: tuple = (),
+    cold: bool = False,
+) -> Path:
     suite = tmp_path / "suite"
     spec = {
         "name": "t",
@@ -138,6 +144,8 @@ def _suite(tmp_path: Path, stops: list[str], schedule: dict | None = None, more_
             "seconds_per_epoch": float(seed),
             "test": {"recall@20": recall, "ndcg@20": recall / 2},
         }
+        if cold:
+            final["test_cold_candidates"] = {"recall@20": 10 * recall, "ndcg@20": 4 * recall}
         (suite / "trials" / f"t{seed}").mkdir()
         (suite / "trials" / f"t{seed}" / "final.json").write_text(json.dumps(final))
         if schedule is not None:
@@ -190,3 +198,15 @@ def test_tiktok_table_of_a_running_suite_says_what_is_missing(tmp_path, monkeypa
     table = tiktok.build_table(_suite(tmp_path, ["patience"] * 3, more_models=("mmssl", "mdmns")))
     assert table["complete"] is False and sorted(table["missing"]) == ["mdmns", "mmssl"]
     assert list(table["models"]) == ["vbpr"] and table["models"]["vbpr"]["complete"] is True
+
+
+def test_tiktok_table_of_a_cold_suite_has_both_candidate_sets(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiktok, "PARITY", tmp_path / "parity")
+    entry = tiktok.build_table(_suite(tmp_path, ["patience"] * 3, cold=True))["models"]["vbpr"]
+    assert entry["recall@20"]["seeds"] == [0.04, 0.05, 0.06]
+    cold = entry["test_cold_candidates"]
+    assert cold["recall@20"]["seeds"] == pytest.approx([0.4, 0.5, 0.6]) and cold["ndcg@20"][
+        "mean"
+    ] == pytest.approx(0.2)
+    warm = tiktok.build_table(_suite(tmp_path / "w", ["patience"] * 3))["models"]["vbpr"]
+    assert "test_cold_candidates" not in warm

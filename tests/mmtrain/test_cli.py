@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from mmprep.split.cold_dataset import add_cold_split
 from mmtrain.cli import main
+from mmtrain.experiment import evaluate_checkpoint
 from tests.mmtrain.helpers import (
     random_dataset,
 )
@@ -121,6 +122,11 @@ def test_cold_split_run_ranks_cold_items(dataset, tmp_path):
     assert cold["cold_items"] == {"val": 5, "test": 5}
     # 5 candidate items: every list holds all of them, so Recall@10 is 1 for every user
     assert final["test"]["recall@10"] == 1.0 and final["val"]["recall@10"] == 1.0
+    # the same best state ranked among all items: what `mmtrain eval best.pt --set cold_candidates=all` gives
+    best = next(tmp_path.glob("*/best.pt"))
+    all_items = evaluate_checkpoint(best, sets=[("cold_candidates", "all")])["test"]
+    assert final["test_all_candidates"] == all_items and all_items["recall@10"] < 1.0
+    assert "test_cold_candidates" not in final
 
 
 def test_missing_feature_is_one_line_error_without_traceback(tmp_path):

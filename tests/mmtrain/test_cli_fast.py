@@ -59,7 +59,7 @@ def test_models_lists_every_model_without_torch():
     code, stdout, stderr, torch_loaded = mmtrain("models")
     assert code == 0 and stderr == [] and not torch_loaded
     rows = [line.split(None, 1) for line in stdout.splitlines()]
-    assert [name for name, _ in rows] == available() and len(rows) == 13
+    assert [name for name, _ in rows] == available() and len(rows) == 14
     assert all(summary == get_spec(name).summary and summary for name, summary in rows)
 
     code, stdout, _, torch_loaded = mmtrain("models", "--params")
@@ -127,7 +127,7 @@ def test_specs_import_no_torch():
     code = "import sys; from mmtrain.models import available, get_spec; [get_spec(n) for n in available()]; "
     code += "print('torch' in sys.modules, len(available()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "13"]
+    assert out.stdout.split() == ["False", "14"]
 
 
 @pytest.mark.parametrize("name", available())

@@ -348,7 +348,7 @@ def shipped_datasets(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "n_trials", "split"),
-    [("tiktok", 63, "warm"), ("tiktok-cold", 12, "cold"), ("baby-id", 75, "warm")],
+    [("tiktok", 63, "warm"), ("tiktok-cold", 15, "cold"), ("baby-id", 75, "warm")],
 )
 def test_shipped_suites_load_and_expand(shipped_datasets, name, n_trials, split):
     spec = load_suite(SUITES / f"{name}.yaml")
@@ -380,6 +380,7 @@ def test_shipped_suites_load_and_expand(shipped_datasets, name, n_trials, split)
         assert all(t.config["cl_anchors"] == 1024 for t in trials if t.model == "micro")
     if name == "tiktok-cold":
         assert spec.baseline == "vbpr"
+        assert [m.name for m in spec.models] == ["micro", "vbpr", "lightgcn_feat", "lightgcn"]
         assert sorted({t.config["lr"] for t in trials if t.model == "micro"}) == [1e-5, 5e-4]
 
 
