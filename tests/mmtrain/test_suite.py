@@ -348,7 +348,7 @@ def shipped_datasets(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "n_trials", "split"),
-    [("tiktok", 63, "warm"), ("tiktok-cold", 15, "cold"), ("baby-id", 75, "warm")],
+    [("tiktok", 63, "warm"), ("tiktok-cold", 21, "cold"), ("baby-id", 75, "warm")],
 )
 def test_shipped_suites_load_and_expand(shipped_datasets, name, n_trials, split):
     spec = load_suite(SUITES / f"{name}.yaml")
