@@ -107,11 +107,11 @@ def run_suite(
     then write ``trials.csv``, ``selection.json`` and the report; return the suite directory.
 
     ``resume`` skips finished trials and continues interrupted ones from their ``last.pt`` (``--no-resume``
-    reruns all from scratch). ``dry_run`` prints the trials and their
-    status and writes nothing. ``tables_only`` runs nothing and writes the tables and the report from the trials
-    finished so far (it takes no lock: a driver may be running the others). ``executor``: ``serial`` (in this process, one after another), ``ray`` (one
-    Ray task per trial), ``auto`` (Ray when it is installed). Raises :class:`SuiteFailed` at the end when a
-    trial failed.
+    reruns all from scratch). ``dry_run`` prints the trials and their status and writes nothing.
+    ``tables_only`` runs nothing and writes the tables and the report from the trials finished so far (it takes
+    no lock: a driver may be running the others). ``executor``: ``serial`` (in this process, one after
+    another), ``ray`` (one Ray task per trial), ``auto`` (Ray when it is installed). Raises
+    :class:`SuiteFailed` at the end when a trial failed.
     """
     from mmtrain.suite_exec import choose_executor
 
