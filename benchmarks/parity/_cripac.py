@@ -46,6 +46,18 @@ COMMON_SHIMS: list[Shim] = [
         "cores = max(1, multiprocessing.cpu_count() // 5)",
         "evaluation pool of at least one process (2 CPUs // 5 gives Pool(0), which raises)",
     ),
+    (
+        "codes/utility/metrics.py",
+        "r = np.asfarray(r)[:k]\n    if r.size:",
+        "r = np.asarray(r, dtype=float)[:k]\n    if r.size:",
+        "NumPy 2.0 removed np.asfarray (dcg_at_k); the evaluator raised with it after the first epoch",
+    ),
+    (
+        "codes/utility/metrics.py",
+        "r = np.asfarray(r)[:k]\n    if all_pos_num == 0:",
+        "r = np.asarray(r, dtype=float)[:k]\n    if all_pos_num == 0:",
+        "the same in recall_at_k",
+    ),
 ]
 
 

@@ -177,6 +177,22 @@ def verdict(
     return "parity", f"{len(epochs)} epochs inside the seed band or within {rel_tol:.0%}"
 
 
+def own_seeds_failing(ours: list[list[float | None]]) -> int:
+    """How many of our seeds :func:`verdict` calls different from the band of the other seeds (leave one out):
+    when our own seeds fail the test, so may theirs by seed noise alone."""
+    if len(ours) < 3:
+        return 0
+    return sum(verdict(ours[:i] + ours[i + 1 :], ours[i])[0] != "parity" for i in range(len(ours)))
+
+
+def epochs_outside(ours: list[list[float | None]], theirs: list[float | None]) -> list[int]:
+    """The epochs (1-based) at which :func:`verdict` finds theirs outside our band and beyond 5% of our mean."""
+    n = min([len(theirs), *(len(c) for c in ours)])
+    return [
+        e + 1 for e in range(n) if verdict([c[e : e + 1] for c in ours], theirs[e : e + 1])[0] != "parity"
+    ]
+
+
 def git_commit(repo: Path) -> str | None:
     """The checked-out commit of the original repository (None when it is not a git checkout)."""
     try:

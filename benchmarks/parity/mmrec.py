@@ -37,8 +37,10 @@ from _harness import (
     WORK,
     Curve,
     DumpedModel,
+    epochs_outside,
     git_commit,
     our_args,
+    own_seeds_failing,
     read_metrics_csv,
     run_ours,
     run_theirs,
@@ -881,22 +883,6 @@ def band_sentence(band: dict[str, Any] | None) -> str:
         f"disjoint at {len(band['bands_disjoint_at'])} of {band['epochs']} epochs; the mean of their seeds "
         f"against our band: {band['verdict_of_their_mean']}."
     )
-
-
-def own_seeds_failing(ours: list[list[float | None]]) -> int:
-    """How many of our seeds :func:`verdict` calls different from the band of the other seeds (leave one out):
-    when our own seeds fail the test, so may theirs by seed noise alone."""
-    if len(ours) < 3:
-        return 0
-    return sum(verdict(ours[:i] + ours[i + 1 :], ours[i])[0] != "parity" for i in range(len(ours)))
-
-
-def epochs_outside(ours: list[list[float | None]], theirs: list[float | None]) -> list[int]:
-    """The epochs (1-based) at which :func:`verdict` finds theirs outside our band and beyond 5% of our mean."""
-    n = min([len(theirs), *(len(c) for c in ours)])
-    return [
-        e + 1 for e in range(n) if verdict([c[e : e + 1] for c in ours], theirs[e : e + 1])[0] != "parity"
-    ]
 
 
 def _mean(values: list[float | None]) -> float | None:
