@@ -193,6 +193,77 @@ def epochs_outside(ours: list[list[float | None]], theirs: list[float | None]) -
     ]
 
 
+def mean_defined(values: list[float | None]) -> float | None:
+    """The mean of the values that are not None (None when there are none)."""
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+LATE = 5  # epochs averaged at the end of the compared curves
+
+
+def seed_band(
+    their_seeds: dict[int, Curve], ours: list[list[float | None]], compared: int
+) -> dict[str, Any] | None:
+    """Their seeds against ours (our val curves, at MMRec's precision), when the original ran with more than
+    one: every seed's curve over the epochs all of theirs and ours reached, each seed's mean over the last
+    :data:`LATE` of them, and at how many epochs the two seed bands [min, max] do not overlap."""
+    finished = {s: c for s, c in their_seeds.items() if c.recall}
+    if len(finished) < 2 or not ours:
+        return None
+    n = min([compared, *(len(c.recall) for c in finished.values())])
+    if n == 0:
+        return None
+    theirs = {s: c.recall[:n] for s, c in finished.items()}
+    mine = [c[:n] for c in ours]
+    late = max(0, n - LATE)
+
+    def late_mean(curve: list[float | None]) -> float | None:
+        return mean_defined(curve[late:])
+
+    disjoint = [
+        e + 1
+        for e in range(n)
+        if all(c[e] is not None for c in [*theirs.values(), *mine])
+        and (
+            max(c[e] for c in theirs.values()) < min(c[e] for c in mine)
+            or min(c[e] for c in theirs.values()) > max(c[e] for c in mine)
+        )
+    ]
+    mean_curve = [mean_defined([c[e] for c in theirs.values()]) for e in range(n)]
+    return {
+        "seeds": list(theirs),
+        "epochs": n,
+        "val_recall@20": list(theirs.values()),
+        "loss": [c.loss[:n] for c in finished.values()],
+        "mean_val_recall@20": mean_curve,
+        "verdict_of_their_mean": verdict(mine, mean_curve)[1],
+        "late_epochs": [late + 1, n],
+        "late_mean_theirs": [late_mean(c) for c in theirs.values()],
+        "late_mean_ours": [late_mean(c) for c in mine],
+        "bands_disjoint_at": disjoint,
+    }
+
+
+def band_sentence(band: dict[str, Any] | None) -> str:
+    """The comparison of the two seed bands (:func:`seed_band`) in words."""
+    if not band:
+        return ""
+
+    def spread(values: list[float | None]) -> str:
+        v = [x for x in values if x is not None]
+        return f"{min(v):.4f}-{max(v):.4f} (mean {sum(v) / len(v):.4f})"
+
+    first, last = band["late_epochs"]
+    return (
+        f" Their seeds {', '.join(map(str, band['seeds']))} against our "
+        f"{len(band['late_mean_ours'])} over {band['epochs']} epochs: mean of epochs {first}-{last} theirs "
+        f"{spread(band['late_mean_theirs'])}, ours {spread(band['late_mean_ours'])}; the two seed bands are "
+        f"disjoint at {len(band['bands_disjoint_at'])} of {band['epochs']} epochs; the mean of their seeds "
+        f"against our band: {band['verdict_of_their_mean']}."
+    )
+
+
 def git_commit(repo: Path) -> str | None:
     """The checked-out commit of the original repository (None when it is not a git checkout)."""
     try:

@@ -1,6 +1,7 @@
 """Parity of our MMSSL with the original code (HKUDS/MMSSL, its ``MMSSL/`` folder) on the TikTok split.
 
-    python benchmarks/parity/mmssl.py --repo ~/src/MMSSL --epochs 5 --seeds 1 2 3 --work ../parity-work/mmssl
+    python benchmarks/parity/mmssl.py --repo ~/src/MMSSL --epochs 20 --seeds 1 2 3 --work ../parity-work/mmssl
+    python benchmarks/parity/mmssl.py ... --their-seeds 1 2 3 --only theirs    # the original's seed band too
 
 The original reads the LATTICE layout (``{train,val,test}.json``, the pickled ``train_mat``, ``image_feat.npy``,
 ``text_feat.npy``) from ``<data_path>/<dataset>/``: ``mmprep export --format lattice`` writes it and this script
@@ -27,11 +28,13 @@ from _harness import (
     TIKTOK,
     WORK,
     Curve,
+    band_sentence,
     epochs_outside,
     git_commit,
     own_seeds_failing,
     run_ours,
     run_theirs,
+    seed_band,
     verdict,
     write_result,
 )
@@ -243,7 +246,13 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, required=True, help="checkout of HKUDS/MMSSL")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--their-seed", type=int, default=1)
+    parser.add_argument(
+        "--their-seeds",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="the original's seeds: the first is compared with the rule, all of them give their seed band",
+    )
     parser.add_argument("--work", type=Path, default=WORK / "mmssl")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument(
@@ -262,12 +271,20 @@ def main() -> int:
     shims = [*describe(SHIMS), "data: the audio features in the text slot"]
     their_cmd = ["python", "main.py", "--dataset", "tiktok", "--data_path", f"{data_path}/", "--debug"]
     their_cmd += ["--epoch", str(args.epochs), "--early_stopping_patience", "100000"]
-    their_cmd += ["--seed", str(args.their_seed)]
-    log = work / "theirs.log"
+    logs = {
+        seed: work / ("theirs.log" if i == 0 else f"theirs-s{seed}.log")
+        for i, seed in enumerate(args.their_seeds)
+    }
+    log = logs[args.their_seeds[0]]
     if args.only in ("theirs", "all"):
-        rc, _ = run_theirs([sys.executable, *their_cmd[1:]], code, log, {"TQDM_DISABLE": "1"})
-        if rc != 0:
-            print(f"{log}: the original exited with {rc}", file=sys.stderr)
+        for seed, seed_log in logs.items():
+            if seed_log.exists() and len(parse_log(seed_log, batches)[0].recall) >= args.epochs:
+                continue  # this seed has run all its epochs
+            command = [sys.executable, *their_cmd[1:], "--seed", str(seed)]
+            rc, _ = run_theirs(command, code, seed_log, {"TQDM_DISABLE": "1"})
+            if rc != 0:
+                print(f"{seed_log}: the original exited with {rc}", file=sys.stderr)
+    their_cmd += ["--seed", str(args.their_seeds[0])]
     if args.only == "theirs":
         return 0
     if args.only in ("ours", "all"):
@@ -279,6 +296,9 @@ def main() -> int:
             "mmssl", args.dataset, args.seeds, args.epochs, OVERRIDES, work / "ours", partial=True
         )
     theirs, error = parse_log(log, batches) if log.exists() else (Curve(), None)
+    their_seeds = {seed: parse_log(path, batches)[0] for seed, path in logs.items() if path.exists()}
+    compared_all = min([len(theirs.recall), *(len(c.recall) for c in curves)]) if curves else 0
+    their_band = seed_band(their_seeds, [c.recall for c in curves], compared_all)
     result_verdict, why = verdict([c.recall for c in curves], theirs.recall)
     extent = ""
     if not any(v is not None for v in theirs.recall):
@@ -319,11 +339,12 @@ def main() -> int:
                 "evaluator": "theirs",
                 "command": shlex.join(their_cmd),
                 "error": error,
-                "seed": args.their_seed,
+                "seed": args.their_seeds[0],
             },
             "theirs_under_ours": None,
+            "theirs_seeds": their_band,
             "verdict": result_verdict if result_verdict == "parity" else f"{result_verdict}: {why}{extent}",
-            "details": details(curves, theirs, why),
+            "details": details(curves, theirs, why) + band_sentence(their_band),
         }
     )
     return 0

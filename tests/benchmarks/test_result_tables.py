@@ -81,7 +81,7 @@ def test_their_seed_band_against_ours():
         1: harness.Curve(recall=[0.040, 0.071, 0.079], loss=[0.6, 0.5, 0.4]),
         2: harness.Curve(),  # never finished an epoch: left out
     }
-    band = mmrec.seed_band(theirs, OURS, compared=3)
+    band = harness.seed_band(theirs, OURS, compared=3)
     assert band["seeds"] == [999, 1] and band["epochs"] == 3
     # epoch 1: theirs .040-.060 against ours .050-.054 overlap; epoch 2 .071-.075 vs .070-.074 overlap;
     # epoch 3 .079-.088 vs .080-.084 overlap: never disjoint
@@ -90,8 +90,8 @@ def test_their_seed_band_against_ours():
     assert band["verdict_of_their_mean"] == "3 epochs inside the seed band or within 5%"
     assert band["late_mean_theirs"] == pytest.approx([0.223 / 3, 0.19 / 3])
     moved = {s: harness.Curve(recall=[v + 0.01 for v in c.recall]) for s, c in theirs.items()}
-    assert mmrec.seed_band(moved, OURS, compared=3)["bands_disjoint_at"] == [2, 3]
-    assert mmrec.seed_band({999: theirs[999]}, OURS, compared=3) is None  # one seed of theirs: no band
+    assert harness.seed_band(moved, OURS, compared=3)["bands_disjoint_at"] == [2, 3]
+    assert harness.seed_band({999: theirs[999]}, OURS, compared=3) is None  # one seed of theirs: no band
 
 
 def test_parity_table_shows_their_seed_band():
