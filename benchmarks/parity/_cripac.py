@@ -138,7 +138,7 @@ def _partial(compared: int, planned: int, curves: list[Curve]) -> str:
     """The sentence that says a comparison is shorter than planned (empty when it is not)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     busy = (
-        f" Seconds per epoch are wall times on a shared machine (load {load:.0f} at collection)."
+        f" Seconds per epoch are wall times, one core per run (machine load {load:.0f} at collection)."
         if load
         else ""
     )
@@ -174,7 +174,16 @@ def run_rows(
 
     Their log and our run folders live in ``--work``; a rerun reuses our finished runs. With ``--collect`` the
     results are written from whatever exists so far (epochs still running are left out)."""
-    from _harness import git_commit, run_ours, run_theirs, verdict, write_result
+    from _harness import (
+        epochs_outside,
+        git_commit,
+        late_summary,
+        own_seeds_failing,
+        run_ours,
+        run_theirs,
+        verdict,
+        write_result,
+    )
 
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / f"{args.repo.name}.log"
@@ -204,6 +213,15 @@ def run_rows(
                 error or "no epoch of the original finished within the session (still running)",
             )
         compared = min([len(theirs.recall), *(len(c) for c in ours_recall)])
+        if kind == "differs" and curves and compared:
+            clipped = [c[:compared] for c in ours_recall]
+            own = own_seeds_failing(clipped)
+            why += f" ({len(epochs_outside(clipped, theirs.recall[:compared]))} of {compared} epochs outside"
+            why += (
+                f"; by the same rule {own} of our {len(curves)} seeds differ from the other two)"
+                if own
+                else ")"
+            )
         seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
         result = {
             "model": row.name,
@@ -235,6 +253,7 @@ def run_rows(
             },
             "theirs_under_ours": None,
             "verdict": kind if kind == "parity" else f"{kind}: {why}",
-            "details": f"{row.details} Verdict check: {why}.{_partial(compared, args.epochs, curves)}",
+            "details": f"{row.details} Verdict check: {why}. {late_summary(curves, theirs, compared)}"
+            f"{_partial(compared, args.epochs, curves)}",
         }
         print(write_result(result))

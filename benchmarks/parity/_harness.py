@@ -264,6 +264,25 @@ def band_sentence(band: dict[str, Any] | None) -> str:
     )
 
 
+def late_summary(ours: list[Curve], theirs: Curve, compared: int, late: int = LATE) -> str:
+    """One sentence on the end of the compared curves: each side's mean val Recall@20 over the last ``late``
+    epochs and the training losses at the last one (empty when fewer epochs were compared)."""
+    if compared < late or not ours:
+        return ""
+    last = slice(compared - late, compared)
+    theirs_late = mean_defined(theirs.recall[last])
+    ours_late = [mean_defined(c.recall[last]) for c in ours]
+    if theirs_late is None or any(v is None for v in ours_late):
+        return ""
+    losses = [c.loss[compared - 1] for c in ours]
+    return (
+        f"Over epochs {compared - late + 1}-{compared} theirs averages {theirs_late:.4f}, our seeds "
+        f"{', '.join(f'{v:.4f}' for v in ours_late)} (theirs {theirs_late / mean_defined(ours_late) - 1:+.1%} "
+        f"against our mean); training loss at epoch {compared}: theirs {theirs.loss[compared - 1]:.4f}, ours "
+        f"{min(losses):.4f}-{max(losses):.4f}. One seed of theirs against {len(ours)} of ours."
+    )
+
+
 def git_commit(repo: Path) -> str | None:
     """The checked-out commit of the original repository (None when it is not a git checkout)."""
     try:

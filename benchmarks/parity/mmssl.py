@@ -31,6 +31,7 @@ from _harness import (
     band_sentence,
     epochs_outside,
     git_commit,
+    late_summary,
     own_seeds_failing,
     run_ours,
     run_theirs,
@@ -193,11 +194,6 @@ def parse_log(log: Path, batches: int) -> tuple[Curve, str | None]:
     return curve, (errors[-1] if errors else None)
 
 
-def _mean(values: list[float | None]) -> float:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept)
-
-
 def details(curves: list[Curve], theirs: Curve, why: str) -> str:
     """What was compared and found, for docs/parity.md."""
     both = min([len(theirs.loss), *(len(c.loss) for c in curves)])
@@ -223,17 +219,7 @@ def details(curves: list[Curve], theirs: Curve, why: str) -> str:
             f"({min(c.loss[e] for c in curves):.4f}-{max(c.loss[e] for c in curves):.4f}); val R@20 theirs "
             f"{theirs_recall}, ours {sum(ours) / len(ours):.4f} ({min(ours):.4f}-{max(ours):.4f})."
         )
-    if both >= 5:
-        last = slice(both - 5, both)
-        theirs_last = _mean(theirs.recall[last])
-        ours_last = [_mean(c.recall[last]) for c in curves]
-        lines.append(
-            f"Over epochs {both - 4}-{both} theirs averages {theirs_last:.4f}, our seeds "
-            f"{', '.join(f'{v:.4f}' for v in ours_last)} (theirs {(theirs_last / _mean(ours_last) - 1):+.1%} "
-            f"against our mean); training loss at epoch {both}: theirs {theirs.loss[both - 1]:.4f}, ours "
-            f"{min(c.loss[both - 1] for c in curves):.4f}-{max(c.loss[both - 1] for c in curves):.4f}. One seed of "
-            "theirs against three of ours: their seed band is the open question."
-        )
+    lines.append(late_summary(curves, theirs, both))
     lines.append(f"Verdict: {why.rstrip('.')}.")
     lines.append(HEADLINE)
     return " ".join(lines)
