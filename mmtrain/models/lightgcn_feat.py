@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from mmtrain.data.loader import TrainData
 from mmtrain.data.sampler import Batch
@@ -20,7 +19,7 @@ from mmtrain.models.base import Model, Requirements, id_embedding
 from mmtrain.models.losses import bpr_of, regularizer
 from mmtrain.models.registry import register
 from mmtrain.models.specs.lightgcn_feat import LightGCNFeatSpec
-from mmtrain.models.vbpr import scale_features
+from mmtrain.models.vbpr import concat_features, content_projection
 
 
 @register
@@ -36,16 +35,11 @@ class LightGCNFeat(LightGCNFeatSpec, Model):
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = data.modalities()
-        features = torch.cat(
-            [scale_features(data.feature(m), config["feature_norm"]) for m in self.modalities], 1
-        )
+        self.modalities, features = concat_features(data, config["feature_norm"])
         self.register_buffer("features", features, persistent=False)
         self.user_embedding = id_embedding(self.n_users, 2 * dim)
         self.item_embedding = id_embedding(self.n_items, dim)
-        self.item_linear = nn.Linear(features.shape[1], dim)
-        nn.init.xavier_normal_(self.item_linear.weight)
-        nn.init.zeros_(self.item_linear.bias)
+        self.item_linear = content_projection(features.shape[1], dim)
         self.adjacency = data.ui_adjacency(config["adj_norm"])
         self.reg = regularizer(config["reg_style"])
 

@@ -31,6 +31,21 @@ def scale_features(x: torch.Tensor, norm: str) -> torch.Tensor:
     return x
 
 
+def concat_features(data: TrainData, norm: str) -> tuple[list[str], torch.Tensor]:
+    """The dataset's modalities (sorted by name) and their features, each scaled by ``norm``, concatenated: the
+    ``f_i`` of VBPR's item rows."""
+    modalities = data.modalities()
+    return modalities, torch.cat([scale_features(data.feature(m), norm) for m in modalities], 1)
+
+
+def content_projection(in_features: int, dim: int) -> nn.Linear:
+    """VBPR's ``W``: a linear map of the concatenated features, Xavier-normal weight, zero bias (as MMRec)."""
+    linear = nn.Linear(in_features, dim)
+    nn.init.xavier_normal_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
 @register
 class VBPR(VBPRSpec, Model):
     """``f_i`` = every available modality's features concatenated (sorted by name); ``z_i = [γ_i ; W f_i]``,
@@ -43,16 +58,11 @@ class VBPR(VBPRSpec, Model):
     def __init__(self, data: TrainData, config: dict[str, Any]):
         super().__init__(data, config)
         dim = config["embedding_size"]
-        self.modalities = data.modalities()
-        features = torch.cat(
-            [scale_features(data.feature(m), config["feature_norm"]) for m in self.modalities], 1
-        )
+        self.modalities, features = concat_features(data, config["feature_norm"])
         self.register_buffer("features", features, persistent=False)
         self.user_embedding = id_embedding(self.n_users, 2 * dim)
         self.item_embedding = id_embedding(self.n_items, dim)
-        self.item_linear = nn.Linear(features.shape[1], dim)
-        nn.init.xavier_normal_(self.item_linear.weight)
-        nn.init.zeros_(self.item_linear.bias)
+        self.item_linear = content_projection(features.shape[1], dim)
         self.reg = regularizer(config["reg_style"])
 
     def outputs(self, rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
