@@ -175,13 +175,12 @@ def run_rows(
     Their log and our run folders live in ``--work``; a rerun reuses our finished runs. With ``--collect`` the
     results are written from whatever exists so far (epochs still running are left out)."""
     from _harness import (
-        epochs_outside,
         git_commit,
         late_summary,
-        own_seeds_failing,
         run_ours,
         run_theirs,
         verdict,
+        verdict_extent,
         write_result,
     )
 
@@ -214,14 +213,7 @@ def run_rows(
             )
         compared = min([len(theirs.recall), *(len(c) for c in ours_recall)])
         if kind == "differs" and curves and compared:
-            clipped = [c[:compared] for c in ours_recall]
-            own = own_seeds_failing(clipped)
-            why += f" ({len(epochs_outside(clipped, theirs.recall[:compared]))} of {compared} epochs outside"
-            why += (
-                f"; by the same rule {own} of our {len(curves)} seeds differ from the other two)"
-                if own
-                else ")"
-            )
+            why += verdict_extent(ours_recall, theirs.recall)
         seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
         result = {
             "model": row.name,

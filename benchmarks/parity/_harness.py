@@ -283,6 +283,19 @@ def late_summary(ours: list[Curve], theirs: Curve, compared: int, late: int = LA
     )
 
 
+def verdict_extent(ours: list[list[float | None]], theirs: list[float | None]) -> str:
+    """What a *differs* verdict adds: at how many of the compared epochs theirs is outside our band, and how many
+    of our own seeds fail the same rule against the other two (seed noise), e.g. " (8 of 30 epochs outside;
+    by the same rule 3 of our 3 seeds differ from the other two)"."""
+    compared = min([len(theirs), *(len(c) for c in ours)])
+    clipped = [c[:compared] for c in ours]
+    own = own_seeds_failing(clipped)
+    text = f" ({len(epochs_outside(clipped, theirs[:compared]))} of {compared} epochs outside"
+    return text + (
+        f"; by the same rule {own} of our {len(ours)} seeds differ from the other two)" if own else ")"
+    )
+
+
 def git_commit(repo: Path) -> str | None:
     """The checked-out commit of the original repository (None when it is not a git checkout)."""
     try:

@@ -38,16 +38,15 @@ from _harness import (
     Curve,
     DumpedModel,
     band_sentence,
-    epochs_outside,
     git_commit,
     mean_defined,
     our_args,
-    own_seeds_failing,
     read_metrics_csv,
     run_ours,
     run_theirs,
     seed_band,
     verdict,
+    verdict_extent,
     write_result,
 )
 
@@ -591,17 +590,9 @@ def run_model(run: ModelRun, args: argparse.Namespace, shims: list[str], data: P
     elif not curves:
         result_verdict = "not run: our side not run in this session (shared CPU)"
     else:
-        outside = epochs_outside(rounded, theirs.recall)
         result_verdict = (
-            "parity" if kind == "parity" else f"differs: {why} ({len(outside)} of {compared} epochs outside"
+            "parity" if kind == "parity" else f"differs: {why}{verdict_extent(rounded, theirs.recall)}"
         )
-        if kind != "parity":
-            own = own_seeds_failing([c[:compared] for c in rounded])
-            result_verdict += (
-                f"; by the same rule {own} of our {len(curves)} seeds differ from the other two)"
-                if own
-                else ")"
-            )
     step = None
     if run.ours == "mmgcn" and (args.step_check or (out / "step_check.pt").exists()):
         step = mmgcn_step_check(args, data, out, epochs)

@@ -29,14 +29,13 @@ from _harness import (
     WORK,
     Curve,
     band_sentence,
-    epochs_outside,
     git_commit,
     late_summary,
-    own_seeds_failing,
     run_ours,
     run_theirs,
     seed_band,
     verdict,
+    verdict_extent,
     write_result,
 )
 from _patch import Shim, apply_shims, copy_original, describe
@@ -283,21 +282,15 @@ def main() -> int:
         )
     theirs, error = parse_log(log, batches) if log.exists() else (Curve(), None)
     their_seeds = {seed: parse_log(path, batches)[0] for seed, path in logs.items() if path.exists()}
-    compared_all = min([len(theirs.recall), *(len(c.recall) for c in curves)]) if curves else 0
-    their_band = seed_band(their_seeds, [c.recall for c in curves], compared_all)
-    result_verdict, why = verdict([c.recall for c in curves], theirs.recall)
+    ours_recall = [c.recall for c in curves]
+    compared = min([len(theirs.recall), *(len(c) for c in ours_recall)]) if curves else 0
+    their_band = seed_band(their_seeds, ours_recall, compared)
+    result_verdict, why = verdict(ours_recall, theirs.recall)
     extent = ""
     if not any(v is not None for v in theirs.recall):
         result_verdict, why = "not run", f"the original evaluated no epoch: {error or 'no log'}"
     elif result_verdict != "parity":
-        compared = min([len(theirs.recall), *(len(c.recall) for c in curves)])
-        ours_recall = [c.recall[:compared] for c in curves]
-        outside = epochs_outside(ours_recall, theirs.recall[:compared])
-        own = own_seeds_failing(ours_recall)
-        extent = f" ({len(outside)} of {compared} epochs outside"
-        extent += (
-            f"; by the same rule {own} of our {len(curves)} seeds differ from the other two)" if own else ")"
-        )
+        extent = verdict_extent(ours_recall, theirs.recall)
     write_result(
         {
             "model": "mmssl",

@@ -45,6 +45,14 @@ def test_verdict_differs_names_the_first_epoch_outside():
     assert why.startswith("epoch 2: theirs 0.0600, ours 0.0720")
 
 
+def test_verdict_extent_counts_epochs_outside_and_our_own_seeds_failing():
+    # epochs 2 (.060 vs band .070-.074) and 3 (.090 vs .080-.084, 9.8% over the mean) are outside; theirs' 4th
+    # epoch has no counterpart. Leave-one-out: seeds 1 and 2 miss the others' band by > 5% at epoch 1, seed 3 passes
+    extent = harness.verdict_extent(OURS, [0.052, 0.060, 0.090, 0.5])
+    assert extent == " (2 of 3 epochs outside; by the same rule 2 of our 3 seeds differ from the other two)"
+    assert harness.verdict_extent([[0.05, 0.07, 0.08]] * 3, [0.05, 0.09, 0.08]) == " (1 of 3 epochs outside)"
+
+
 def test_verdict_skips_epochs_without_validation():
     ours = [[None, 0.07], [None, 0.072], [None, 0.074]]
     assert harness.verdict(ours, [0.0, 0.071]) == ("parity", "1 epochs inside the seed band or within 5%")
