@@ -20,6 +20,9 @@ REG_STYLES: tuple[str, ...] = ("emb", "l2")
 UI_NORMS: tuple[str, ...] = ("sym", "sym_self", "rw_self", "mean")
 """U-I adjacency normalisations (``mmtrain.graph.adjacency.NORMS``)."""
 
+FEATURE_NORMS: tuple[str, ...] = ("none", "l2", "zscore")
+"""``feature_norm`` values: per-modality scaling of raw features (``mmtrain.models.vbpr.scale_features``)."""
+
 
 class ModelSpec:
     """A model's configuration contract; subclass it in ``mmtrain/models/specs/<name>.py``.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmtrain.models.registry import register_spec
-from mmtrain.models.spec import REG_STYLES, ModelSpec
+from mmtrain.models.spec import FEATURE_NORMS, REG_STYLES, ModelSpec
 
 
 @register_spec
@@ -19,4 +19,4 @@ class VBPRSpec(ModelSpec):
         "dropout": 0.0,
         "feature_norm": "none",
     }
-    choices = {"reg_style": REG_STYLES, "feature_norm": ("none", "l2", "zscore")}
+    choices = {"reg_style": REG_STYLES, "feature_norm": FEATURE_NORMS}
