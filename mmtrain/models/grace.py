@@ -14,13 +14,15 @@ the anchors. With ``P_ij = E_ij / D_i`` and ``c = 1/(τ·R)`` for ``R`` anchors 
 
 Autograd through the plain formula keeps (or, checkpointed, recomputes) every ``[chunk, 2n]`` intermediate: the
 scaled similarities, their exponentials and the gradient of each. Here a block's ``E`` is computed once (the
-scale and shift folded into one ``addmm``, the exponential in place) and both gradient products are taken from
-it in the same forward pass, since a block of anchor rows holds the whole of their denominators ``D_i``; the
-backward only multiplies the two stored ``[n, d]`` gradients by the incoming scalar. Per block: three matrix
-products of ``block × 2n × d`` and three passes over the block, against four products (the checkpoint
-recomputes the forward one) and about ten passes; when no input requires gradients (evaluation) only ``D`` is
-computed. Float32; accurate while ``τ`` is above about 0.03 (below it every
-term of a row can underflow, where the original overflows instead below about 0.012).
+scale folded into the product, the shift and the exponential in place, in one block buffer reused by every
+chunk) and both gradient products are taken from it in the same forward pass, since a block of anchor rows holds
+the whole of their denominators ``D_i``; the backward only multiplies the two stored ``[n, d]`` gradients by the
+incoming scalar. Per block: three matrix products of ``block × 2n × d`` and three passes over the block, against
+four products (the checkpoint recomputes the forward one) and about ten passes; when no input requires gradients
+(evaluation) only ``D`` is computed. Blocks of a few hundred rows are fastest on a CPU (a ``[512, 2n]`` block of
+TikTok's 6,710 items, 27 MB, stays in a 32 MB L3 cache across its passes). Float32; accurate while ``τ`` is
+above about 0.03 (below it every term of a row can underflow, where the original overflows instead below about
+0.012).
 """
 
 from __future__ import annotations
@@ -40,17 +42,19 @@ class _Grace(torch.autograd.Function):
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, tau: float, chunk: int):
         inverse = 1.0 / tau
         both = torch.cat([a, b])
-        shift = torch.tensor(-inverse, dtype=a.dtype, device=a.device)
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         log_denominator = torch.empty(len(rows), dtype=a.dtype, device=a.device)
         grad_both = torch.zeros_like(both) if needs_grad else None
         grad_anchor = (
             torch.empty(len(rows), a.shape[1], dtype=a.dtype, device=a.device) if needs_grad else None
         )
+        # one block buffer for every chunk: a fresh [chunk, 2n] tensor per chunk is memory the allocator maps
+        # and the kernel zeroes again each time (at 4096 x 13,420 floats, 220 MB a chunk)
+        buffer = torch.empty(min(chunk, len(rows)), both.shape[0], dtype=a.dtype, device=a.device)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             anchors = a[part]
-            block = torch.addmm(shift, anchors * inverse, both.T).exp_()
+            block = torch.mm(anchors * inverse, both.T, out=buffer[: len(part)]).sub_(inverse).exp_()
             block[torch.arange(len(part), device=block.device), part] = 0.0
             denominator = block.sum(1)
             log_denominator[start : start + chunk] = denominator.log()

@@ -23,7 +23,7 @@ class MICROSpec(ModelSpec):
         "reg_weight": 1e-5,
         "cl_weight": 0.03,
         "tau": 0.5,
-        "cl_chunk": 4096,
+        "cl_chunk": 512,
         "cl_anchors": 0,
         "knn_block": 0,
         "modalities": "all",
