@@ -21,6 +21,7 @@ from _harness import TIKTOK, Curve
 from _patch import Shim, apply_shims, copy_original, describe
 
 DATASET = "tiktok"
+THEIR_SEED = 123  # both originals' --seed default: the run every verdict compares with
 
 
 CUDA = "`.cuda()` removed (CPU)"
@@ -76,7 +77,18 @@ def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
         "--only", choices=["theirs", "ours"], help="run one side (reuse the other's log or runs)"
     )
     parser.add_argument("--row", help="run and write only this result row (a model name in the result files)")
-    return parser.parse_args()
+    parser.add_argument(
+        "--their-seeds",
+        type=int,
+        nargs="+",
+        default=[THEIR_SEED],
+        help=f"the original's seeds (--seed), its default {THEIR_SEED} first; each further seed logs to "
+        "<repo>-s<seed>.log and the result gets both seed bands",
+    )
+    args = parser.parse_args()
+    if args.their_seeds[0] != THEIR_SEED:
+        parser.error(f"--their-seeds starts with the original's default seed {THEIR_SEED} (the compared run)")
+    return args
 
 
 def prepare(repo: Path, work: Path, shims: list[Shim], dataset: Path) -> Path:
@@ -170,30 +182,47 @@ def run_rows(
     rows: list[Row],
     hyperparameters: dict[str, str],
 ) -> None:
-    """Run theirs once (unless ``--collect``), then ours per row over the seeds, and write one result per row.
+    """Run theirs (each of ``--their-seeds`` whose log is not complete, unless ``--collect``), then ours per row
+    over the seeds, and write one result per row; the verdict compares their default seed, further seeds of
+    theirs add the two seed bands (``theirs_seeds``).
 
-    Their log and our run folders live in ``--work``; a rerun reuses our finished runs. With ``--collect`` the
-    results are written from whatever exists so far (epochs still running are left out)."""
+    Their logs and our run folders live in ``--work``; a rerun reuses finished logs and runs. With ``--collect``
+    the results are written from whatever exists so far (epochs still running are left out)."""
     from _harness import (
+        band_sentence,
         git_commit,
         late_summary,
         run_ours,
         run_theirs,
+        seed_band,
         verdict,
         verdict_extent,
         write_result,
     )
 
     args.work.mkdir(parents=True, exist_ok=True)
-    log = args.work / f"{args.repo.name}.log"
+    logs = {
+        seed: args.work / (f"{args.repo.name}.log" if seed == THEIR_SEED else f"{args.repo.name}-s{seed}.log")
+        for seed in args.their_seeds
+    }
+    log = logs[THEIR_SEED]
     command = ["python", "main.py", "--dataset", DATASET, "--epoch", str(args.epochs), *their_args]
     codes = args.work / args.repo.name / "codes"
     code: int | None = None
     seconds = None
     if not args.collect and args.only != "ours":
         codes = prepare(args.repo, args.work, shims, args.dataset)
-        code, seconds = run_theirs(command, codes, log)
-    theirs = parse_log(log, batches_per_epoch(codes, batch_size))
+        n_batch = batches_per_epoch(codes, batch_size)
+        for seed, seed_log in logs.items():
+            if len(parse_log(seed_log, n_batch).recall) >= args.epochs:
+                continue  # this seed has run all its epochs (delete its log to run it again)
+            seed_args = [] if seed == THEIR_SEED else ["--seed", str(seed)]
+            seed_code, seed_seconds = run_theirs([*command, *seed_args], codes, seed_log)
+            if seed == THEIR_SEED:
+                code, seconds = seed_code, seed_seconds
+    n_batch = batches_per_epoch(codes, batch_size)
+    theirs = parse_log(log, n_batch)
+    their_seeds = {seed: parse_log(path, n_batch) for seed, path in logs.items() if path.exists()}
     if args.only == "theirs":
         return
     for row in rows:
@@ -214,6 +243,7 @@ def run_rows(
         compared = min([len(theirs.recall), *(len(c) for c in ours_recall)])
         if kind == "differs" and curves and compared:
             why += verdict_extent(ours_recall, theirs.recall)
+        their_band = seed_band(their_seeds, ours_recall, compared)
         seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
         result = {
             "model": row.name,
@@ -244,8 +274,9 @@ def run_rows(
                 "error": error,
             },
             "theirs_under_ours": None,
+            "theirs_seeds": their_band,
             "verdict": kind if kind == "parity" else f"{kind}: {why}",
             "details": f"{row.details} Verdict check: {why}. {late_summary(curves, theirs, compared)}"
-            f"{_partial(compared, args.epochs, curves)}",
+            f"{band_sentence(their_band)}{_partial(compared, args.epochs, curves)}",
         }
         print(write_result(result))

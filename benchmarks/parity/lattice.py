@@ -1,6 +1,6 @@
 """Parity of our LATTICE with the original (CRIPAC-DIG/LATTICE) on TikTok.
 
-    python benchmarks/parity/lattice.py --repo ~/src/LATTICE [--epochs 30] [--seeds 1 2 3] [--work DIR]
+    python benchmarks/parity/lattice.py --repo ~/src/LATTICE [--epochs 30] [--seeds 1 2 3] [--their-seeds 123 1 2] [--work DIR]
 
 Copies the original into --work, applies the shims below, exports our TikTok split in its layout, runs it on one
 CPU thread with validation every epoch, runs ours with the same hyperparameters and batches over the seeds, and

@@ -1,6 +1,6 @@
 """Parity of our MICRO with the original (CRIPAC-DIG/MICRO) on TikTok: two rows from one run of theirs.
 
-    python benchmarks/parity/micro.py --repo ~/src/MICRO [--epochs 6] [--seeds 1 2 3] [--work DIR]
+    python benchmarks/parity/micro.py --repo ~/src/MICRO [--epochs 6] [--seeds 1 2 3] [--their-seeds 123 1 2] [--work DIR]
 
 Copies the original into --work, applies the shims below, exports our TikTok split in its layout, runs it on one
 CPU thread with validation every epoch, then runs ours over the seeds twice: with the reference contrastive loss

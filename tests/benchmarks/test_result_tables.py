@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -26,6 +27,7 @@ harness = _load("_harness", ROOT / "benchmarks" / "parity" / "_harness.py")
 table = _load("parity_table", ROOT / "benchmarks" / "parity" / "table.py")
 tiktok = _load("tiktok_table", ROOT / "benchmarks" / "tiktok_table.py")
 mmrec = _load("parity_mmrec", ROOT / "benchmarks" / "parity" / "mmrec.py")
+cripac = _load("_cripac", ROOT / "benchmarks" / "parity" / "_cripac.py")
 
 OURS = [[0.050, 0.070, 0.080], [0.054, 0.072, 0.082], [0.052, 0.074, 0.084]]
 
@@ -100,6 +102,55 @@ def test_their_seed_band_against_ours():
     moved = {s: harness.Curve(recall=[v + 0.01 for v in c.recall]) for s, c in theirs.items()}
     assert harness.seed_band(moved, OURS, compared=3)["bands_disjoint_at"] == [2, 3]
     assert harness.seed_band({999: theirs[999]}, OURS, compared=3) is None  # one seed of theirs: no band
+
+
+def _cripac_log(path: Path, recalls: list[float]) -> None:
+    """A log in the CRIPAC originals' format: one train and one val line per epoch, numbered from 0."""
+    lines = []
+    for epoch, recall in enumerate(recalls):
+        lines.append(f"Epoch {epoch} [5.0s]: train==[2.00000=1.99000 + 0.01000]")
+        lines.append(
+            f"Epoch {epoch} [5.0s + 1.0s]:  val==[2.00000=1.99000 + 0.01000 + 0.00000], "
+            f"recall=[0.01000, {recall:.5f}], precision=[0.00100, 0.00100]"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cripac_their_seeds_run_once_each_and_the_default_seed_is_the_compared_run(tmp_path, monkeypatch):
+    codes = tmp_path / "work" / "LATTICE" / "codes"
+    (codes.parent / "data" / "tiktok" / "5-core").mkdir(parents=True)
+    (codes.parent / "data" / "tiktok" / "5-core" / "train.json").write_text('{"0": [1, 2], "1": [3]}')
+    monkeypatch.setattr(cripac, "prepare", lambda repo, work, shims, dataset: codes)
+    calls = []
+
+    def fake_run_theirs(command, cwd, log, env=None):
+        seed = int(command[command.index("--seed") + 1]) if "--seed" in command else cripac.THEIR_SEED
+        calls.append(seed)
+        _cripac_log(log, [0.01 * seed, 0.02 * seed])
+        return 0, 1.0
+
+    monkeypatch.setattr(harness, "run_theirs", fake_run_theirs)
+    args = argparse.Namespace(
+        repo=tmp_path / "LATTICE",
+        work=tmp_path / "work",
+        epochs=2,
+        collect=False,
+        only="theirs",
+        their_seeds=[123, 1, 2],
+        seeds=[1],
+        dataset=tmp_path,
+        row=None,
+    )
+    _cripac_log(tmp_path / "work" / "LATTICE.log", [0.03, 0.05])  # the default seed ran before: kept
+    cripac.run_rows(args, {"repo": "x/LATTICE"}, [], [], 1024, [], {})
+    assert calls == [1, 2]
+    assert cripac.parse_log(tmp_path / "work" / "LATTICE-s2.log", 1).recall == [0.02, 0.04]
+    assert cripac.parse_log(tmp_path / "work" / "LATTICE.log", 1).recall == [0.03, 0.05]
+    cripac.run_rows(args, {"repo": "x/LATTICE"}, [], [], 1024, [], {})
+    assert calls == [1, 2]  # every log complete: nothing runs again
+    monkeypatch.setattr(sys, "argv", ["lattice.py", "--repo", "r", "--their-seeds", "1", "2"])
+    with pytest.raises(SystemExit):
+        cripac.arguments("doc", epochs=2, work=str(tmp_path))
 
 
 def test_parity_table_shows_their_seed_band():
