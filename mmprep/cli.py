@@ -45,7 +45,7 @@ def _register() -> None:
 
 _register()
 
-# commands whose process keeps the memory it frees (mmprep.allocator): one large job, then exit
+# commands whose process keeps the memory it frees (mmformat.allocator): one large job, then exit
 _KEEPS_FREED_MEMORY = ("build",)
 
 
@@ -54,7 +54,7 @@ def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), None)
     if command in _KEEPS_FREED_MEMORY:
-        from mmprep.allocator import keep_freed_memory
+        from mmformat.allocator import keep_freed_memory
 
         keep_freed_memory()
     main(args=args, prog_name="mmprep")

@@ -100,8 +100,10 @@ def _child(rank: int, world: int, port: int, job: dict[str, Any], conn: Connecti
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+    from mmformat.allocator import keep_freed_memory
     from mmformat.progress import setup_logging
 
+    keep_freed_memory()  # a spawned rank is one training job (mmtrain.cli.console)
     setup_logging(
         log_level if rank == 0 else max(log_level, logging.WARNING), "%(asctime)s %(name)s: %(message)s"
     )

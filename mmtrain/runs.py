@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import mmtrain
+from mmformat.allocator import keeps_freed_memory
 from mmformat.atomic import remove_stale_temps, replace_from_tmp, write_json, write_lock, write_text
 from mmformat.errors import UserError
 from mmtrain.config import dump_config
@@ -118,6 +119,7 @@ def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> 
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),  # CPU s/epoch depends on it
+        "keeps_freed_memory": keeps_freed_memory(),  # and on this (mmformat.allocator, docs/runs.md)
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "dataset": str(Path(dataset_root).resolve()),
         "dataset_manifest_sha256": manifest_sha256,

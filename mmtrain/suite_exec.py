@@ -81,6 +81,9 @@ def _remote_trial(trial: Trial, suite_dir: str, gpus: float, cpus: float = 1) ->
     every core of the node, and trials side by side would oversubscribe the cores that many times over."""
     if gpus == 0:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    from mmformat.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the worker process runs trials only (mmtrain.cli.console)
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))

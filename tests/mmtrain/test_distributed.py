@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from mmtrain.trainer import Trainer
 from tests.mmtrain.helpers import random_dataset, tiktok_subset
 
 REPO = Path(__file__).resolve().parents[2]
+GLIBC = platform.libc_ver()[0] == "glibc"  # where the console script and the ranks keep freed memory
 SETS = [("device", "cpu"), ("threads", 1), ("epochs", 3), ("batch_size", 512), ("tensorboard", False)]
 TIMING = ("train_seconds", "eval_seconds")
 
@@ -95,6 +97,9 @@ def test_two_ranks_match_one_process_on_real_tiktok(subset, tmp_path, model):
     assert set(final) == set(reference) | {"world_size"} and "world_size" not in reference
     assert final["best_epoch"] == reference["best_epoch"]
     assert abs(final["test"]["recall@20"] - reference["test"]["recall@20"]) <= 1e-3
+    # the spawned ranks keep the memory they free (mmformat.allocator); the library call leaves it alone
+    kept = [json.loads((r / "versions.json").read_text())["keeps_freed_memory"] for r in (two, one.path)]
+    assert kept == [GLIBC, False]
     for split in ("val", "test"):
         a, b = (pd.read_parquet(r / f"{split}_per_user.parquet") for r in (one.path, two))
         assert a["user_idx"].tolist() == b["user_idx"].tolist() and list(a.columns) == list(b.columns)
@@ -219,6 +224,7 @@ def test_torchrun_ranks_stop_together_on_the_time_budget(tmp_path):
     assert final["world_size"] == 2 and (final["epochs_run"], final["stop_reason"]) == (1, "time")
     run = tmp_path / "runs" / "tr"
     assert json.loads((run / "final.json").read_text(encoding="utf-8")) == final
+    assert json.loads((run / "versions.json").read_text())["keeps_freed_memory"] is GLIBC  # python -m mmtrain
     with (run / "metrics.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and (rows[0]["batches_done"], rows[0]["batches"]) == ("1", "6")

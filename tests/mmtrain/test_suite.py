@@ -429,6 +429,8 @@ def test_ray_trial_runs_torch_on_its_share_of_the_cpus(monkeypatch, cpus, thread
     monkeypatch.setattr(
         suite_exec, "run_trial", lambda trial, suite_dir, progress: seen.append(torch.get_num_threads())
     )
+    kept = []  # the worker process keeps the memory it frees (not applied for real in this test process)
+    monkeypatch.setattr("mmformat.allocator.keep_freed_memory", lambda: kept.append(True) or True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     before = torch.get_num_threads()
     torch.set_num_threads(3)  # torch's default on a 3-core node: the task must not keep it
@@ -436,7 +438,7 @@ def test_ray_trial_runs_torch_on_its_share_of_the_cpus(monkeypatch, cpus, thread
         suite_exec._remote_trial(None, "unused", gpus=0, cpus=cpus)
     finally:
         torch.set_num_threads(before)
-    assert seen == [threads]
+    assert seen == [threads] and kept == [True]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 

@@ -1,4 +1,5 @@
-"""The build process keeps the memory it frees (glibc) and draws Arrow buffers from jemalloc."""
+"""A long job's process keeps the memory it frees (glibc): what it does, when it steps aside, and which
+commands of mmprep and mmtrain apply it."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import sys
 import pytest
 
 from mmprep import cli
+from mmtrain import cli as train_cli
 
 _FAULTS = """
 import resource, sys, threading
 import numpy as np
-from mmprep.allocator import keep_freed_memory
+from mmformat.allocator import keep_freed_memory
+from mmformat.allocator import keeps_freed_memory
 if sys.argv[1] == "keep":
-    assert keep_freed_memory()
+    assert keep_freed_memory() and keeps_freed_memory()
+else:
+    assert not keeps_freed_memory()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 def again(out):
@@ -50,12 +55,15 @@ def test_freed_arrays_are_reused_without_page_faults_only_when_memory_is_kept():
 
 
 def test_keep_freed_memory_steps_aside_for_the_users_own_malloc_settings(monkeypatch):
-    from mmprep.allocator import keep_freed_memory
+    from mmformat.allocator import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert keep_freed_memory() is False
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("MODALREC_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
 
 
@@ -70,8 +78,29 @@ def test_keep_freed_memory_steps_aside_for_the_users_own_malloc_settings(monkeyp
 )
 def test_only_the_build_command_tunes_the_allocator(monkeypatch, argv, applied):
     calls = []
-    monkeypatch.setattr("mmprep.allocator.keep_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr("mmformat.allocator.keep_freed_memory", lambda: calls.append(True) or True)
     with pytest.raises(SystemExit) as stop:
         cli.run(argv)
+    assert stop.value.code == 0
+    assert calls == ([True] if applied else [])
+
+
+@pytest.mark.parametrize(
+    ("argv", "applied"),
+    [
+        (["run", "--help"], True),
+        (["-q", "suite", "--help"], True),
+        (["grid", "--help"], True),
+        (["eval", "--help"], True),
+        (["models"], False),
+        (["compare", "--help"], False),
+        (["--version"], False),
+    ],
+)
+def test_only_training_and_ranking_commands_of_mmtrain_tune_the_allocator(monkeypatch, argv, applied):
+    calls = []
+    monkeypatch.setattr("mmformat.allocator.keep_freed_memory", lambda: calls.append(True) or True)
+    with pytest.raises(SystemExit) as stop:
+        train_cli.console(argv)
     assert stop.value.code == 0
     assert calls == ([True] if applied else [])
