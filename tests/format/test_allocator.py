@@ -68,39 +68,25 @@ def test_keep_freed_memory_steps_aside_for_the_users_own_malloc_settings(monkeyp
 
 
 @pytest.mark.parametrize(
-    ("argv", "applied"),
+    ("entry", "argv", "applied"),
     [
-        (["build", "--help"], True),
-        (["-v", "build", "--help"], True),
-        (["info", "--help"], False),
-        (["--version"], False),
+        (cli.run, ["build", "--help"], True),  # mmprep: the build only
+        (cli.run, ["-v", "build", "--help"], True),
+        (cli.run, ["info", "--help"], False),
+        (cli.run, ["--version"], False),
+        (train_cli.console, ["run", "--help"], True),  # mmtrain: the commands that train or rank
+        (train_cli.console, ["-q", "suite", "--help"], True),
+        (train_cli.console, ["grid", "--help"], True),
+        (train_cli.console, ["eval", "--help"], True),
+        (train_cli.console, ["models"], False),
+        (train_cli.console, ["compare", "--help"], False),
+        (train_cli.console, ["--version"], False),
     ],
 )
-def test_only_the_build_command_tunes_the_allocator(monkeypatch, argv, applied):
+def test_only_the_long_jobs_commands_tune_the_allocator(monkeypatch, entry, argv, applied):
     calls = []
     monkeypatch.setattr("mmformat.allocator.keep_freed_memory", lambda: calls.append(True) or True)
     with pytest.raises(SystemExit) as stop:
-        cli.run(argv)
-    assert stop.value.code == 0
-    assert calls == ([True] if applied else [])
-
-
-@pytest.mark.parametrize(
-    ("argv", "applied"),
-    [
-        (["run", "--help"], True),
-        (["-q", "suite", "--help"], True),
-        (["grid", "--help"], True),
-        (["eval", "--help"], True),
-        (["models"], False),
-        (["compare", "--help"], False),
-        (["--version"], False),
-    ],
-)
-def test_only_training_and_ranking_commands_of_mmtrain_tune_the_allocator(monkeypatch, argv, applied):
-    calls = []
-    monkeypatch.setattr("mmformat.allocator.keep_freed_memory", lambda: calls.append(True) or True)
-    with pytest.raises(SystemExit) as stop:
-        train_cli.console(argv)
+        entry(argv)
     assert stop.value.code == 0
     assert calls == ([True] if applied else [])
