@@ -110,8 +110,11 @@ def run_ray(
         raise TrainError(f"--cpus-per-trial {cpus} / --gpus-per-trial {gpus}: need cpus > 0 and gpus >= 0")
     started = not ray.is_initialized()
     if started:
-        kwargs = {"address": address} if address else {}
-        ray.init(**kwargs, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        # without --address a fresh local Ray, as the help says: a bare ray.init() would join a cluster that
+        # `ray start` left running on this machine and queue the trials behind its work
+        ray.init(
+            address=address or "local", include_dashboard=False, log_to_driver=True, configure_logging=False
+        )
     try:
         resources = ray.cluster_resources()
         if cpus > resources.get("CPU", 0) or gpus > resources.get("GPU", 0):

@@ -79,9 +79,13 @@ def session(opts: RayOptions) -> Iterator[None]:
         raise PrepError("--workers must be >= 1 and --gpus-per-worker >= 0")
     started = not ray.is_initialized()
     if started:
-        kwargs = {"address": opts.address} if opts.address else {}
-        try:
-            ray.init(**kwargs, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        try:  # "local": a fresh local Ray, not a cluster that `ray start` left running on this machine
+            ray.init(
+                address=opts.address or "local",
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=True,
+            )
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise PrepError(
                 f"--address {opts.address}: cannot connect to Ray ({str(e).splitlines()[0]})"

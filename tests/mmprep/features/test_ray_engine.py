@@ -41,6 +41,7 @@ def ray_address():
     # the test machine is shared: Ray's memory monitor would kill the actors when other programs fill the RAM
     os.environ["RAY_memory_monitor_refresh_ms"] = "0"
     context = ray.init(
+        address="local",  # its own, even where `ray start` left a cluster running on this machine
         num_cpus=3,
         object_store_memory=200 * 2**20,
         include_dashboard=False,
