@@ -132,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 import ray
 
                 start = time.perf_counter()
-                kwargs = {"address": args.address} if args.address else {"num_cpus": args.num_cpus}
+                kwargs = (
+                    {"address": args.address}
+                    if args.address
+                    else {"address": "local", "num_cpus": args.num_cpus}
+                )
                 ray.init(**kwargs, include_dashboard=False, configure_logging=False, log_to_driver=False)
                 result["ray_init_s"] = round(time.perf_counter() - start, 2)
                 result["ray_resources"] = ray.cluster_resources()
