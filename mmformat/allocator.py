@@ -13,7 +13,6 @@ the user chose malloc settings through the environment. Measured effects: BENCHM
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 
@@ -46,6 +45,8 @@ def keep_freed_memory() -> bool:
     chosen = "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(map(os.environ.get, _GLIBC_ENV))
     if chosen or os.environ.get(SWITCH) == "0" or platform.libc_ver()[0] != "glibc":
         return False
+    import ctypes  # here, not at the top: the consoles import this module for every command
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -55,3 +56,10 @@ def keep_freed_memory() -> bool:
     global _applied
     _applied = all([mallopt(M_MMAP_MAX, 0), mallopt(M_ARENA_MAX, 1), mallopt(M_TRIM_THRESHOLD, -1)])
     return _applied
+
+
+def keep_freed_memory_for(args: list[str], commands: tuple[str, ...]) -> bool:
+    """:func:`keep_freed_memory` when the command of a console script's ``args`` (the first one that is not an
+    option) is one of ``commands``; returns whether the settings were applied."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    return command in commands and keep_freed_memory()

@@ -51,12 +51,10 @@ _KEEPS_FREED_MEMORY = ("build",)
 
 def run(argv: list[str] | None = None) -> None:
     """The console script: :func:`main`, with the allocator tuned first when the command is ``build``."""
-    args = sys.argv[1:] if argv is None else argv
-    command = next((a for a in args if not a.startswith("-")), None)
-    if command in _KEEPS_FREED_MEMORY:
-        from mmformat.allocator import keep_freed_memory
+    from mmformat.allocator import keep_freed_memory_for
 
-        keep_freed_memory()
+    args = sys.argv[1:] if argv is None else argv
+    keep_freed_memory_for(args, _KEEPS_FREED_MEMORY)
     main(args=args, prog_name="mmprep")
 
 

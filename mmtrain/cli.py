@@ -484,12 +484,10 @@ def console(argv: list[str] | None = None) -> None:
     """The console script (and ``python -m mmtrain``): :func:`main`, with the process's allocator set to keep
     freed memory first when the command trains or ranks (each step's large tensors are then reused in place
     instead of being mapped, faulted in and zeroed again: BENCHMARKS.md)."""
-    args = sys.argv[1:] if argv is None else argv
-    command = next((a for a in args if not a.startswith("-")), None)
-    if command in _KEEPS_FREED_MEMORY:
-        from mmformat.allocator import keep_freed_memory
+    from mmformat.allocator import keep_freed_memory_for
 
-        keep_freed_memory()
+    args = sys.argv[1:] if argv is None else argv
+    keep_freed_memory_for(args, _KEEPS_FREED_MEMORY)
     main(args=args, prog_name="mmtrain")
 
 
