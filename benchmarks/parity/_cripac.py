@@ -210,9 +210,11 @@ def run_rows(
     codes = args.work / args.repo.name / "codes"
     code: int | None = None
     seconds = None
-    if not args.collect and args.only != "ours":
+    run_now = not args.collect and args.only != "ours"
+    if run_now:
         codes = prepare(args.repo, args.work, shims, args.dataset)
-        n_batch = batches_per_epoch(codes, batch_size)
+    n_batch = batches_per_epoch(codes, batch_size)
+    if run_now:
         for seed, seed_log in logs.items():
             if len(parse_log(seed_log, n_batch).recall) >= args.epochs:
                 continue  # this seed has run all its epochs (delete its log to run it again)
@@ -220,9 +222,8 @@ def run_rows(
             seed_code, seed_seconds = run_theirs([*command, *seed_args], codes, seed_log)
             if seed == THEIR_SEED:
                 code, seconds = seed_code, seed_seconds
-    n_batch = batches_per_epoch(codes, batch_size)
-    theirs = parse_log(log, n_batch)
-    their_seeds = {seed: parse_log(path, n_batch) for seed, path in logs.items() if path.exists()}
+    their_seeds = {seed: parse_log(path, n_batch) for seed, path in logs.items()}  # a missing log: no epochs
+    theirs = their_seeds[THEIR_SEED]
     if args.only == "theirs":
         return
     for row in rows:
