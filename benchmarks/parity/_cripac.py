@@ -14,8 +14,10 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _harness import TIKTOK, Curve
 from _patch import Shim, apply_shims, copy_original, describe
@@ -62,8 +64,9 @@ COMMON_SHIMS: list[Shim] = [
 ]
 
 
-def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
-    """The common command line: ``--repo PATH [--epochs E] [--seeds 1 2 3] [--work DIR] [--collect]``."""
+def arguments(doc: str, epochs: int, work: str, checks: bool = False) -> argparse.Namespace:
+    """The common command line: ``--repo PATH [--epochs E] [--seeds 1 2 3] [--work DIR] [--collect]``, plus
+    ``--step-check`` for a script with ``checks`` of its own (its ``check`` argument of :func:`run_rows`)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, required=True, help="checkout of the original repository")
     parser.add_argument("--epochs", type=int, default=epochs, help="epochs compared on both sides")
@@ -85,6 +88,13 @@ def arguments(doc: str, epochs: int, work: str) -> argparse.Namespace:
         help=f"the original's seeds (--seed), its default {THEIR_SEED} first; each further seed logs to "
         "<repo>-s<seed>.log and the result gets both seed bands",
     )
+    if checks:
+        parser.add_argument(
+            "--step-check",
+            action="store_true",
+            help="also check the model and evaluator against the original (one training step from the same "
+            "weights; our checkpoint under their evaluator); a finished check is kept in --work and reused",
+        )
     args = parser.parse_args()
     if args.their_seeds[0] != THEIR_SEED:
         parser.error(f"--their-seeds starts with the original's default seed {THEIR_SEED} (the compared run)")
@@ -181,13 +191,18 @@ def run_rows(
     batch_size: int,
     rows: list[Row],
     hyperparameters: dict[str, str],
+    check: Callable[..., tuple[dict[str, Any], str, str]] | None = None,
 ) -> None:
     """Run theirs (each of ``--their-seeds`` whose log is not complete, unless ``--collect``), then ours per row
     over the seeds, and write one result per row; the verdict compares their default seed, further seeds of
     theirs add the two seed bands (``theirs_seeds``).
 
     Their logs and our run folders live in ``--work``; a rerun reuses finished logs and runs. With ``--collect``
-    the results are written from whatever exists so far (epochs still running are left out)."""
+    the results are written from whatever exists so far (epochs still running are left out).
+
+    ``check(args, codes, our_runs, band)`` (``band``: :func:`seed_band`'s result or None) returns what the
+    script's own checks found (stored as ``checks``), their sentence for the details and the cause a *differs*
+    verdict gets (empty: none); it is called for every row."""
     from _harness import (
         band_sentence,
         git_commit,
@@ -245,6 +260,9 @@ def run_rows(
         if kind == "differs" and curves and compared:
             why += verdict_extent(ours_recall, theirs.recall)
         their_band = seed_band(their_seeds, ours_recall, compared)
+        checks, check_text, cause = check(args, codes, out, their_band) if check else ({}, "", "")
+        if kind == "differs" and cause:
+            why += f"; cause: {cause}"
         seconds_ours = [c.s_per_epoch for c in curves if c.s_per_epoch]
         result = {
             "model": row.name,
@@ -276,8 +294,9 @@ def run_rows(
             },
             "theirs_under_ours": None,
             "theirs_seeds": their_band,
+            "checks": checks or None,
             "verdict": kind if kind == "parity" else f"{kind}: {why}",
             "details": f"{row.details} Verdict check: {why}. {late_summary(curves, theirs, compared)}"
-            f"{band_sentence(their_band)}{_partial(compared, args.epochs, curves)}",
+            f"{band_sentence(their_band)}{check_text}{_partial(compared, args.epochs, curves)}",
         }
         print(write_result(result))

@@ -28,6 +28,8 @@ table = _load("parity_table", ROOT / "benchmarks" / "parity" / "table.py")
 tiktok = _load("tiktok_table", ROOT / "benchmarks" / "tiktok_table.py")
 mmrec = _load("parity_mmrec", ROOT / "benchmarks" / "parity" / "mmrec.py")
 cripac = _load("_cripac", ROOT / "benchmarks" / "parity" / "_cripac.py")
+cripac_check = _load("_cripac_check", ROOT / "benchmarks" / "parity" / "_cripac_check.py")
+lattice = _load("parity_lattice", ROOT / "benchmarks" / "parity" / "lattice.py")
 
 OURS = [[0.050, 0.070, 0.080], [0.054, 0.072, 0.082], [0.052, 0.074, 0.084]]
 
@@ -151,6 +153,68 @@ def test_cripac_their_seeds_run_once_each_and_the_default_seed_is_the_compared_r
     monkeypatch.setattr(sys, "argv", ["lattice.py", "--repo", "r", "--their-seeds", "1", "2"])
     with pytest.raises(SystemExit):
         cripac.arguments("doc", epochs=2, work=str(tmp_path))
+
+
+def test_near_tied_rows_are_the_rows_whose_kth_and_next_cosine_are_equal():
+    import torch
+
+    # k=1 with self included: items 0 and 1 share a vector (their 1st and 2nd cosine are both 1); items 2 and 3
+    # have cos .8 with each other and at most .6 with the rest (gap .2)
+    features = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    assert cripac_check.gaps(features, k=1).tolist() == pytest.approx([0.0, 0.0, 0.2, 0.2])
+    assert cripac_check.tied_rows(features, k=1) == 2
+
+
+def _lattice_checks() -> dict:
+    step = {
+        "loss_ours": 0.6867,
+        "loss_theirs": 0.6866,
+        "max_rel_grad_diff": 0.02,
+        "max_abs_item_diff": 0.01,
+        "max_abs_user_diff": 4e-9,
+    }
+    return {
+        "step": {
+            "batch": 1024,
+            "own_graphs": {"rebuild": step, "reuse": step},
+            "theirs_graphs": {"rebuild": step, "reuse": {**step, "max_rel_grad_diff": 0.0017}},
+            "tied_rows": {"raw image": 109, "raw audio": 477, "projected image": 134, "projected audio": 523},
+            "learned_rows": {
+                "image": {"differ": 1, "differ_near_tie": 1},
+                "audio": {"differ": 32, "differ_near_tie": 32},
+            },
+        },
+        "evaluator": {
+            "run": "lattice-s1",
+            "epoch": 19,
+            "val_recall@20_ours": 0.08653,
+            "val_recall@20_their_evaluator": 0.08653,
+            "val_recall@20_their_forward": 0.08653,
+        },
+    }
+
+
+def test_lattice_checks_are_read_back_with_the_welch_test_of_the_late_means(tmp_path):
+    band = {
+        "late_epochs": [26, 30],
+        "late_mean_ours": [0.085, 0.083, 0.087],
+        "late_mean_theirs": [0.084, 0.079, 0.082],
+    }
+    # Welch by hand: means .085 and .081667, sample variances 4e-6 and 6.333e-6, se = sqrt((4e-6 + 6.333e-6)/3)
+    t, p = lattice.late_welch(band)
+    assert t == pytest.approx((0.085 - 0.245 / 3) / ((4e-6 + 19e-6 / 3) / 3) ** 0.5)
+    assert 0.05 < p < 0.3
+    assert lattice.late_welch({**band, "late_mean_theirs": [0.08]}) is None
+    args = argparse.Namespace(work=tmp_path, step_check=False)
+    assert lattice.checks(args, tmp_path, tmp_path, band) == ({}, "", "")  # nothing run, nothing found
+    (tmp_path / lattice.CHECKS).write_text(json.dumps(_lattice_checks()))
+    found, text, cause = lattice.checks(args, tmp_path, tmp_path, band)
+    assert found == _lattice_checks()
+    assert "audio 32 (32), image 1 (1)" in text and "0.08653 under theirs" in text
+    assert cause.endswith(
+        f"+0.0033 from theirs, which 3 seeds against 3 do not separate from seed noise "
+        f"(Welch t = {t:.2f}, p = {p:.2f})"
+    )
 
 
 def test_parity_table_shows_their_seed_band():
