@@ -1,20 +1,21 @@
-"""Checks that separate LATTICE's model and evaluator from its training run (``lattice.py --step-check``).
+"""Checks that separate the model and evaluator of LATTICE and MICRO from their training runs (``--step-check``).
 
 Both take the shimmed copy of the original that :func:`_cripac.prepare` made (its ``codes`` folder) and import
 its ``main``, ``Models`` and ``utility`` modules in this process, with their command line set to the TikTok
-defaults the parity run uses:
+defaults the parity run uses (their batch size, L2 weight and contrastive weight are read from it). MICRO's code
+base is LATTICE's; an :class:`Original` per model names what differs.
 
 - :func:`step_check`: our model and theirs from the same weights (theirs, copied into ours) on the same batch,
   first with each side's own frozen kNN graphs, then with theirs in ours. Each time one step that rebuilds the
-  learned graph (an epoch's first batch) and one that reuses it: forward outputs, loss, gradients; then the rows
-  of the learned graph that differ between the sides.
+  learned graphs (an epoch's first batch) and one that reuses them: forward outputs, loss, gradients; for
+  LATTICE also the rows of the learned graph that differ between the sides.
 - :func:`evaluator_check`: a trained run of ours (its ``best.pt``) ranked by their evaluator, and its weights
   copied into their model and ranked by theirs: both against our own validation Recall@20 of that checkpoint.
 
 TikTok's audio vectors are nearly parallel (most rows' 10th neighbour has a cosine near 0.99) and some items
 share a vector, so in many rows the 10th and 11th cosine differ by float32 rounding only: the two sides' top-k
 (dense matrix product there, blockwise here) may pick either neighbour. The check counts those rows
-(:func:`tied_rows`) and how many of the rows that differ are among them.
+(:func:`tied_rows`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,47 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 K = 10  # --topk, ours knn_k
-BATCH = 1024  # --batch_size
-REG = 1e-5  # --regs [1e-5, ...][0]
 NEAR_TIE = 1e-5  # a 10th-11th cosine gap below this: float32 rounding can swap the two neighbours
+
+
+@dataclass(frozen=True)
+class Original:
+    """What the checks need to know of one original: its class, its parameters against ours, its loss."""
+
+    model: str  # our registered model; their class in Models.py is its upper-case name
+    pairs: dict[str, tuple[str, str | None]]  # their parameter -> (our parameter, modality or None)
+    modal_weight: bool  # LATTICE's learned softmax weights over the modalities
+    contrastive: bool  # MICRO's loss_ratio * (InfoNCE(image view, fused) + InfoNCE(text view, fused))
+
+
+_SHARED = {
+    "user_embedding.weight": ("user_embedding", None),
+    "item_id_embedding.weight": ("item_embedding", None),
+    "image_embedding.weight": ("features", "image"),
+    "text_embedding.weight": ("features", "audio"),
+    "image_trs.weight": ("projections.weight", "image"),
+    "image_trs.bias": ("projections.bias", "image"),
+    "text_trs.weight": ("projections.weight", "audio"),
+    "text_trs.bias": ("projections.bias", "audio"),
+}
+LATTICE = Original("lattice", _SHARED, modal_weight=True, contrastive=False)
+MICRO = Original(
+    "micro",
+    {
+        **_SHARED,
+        "query.0.weight": ("query.0.weight", None),
+        "query.0.bias": ("query.0.bias", None),
+        "query.2.weight": ("query.2.weight", None),
+    },
+    modal_weight=False,
+    contrastive=True,
+)
 
 
 @contextmanager
@@ -48,17 +82,18 @@ def _inside(codes: Path) -> Iterator[None]:
         sys.path.remove(str(codes))
 
 
-def _original(codes: Path) -> SimpleNamespace:
-    """Their modules, their model built with their initial weights (seed 123) and their U-I adjacency."""
+def _original(spec: Original) -> SimpleNamespace:
+    """Their modules and arguments, their model with their initial weights (seed 123), their U-I adjacency
+    (call inside :func:`_inside`)."""
     import main as their_main
+    import Models
     import numpy as np
     import torch
-    from Models import LATTICE
     from utility.batch_test import data_generator, test_torch
 
     torch.manual_seed(123)
     data = data_generator
-    model = LATTICE(
+    model = getattr(Models, spec.model.upper())(
         data.n_users,
         data.n_items,
         64,
@@ -70,36 +105,24 @@ def _original(codes: Path) -> SimpleNamespace:
     _, norm_adj, _ = data.get_adj_mat()
     adjacency = their_main.Trainer.sparse_mx_to_torch_sparse_tensor(None, norm_adj).float()
     return SimpleNamespace(
-        main=their_main, model=model, data=data, test_torch=test_torch, adjacency=adjacency
+        spec=spec,
+        args=their_main.args,
+        main=their_main,
+        model=model,
+        data=data,
+        test_torch=test_torch,
+        adjacency=adjacency,
     )
 
 
-# their parameter -> (our parameter path, modality) pairs; the modality picks our per-modality entry
-_PAIRS = {
-    "user_embedding.weight": ("user_embedding", None),
-    "item_id_embedding.weight": ("item_embedding", None),
-    "image_embedding.weight": ("features", "image"),
-    "text_embedding.weight": ("features", "audio"),
-    "image_trs.weight": ("projections.weight", "image"),
-    "image_trs.bias": ("projections.bias", "image"),
-    "text_trs.weight": ("projections.weight", "audio"),
-    "text_trs.bias": ("projections.bias", "audio"),
-}
-
-
 def _our_tensor(ours: Any, path: str, modality: str | None) -> Any:
-    """Our parameter for one of theirs (``_PAIRS``)."""
+    """Our parameter for one of theirs (:attr:`Original.pairs`)."""
     if modality is None:
-        return getattr(ours, path)
+        return ours.get_parameter(path)
     index = ours.modalities.index(modality)
     if path == "features":
         return ours.features[index]
     return getattr(ours.projections[index], path.split(".")[1])
-
-
-def _their_tensor(theirs: Any, name: str) -> Any:
-    module, attr = name.rsplit(".", 1)
-    return getattr(getattr(theirs, module), attr)
 
 
 def _modal_order(ours: Any) -> list[int]:
@@ -107,19 +130,20 @@ def _modal_order(ours: Any) -> list[int]:
     return [ours.modalities.index("image"), ours.modalities.index("audio")]
 
 
-def _copy(source: Any, target: Any, to_ours: bool) -> None:
+def _copy(spec: Original, ours: Any, theirs: Any, to_ours: bool) -> None:
+    """Every paired parameter from theirs into ours (``to_ours``) or back."""
     import torch
 
-    ours, theirs = (target, source) if to_ours else (source, target)
     with torch.no_grad():
-        for name, (path, modality) in _PAIRS.items():
-            mine, other = _our_tensor(ours, path, modality), _their_tensor(theirs, name)
+        for name, (path, modality) in spec.pairs.items():
+            mine, other = _our_tensor(ours, path, modality), theirs.get_parameter(name)
             (mine if to_ours else other).copy_(other if to_ours else mine)
-        order = _modal_order(ours)
-        if to_ours:
-            ours.modal_weight[order] = theirs.modal_weight
-        else:
-            theirs.modal_weight.copy_(ours.modal_weight[order])
+        if spec.modal_weight:
+            order = _modal_order(ours)
+            if to_ours:
+                ours.modal_weight[order] = theirs.modal_weight
+            else:
+                theirs.modal_weight.copy_(ours.modal_weight[order])
 
 
 def _ours(dataset: Path, config: dict[str, Any]) -> tuple[Any, Any]:
@@ -127,7 +151,7 @@ def _ours(dataset: Path, config: dict[str, Any]) -> tuple[Any, Any]:
     from mmtrain.models.registry import get_model
 
     data = load_data(dataset)
-    return data, get_model("lattice")(data, config)
+    return data, get_model(config["model"])(data, config)
 
 
 def gaps(features: Any, k: int = K) -> Any:
@@ -144,17 +168,32 @@ def tied_rows(features: Any, k: int = K) -> int:
     return int((gaps(features, k) < NEAR_TIE).sum())
 
 
+def _their_loss(original: SimpleNamespace, batch: Any, rebuild: bool) -> tuple[Any, Any, Any]:
+    """Their training loss of one batch, as their Trainer.train computes it, and their user/item outputs."""
+    from types import SimpleNamespace as Namespace
+
+    args, model = original.args, original.model
+    outputs = model(original.adjacency, build_item_graph=rebuild)
+    users, items = outputs[0], outputs[1]
+    u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
+    trainer = Namespace(batch_size=args.batch_size, decay=eval(args.regs)[0])
+    mf, emb, reg = original.main.Trainer.bpr_loss(trainer, u, p, n)
+    loss = mf + emb + reg
+    if original.spec.contrastive:  # outputs: users, items, image view, text view, fused
+        views = model.batched_contrastive_loss(outputs[2], outputs[4])
+        views = views + model.batched_contrastive_loss(outputs[3], outputs[4])
+        loss = loss + args.loss_ratio * views
+    return loss, users, items
+
+
 def _step(original: SimpleNamespace, ours: Any, batch: Any, rebuild: bool) -> dict[str, float]:
-    """Loss and gradients of one batch on both sides (``rebuild``: the learned graph is rebuilt, with grad)."""
+    """Loss and gradients of one batch on both sides (``rebuild``: the learned graphs are rebuilt, with grad)."""
     import torch
 
-    theirs = original.model
+    spec, theirs = original.spec, original.model
     for p in [*ours.parameters(), *theirs.parameters()]:
         p.grad = None
-    users, items = theirs(original.adjacency, build_item_graph=rebuild)
-    u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
-    mf, emb, reg = original.main.Trainer.bpr_loss(SimpleNamespace(batch_size=BATCH, decay=REG), u, p, n)
-    their_loss = mf + emb + reg
+    their_loss, users, items = _their_loss(original, batch, rebuild)
     their_loss.backward()
     if rebuild:
         ours.on_epoch_start(1, torch.Generator())
@@ -162,18 +201,18 @@ def _step(original: SimpleNamespace, ours: Any, batch: Any, rebuild: bool) -> di
     our_loss.backward()
     with torch.no_grad():
         our_users, our_items = ours.forward()
+    grads = [
+        (_our_tensor(ours, *pair).grad, theirs.get_parameter(name).grad) for name, pair in spec.pairs.items()
+    ]
+    if spec.modal_weight:
+        mine = ours.modal_weight.grad
+        grads.append((None if mine is None else mine[_modal_order(ours)], theirs.modal_weight.grad))
     worst = 0.0
-    for name, (path, modality) in _PAIRS.items():
-        mine, other = _our_tensor(ours, path, modality).grad, _their_tensor(theirs, name).grad
+    for mine, other in grads:
         if (mine is None) != (other is None):
-            raise SystemExit(f"step check: {name} has a gradient on one side only")
+            raise SystemExit("step check: a parameter has a gradient on one side only")
         if other is not None:
             worst = max(worst, float((mine - other).norm() / other.norm().clamp_min(1e-30)))
-    if (ours.modal_weight.grad is None) != (theirs.modal_weight.grad is None):
-        raise SystemExit("step check: modal_weight has a gradient on one side only")
-    if theirs.modal_weight.grad is not None:
-        mine = ours.modal_weight.grad[_modal_order(ours)]
-        worst = max(worst, float((mine - theirs.modal_weight.grad).norm() / theirs.modal_weight.grad.norm()))
     return {
         "loss_ours": float(our_loss.detach()),
         "loss_theirs": float(their_loss.detach()),
@@ -183,45 +222,52 @@ def _step(original: SimpleNamespace, ours: Any, batch: Any, rebuild: bool) -> di
     }
 
 
-def step_check(codes: Path, dataset: Path, config: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """Same weights, same batch of ``BATCH`` users (one positive, one negative each): see the module doc."""
+def step_check(
+    codes: Path, dataset: Path, config: dict[str, Any], spec: Original, seed: int = 0
+) -> dict[str, Any]:
+    """Same weights, same batch of their batch size in users (one positive, one negative each): see the module
+    doc. ``config`` is our resolved config of the parity row (its ``model`` is ``spec.model``)."""
     import torch
 
     from mmtrain.data.sampler import BPRSampler
 
     torch.set_num_threads(1)
+    dataset = Path(dataset).resolve()
     with _inside(codes):
-        original = _original(codes)
-    data, ours = _ours(dataset, config)
-    _copy(original.model, ours, to_ours=True)
-    ours.train()
-    sampler = BPRSampler(data.train, BATCH, torch.Generator().manual_seed(seed), pool="all", mode="users")
-    batch = next(sampler.epoch())
-    model = original.model
-    result: dict[str, Any] = {
-        "batch": BATCH,
-        "tied_rows": {
-            "raw image": tied_rows(model.image_embedding.weight.detach()),
-            "raw audio": tied_rows(model.text_embedding.weight.detach()),
-            "projected image": tied_rows(model.image_trs(model.image_embedding.weight).detach()),
-            "projected audio": tied_rows(model.text_trs(model.text_embedding.weight).detach()),
-        },
-    }
-    for graphs in ("own", "theirs"):
-        if graphs == "theirs":
-            frozen = {"image": model.image_original_adj, "audio": model.text_original_adj}
-            ours.orig_graphs = [frozen[m].to_sparse() for m in ours.modalities]
-        result[f"{graphs}_graphs"] = {
-            "rebuild": _step(original, ours, batch, rebuild=True),
-            "reuse": _step(original, ours, batch, rebuild=False),
+        original = _original(spec)
+        data, ours = _ours(dataset, config)
+        _copy(spec, ours, original.model, to_ours=True)
+        ours.train()
+        size = original.args.batch_size
+        sampler = BPRSampler(data.train, size, torch.Generator().manual_seed(seed), pool="all", mode="users")
+        batch = next(sampler.epoch())
+        model = original.model
+        result: dict[str, Any] = {
+            "batch": size,
+            "tied_rows": {
+                "raw image": tied_rows(model.image_embedding.weight.detach()),
+                "raw audio": tied_rows(model.text_embedding.weight.detach()),
+                "projected image": tied_rows(model.image_trs(model.image_embedding.weight).detach()),
+                "projected audio": tied_rows(model.text_trs(model.text_embedding.weight).detach()),
+            },
         }
-    result["learned_rows"] = _learned_rows(original, ours)
+        for graphs in ("own", "theirs"):
+            if graphs == "theirs":
+                frozen = {"image": model.image_original_adj, "audio": model.text_original_adj}
+                ours.orig_graphs = [
+                    g if g.is_sparse else g.to_sparse() for g in map(frozen.get, ours.modalities)
+                ]
+            result[f"{graphs}_graphs"] = {
+                "rebuild": _step(original, ours, batch, rebuild=True),
+                "reuse": _step(original, ours, batch, rebuild=False),
+            }
+        result["learned_rows"] = _learned_rows(original, ours) if spec is LATTICE else None
     return result
 
 
 def _learned_rows(original: SimpleNamespace, ours: Any) -> dict[str, dict[str, int]]:
-    """Per modality: rows of the learned kNN graph whose neighbours differ between the two sides, and how many
-    of them are near ties (their 10th-11th cosine gap below ``NEAR_TIE``)."""
+    """Per modality: rows of LATTICE's learned kNN graph whose neighbours differ between the two sides, and how
+    many of them are near ties (their 10th-11th cosine gap below ``NEAR_TIE``)."""
     import torch
 
     model = original.model
@@ -242,25 +288,26 @@ def _learned_rows(original: SimpleNamespace, ours: Any) -> dict[str, dict[str, i
     return found
 
 
-def evaluator_check(codes: Path, dataset: Path, run: Path) -> dict[str, Any]:
+def evaluator_check(codes: Path, dataset: Path, run: Path, spec: Original) -> dict[str, Any]:
     """Our run's ``best.pt`` ranked on val by their evaluator, as our embeddings and through their forward."""
     import torch
 
     torch.set_num_threads(1)
+    dataset = Path(dataset).resolve()
     state = torch.load(run / "best.pt", weights_only=False)
-    _, ours = _ours(dataset, dict(state["config"]))
+    _, ours = _ours(dataset, {**state["config"], "model": spec.model})
     ours.load_state_dict(state["state_dict"])
     ours.eval()
     with torch.no_grad():
         users, items = ours.forward()
     with _inside(codes):
-        original = _original(codes)
+        original = _original(spec)
         val_users = list(original.data.val_set.keys())
         ours_theirs = original.test_torch(users, items, val_users, is_val=True)
-        _copy(ours, original.model, to_ours=False)
+        _copy(spec, ours, original.model, to_ours=False)
         original.model.eval()
         with torch.no_grad():
-            their_users, their_items = original.model(original.adjacency, build_item_graph=True)
+            their_users, their_items = original.model(original.adjacency, build_item_graph=True)[:2]
         theirs_theirs = original.test_torch(their_users, their_items, val_users, is_val=True)
     return {
         "run": run.name,
@@ -274,8 +321,6 @@ def evaluator_check(codes: Path, dataset: Path, run: Path) -> dict[str, Any]:
 
 def sentence(step: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> str:
     """The two checks in words, for the result's details."""
-    if step is None and evaluation is None:
-        return ""
     text = ""
     if step is not None:
         own, same, rows = step["own_graphs"], step["theirs_graphs"], step["learned_rows"]
@@ -291,15 +336,68 @@ def sentence(step: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> 
             "audio vectors are nearly parallel, so the 10th and 11th cosine of a row can differ by float32 "
             f"rounding only (gap below {NEAR_TIE:g}: {tied['raw audio']} audio and {tied['raw image']} image rows of "
             f"the raw features, {tied['projected audio']} and {tied['projected image']} of the projected ones), and "
-            "either side's pick is valid; rows of the learned graphs that differ between the sides (near ties "
-            f"among them): audio {rows['audio']['differ']} ({rows['audio']['differ_near_tie']}), image "
-            f"{rows['image']['differ']} ({rows['image']['differ_near_tie']})."
+            "either side's pick is valid"
         )
+        if rows is not None:
+            text += (
+                "; rows of the learned graphs that differ between the sides (near ties among them): audio "
+                f"{rows['audio']['differ']} ({rows['audio']['differ_near_tie']}), image {rows['image']['differ']} "
+                f"({rows['image']['differ_near_tie']})"
+            )
+        text += "."
     if evaluation is not None:
         text += (
             f" Evaluator check: our {evaluation['run']} checkpoint (epoch {evaluation['epoch']}) has val Recall@20 "
             f"{evaluation['val_recall@20_ours']:.5f} under our evaluator, "
             f"{evaluation['val_recall@20_their_evaluator']:.5f} under theirs, and "
             f"{evaluation['val_recall@20_their_forward']:.5f} when its weights go through their model and evaluator."
+        )
+    return text
+
+
+def run_checks(
+    args: Any, codes: Path, runs: Path, spec: Original, overrides: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Both checks for a parity row: run with ``--step-check`` (our first seed's run is the checkpoint) and kept
+    in ``--work/<model>-checks.json``; without the flag the kept ones, or None when they never ran."""
+    import json
+
+    from mmtrain.config import resolve_config
+    from mmtrain.models.registry import get_model
+
+    path = args.work / f"{spec.model}-checks.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    if not getattr(args, "step_check", False):
+        return None
+    config = resolve_config(get_model(spec.model), {"model": spec.model, "params": overrides})
+    config["model"] = spec.model
+    found = {
+        "step": step_check(codes, args.dataset, config, spec),
+        "evaluator": evaluator_check(codes, args.dataset, runs / f"{spec.model}-s{args.seeds[0]}", spec),
+    }
+    path.write_text(json.dumps(found, indent=2))
+    return found
+
+
+def cause(found: dict[str, Any], welch: tuple[float, float] | None, gap: float | None, late: str) -> str:
+    """The cause of a *differs* that the checks support: none in the model or evaluator, when one step from the
+    same weights and graphs gives their loss (within 1e-5 relative) and their evaluator our checkpoint's
+    Recall@20; then whether the seeds' late means differ beyond noise (Welch). Empty when the checks disagree."""
+    same = found["step"]["theirs_graphs"]["reuse"]
+    evaluation = found["evaluator"]
+    if abs(same["loss_ours"] - same["loss_theirs"]) > 1e-5 * abs(same["loss_theirs"]) or (
+        abs(evaluation["val_recall@20_ours"] - evaluation["val_recall@20_their_evaluator"]) > 1e-9
+    ):
+        return ""
+    text = (
+        "none found in the model, evaluator or batches: one step from the same weights gives their loss and "
+        "gradients (step check; only the top-k among near-tied neighbours differs), their evaluator ranks our "
+        "checkpoint to our number, and the sampler and learning-rate schedule are the same as theirs"
+    )
+    if welch is not None and gap is not None:
+        text += (
+            f"; over epochs {late} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
+            f"{'' if welch[1] < 0.05 else 'not '}separate from seed noise (t = {welch[0]:.2f}, p = {welch[1]:.2f})"
         )
     return text

@@ -245,6 +245,27 @@ def seed_band(
     }
 
 
+def late_welch(band: dict[str, Any] | None) -> tuple[float, float] | None:
+    """Welch's t and its two-sided p for our seeds' late means against theirs (:func:`seed_band`; None without
+    two seeds on each side)."""
+    if not band or len(band["late_mean_theirs"]) < 2 or len(band["late_mean_ours"]) < 2:
+        return None
+    if None in band["late_mean_theirs"] or None in band["late_mean_ours"]:
+        return None
+    from scipy.stats import ttest_ind
+
+    test = ttest_ind(band["late_mean_ours"], band["late_mean_theirs"], equal_var=False)
+    return float(test.statistic), float(test.pvalue)
+
+
+def late_gap(band: dict[str, Any] | None) -> float | None:
+    """The mean of our seeds' late means minus theirs (None without their seeds)."""
+    if not band or None in band["late_mean_theirs"] or None in band["late_mean_ours"]:
+        return None
+    ours, theirs = band["late_mean_ours"], band["late_mean_theirs"]
+    return sum(ours) / len(ours) - sum(theirs) / len(theirs)
+
+
 def band_sentence(band: dict[str, Any] | None) -> str:
     """The comparison of the two seed bands (:func:`seed_band`) in words."""
     if not band:

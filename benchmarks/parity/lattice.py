@@ -12,7 +12,6 @@ checks of _cripac_check.py (one step from the same weights; our seed-1 checkpoin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -57,60 +56,19 @@ DETAILS = (
 )
 
 
-CHECKS = "lattice-checks.json"  # in --work: the finished checks, reused by --collect
-
-
-def late_welch(band: dict[str, Any] | None) -> tuple[float, float] | None:
-    """Welch's t and its two-sided p for our seeds' late means against theirs (None without their seeds)."""
-    if not band or len(band["late_mean_theirs"]) < 2 or len(band["late_mean_ours"]) < 2:
-        return None
-    from scipy.stats import ttest_ind
-
-    test = ttest_ind(band["late_mean_ours"], band["late_mean_theirs"], equal_var=False)
-    return float(test.statistic), float(test.pvalue)
-
-
 def checks(
     args: argparse.Namespace, codes: Path, runs: Path, band: dict[str, Any] | None
 ) -> tuple[dict[str, Any], str, str]:
     """The step and evaluator checks (run with --step-check, else read from --work), their sentence, the cause."""
-    from _cripac_check import evaluator_check, sentence, step_check
+    from _cripac_check import LATTICE, cause, run_checks, sentence
+    from _harness import late_gap, late_welch
 
-    from mmtrain.config import resolve_config
-    from mmtrain.models.registry import get_model
-
-    path = args.work / CHECKS
-    found = json.loads(path.read_text()) if path.exists() else None
-    if getattr(args, "step_check", False) and found is None:
-        config = resolve_config(get_model("lattice"), {"model": "lattice", "params": OVERRIDES})
-        config["model"] = "lattice"
-        found = {
-            "step": step_check(codes, args.dataset, config),
-            "evaluator": evaluator_check(codes, args.dataset, runs / f"lattice-s{args.seeds[0]}"),
-        }
-        path.write_text(json.dumps(found, indent=2))
+    found = run_checks(args, codes, runs, LATTICE, OVERRIDES)
     if found is None:
         return {}, "", ""
-    welch = late_welch(band)
-    cause = (
-        "none found in the model, evaluator or batches: one step from the same weights gives their loss and "
-        "gradients (step check; only the top-k among near-tied neighbours differs), their evaluator ranks our "
-        "checkpoint to our number, and the sampler and learning-rate schedule are the same as theirs"
-    )
-    if welch is not None:
-        first, last = band["late_epochs"]
-        cause += (
-            f"; over epochs {first}-{last} the mean of our seeds is {welch_gap(band):+.4f} from theirs, which "
-            f"{len(band['late_mean_ours'])} seeds against {len(band['late_mean_theirs'])} do not separate from "
-            f"seed noise (Welch t = {welch[0]:.2f}, p = {welch[1]:.2f})"
-        )
-    return found, sentence(found["step"], found["evaluator"]), cause
-
-
-def welch_gap(band: dict[str, Any]) -> float:
-    """Our seeds' late mean minus theirs."""
-    ours, theirs = band["late_mean_ours"], band["late_mean_theirs"]
-    return sum(ours) / len(ours) - sum(theirs) / len(theirs)
+    late = f"{band['late_epochs'][0]}-{band['late_epochs'][1]}" if band else ""
+    why = cause(found, late_welch(band), late_gap(band), late)
+    return found, sentence(found["step"], found["evaluator"]), why
 
 
 def main() -> None:

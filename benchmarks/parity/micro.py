@@ -1,14 +1,21 @@
 """Parity of our MICRO with the original (CRIPAC-DIG/MICRO) on TikTok: two rows from one run of theirs.
 
-    python benchmarks/parity/micro.py --repo ~/src/MICRO [--epochs 6] [--seeds 1 2 3] [--their-seeds 123 1 2] [--work DIR]
+    python benchmarks/parity/micro.py --repo ~/src/MICRO [--epochs 6] [--seeds 1 2 3] [--their-seeds 123 1 2]
+        [--step-check] [--work DIR]
 
 Copies the original into --work, applies the shims below, exports our TikTok split in its layout, runs it on one
 CPU thread with validation every epoch, then runs ours over the seeds twice: with the reference contrastive loss
 over all items (``micro``) and with the opt-in ``cl_anchors=1024`` estimate (``micro-anchors``), and writes
 benchmarks/results/parity/micro.json and micro-anchors.json (rendered into docs/parity.md by table.py).
+--step-check adds the checks of _cripac_check.py to both rows (one step of the reference loss from the same
+weights; our seed-1 reference checkpoint under their evaluator); the cause they support goes to the ``micro`` row.
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
 
 from _cripac import COMMON_SHIMS, Row, arguments, run_rows
 from _harness import WORK
@@ -68,15 +75,34 @@ ANCHORS = (
 )
 
 
+def checks(
+    args: argparse.Namespace, codes: Path, runs: Path, band: dict[str, Any] | None
+) -> tuple[dict[str, Any], str, str]:
+    """The step and evaluator checks of the reference row (run with --step-check, else read from --work), their
+    sentence, and the cause for the ``micro`` row (the ``micro-anchors`` row gets the sentence only: the step
+    check compares the reference loss, not the anchor estimate)."""
+    from _cripac_check import MICRO, cause, run_checks, sentence
+    from _harness import late_gap, late_welch
+
+    found = run_checks(args, codes, args.work / "ours" / "micro", MICRO, {**OVERRIDES, "cl_anchors": 0})
+    if found is None:
+        return {}, "", ""
+    why = ""
+    if runs.name == "micro":
+        late = f"{band['late_epochs'][0]}-{band['late_epochs'][1]}" if band else ""
+        why = cause(found, late_welch(band), late_gap(band), late)
+    return found, sentence(found["step"], found["evaluator"]), why
+
+
 def main() -> None:
-    args = arguments(__doc__, epochs=6, work=str(WORK / "micro"))
+    args = arguments(__doc__, epochs=6, work=str(WORK / "micro"), checks=True)
     original = {"repo": "CRIPAC-DIG/MICRO", "entry": "codes/main.py"}
     their_args = ["--verbose", "1", "--early_stopping_patience", "1000", "--debug"]
     rows = [
         Row("micro", "micro", {**OVERRIDES, "cl_anchors": 0}, FULL),
         Row("micro-anchors", "micro", {**OVERRIDES, "cl_anchors": 1024}, ANCHORS),
     ]
-    run_rows(args, original, SHIMS, their_args, 1024, rows, HYPERPARAMETERS)
+    run_rows(args, original, SHIMS, their_args, 1024, rows, HYPERPARAMETERS, check=checks)
 
 
 if __name__ == "__main__":

@@ -167,8 +167,8 @@ def test_near_tied_rows_are_the_rows_whose_kth_and_next_cosine_are_equal():
 
 def _lattice_checks() -> dict:
     step = {
-        "loss_ours": 0.6867,
-        "loss_theirs": 0.6866,
+        "loss_ours": 0.6866975,
+        "loss_theirs": 0.6866972,
         "max_rel_grad_diff": 0.02,
         "max_abs_item_diff": 0.01,
         "max_abs_user_diff": 4e-9,
@@ -201,20 +201,27 @@ def test_lattice_checks_are_read_back_with_the_welch_test_of_the_late_means(tmp_
         "late_mean_theirs": [0.084, 0.079, 0.082],
     }
     # Welch by hand: means .085 and .081667, sample variances 4e-6 and 6.333e-6, se = sqrt((4e-6 + 6.333e-6)/3)
-    t, p = lattice.late_welch(band)
+    t, p = harness.late_welch(band)
     assert t == pytest.approx((0.085 - 0.245 / 3) / ((4e-6 + 19e-6 / 3) / 3) ** 0.5)
     assert 0.05 < p < 0.3
-    assert lattice.late_welch({**band, "late_mean_theirs": [0.08]}) is None
+    assert harness.late_welch({**band, "late_mean_theirs": [0.08]}) is None
+    assert harness.late_gap(band) == pytest.approx(0.085 - 0.245 / 3)
     args = argparse.Namespace(work=tmp_path, step_check=False)
     assert lattice.checks(args, tmp_path, tmp_path, band) == ({}, "", "")  # nothing run, nothing found
-    (tmp_path / lattice.CHECKS).write_text(json.dumps(_lattice_checks()))
+    (tmp_path / "lattice-checks.json").write_text(json.dumps(_lattice_checks()))
     found, text, cause = lattice.checks(args, tmp_path, tmp_path, band)
     assert found == _lattice_checks()
     assert "audio 32 (32), image 1 (1)" in text and "0.08653 under theirs" in text
+    assert cause.startswith("none found in the model, evaluator or batches")
     assert cause.endswith(
-        f"+0.0033 from theirs, which 3 seeds against 3 do not separate from seed noise "
-        f"(Welch t = {t:.2f}, p = {p:.2f})"
+        f"epochs 26-30 the mean of our seeds is +0.0033 from theirs, which Welch's test does not separate from "
+        f"seed noise (t = {t:.2f}, p = {p:.2f})"
     )
+    # a step check whose losses differ supports no cause
+    broken = _lattice_checks()
+    broken["step"]["theirs_graphs"]["reuse"] = {**broken["step"]["theirs_graphs"]["reuse"], "loss_ours": 0.7}
+    (tmp_path / "lattice-checks.json").write_text(json.dumps(broken))
+    assert lattice.checks(args, tmp_path, tmp_path, band)[2] == ""
 
 
 def test_parity_table_shows_their_seed_band():
