@@ -19,6 +19,9 @@ Result file (one per model, every key present; ``null`` where a value does not e
      "verdict": "parity" | "differs: <cause>" | "not run: <why>",
      "details": "what was compared, what was found, bugs fixed (markdown, a few sentences)",
      "machine": {...}}                       # _common.machine_info()
+
+Some scripts add what only they measure: ``theirs_seeds`` (:func:`seed_band`, when the original ran with more
+than one seed), ``step_check`` (MMRec's MMGCN, SLMRec) and ``checks`` (LATTICE and MICRO: ``_cripac_check.py``).
 """
 
 from __future__ import annotations

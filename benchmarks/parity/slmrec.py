@@ -12,7 +12,11 @@ Cython samplers (``util/cython``) are not in the repository. A shim replaces its
 final user/item representations after every epoch, and this script ranks them with our evaluator (val
 Recall@20, their catalogue mapped back to our ids); their per-epoch training loss comes from their log.
 
-    python benchmarks/parity/slmrec.py --repo ~/src/SLMRec --epochs 40 --work ../parity-work/slmrec
+    python benchmarks/parity/slmrec.py --repo ~/src/SLMRec --epochs 40 [--their-seeds 2021 1 2] --work ../parity-work/slmrec
+
+``--their-seeds`` runs the original with further seeds (``--seed``; its default 2021 first, the compared run),
+each in its own copy (``SLMRec-s<seed>``, log ``theirs-e<epochs>-s<seed>.log``): the result then holds their
+seed band (``theirs_seeds``) and Welch's test of the two sides' late means.
 """
 
 from __future__ import annotations
@@ -25,7 +29,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import TIKTOK, WORK, Curve, DumpedModel, git_commit, run_ours, run_theirs, verdict, write_result
+from _harness import (
+    TIKTOK,
+    WORK,
+    Curve,
+    DumpedModel,
+    band_sentence,
+    git_commit,
+    late_gap,
+    late_welch,
+    run_ours,
+    run_theirs,
+    seed_band,
+    verdict,
+    write_result,
+)
 from _partial import cut
 from _patch import Shim, apply_shims, copy_original, describe
 
@@ -169,7 +187,7 @@ def convert(dataset: Path, out: Path) -> None:
         torch.save(torch.from_numpy(feature), out / f"tiktok_{theirs}_feat.pt")
 
 
-def their_recall(work: Path, dataset: Path, epochs: int) -> list[float | None]:
+def their_recall(work: Path, dataset: Path, epochs: int, code: str = "SLMRec") -> list[float | None]:
     """Val Recall@20 under our evaluator of every epoch's dumped representations (their ids mapped back to ours;
     items absent from their catalogue, i.e. only in our test split, are never recommended)."""
     import pandas as pd
@@ -185,7 +203,7 @@ def their_recall(work: Path, dataset: Path, epochs: int) -> list[float | None]:
     evaluator = Evaluator(data, topk=[20])
     recalls: list[float | None] = []
     for epoch in range(epochs):
-        path = work / "SLMRec" / "emb" / f"epoch{epoch}.pt"
+        path = work / code / "emb" / f"epoch{epoch}.pt"
         if not path.exists():
             recalls.append(None)
             continue
@@ -329,7 +347,7 @@ def step_sentence(step: dict[str, float] | None) -> str:
     )
 
 
-def their_command(work: Path, epochs: int) -> list[str]:
+def their_command(work: Path, epochs: int, seed: int = THEIR_SEED) -> list[str]:
     """Their run.sh line with the default configuration (conf/SLMRec.properties) filled in."""
     args = {
         "recommender": "SLMRec",
@@ -348,7 +366,7 @@ def their_command(work: Path, epochs: int) -> list[str]:
         "create_log_file": "False",
         "mm_fusion_mode": "concat",
         "batch_size": 2048,
-        "seed": THEIR_SEED,
+        "seed": seed,
         "verbose": 1,
     }
     return ["python", "main.py", *(f"--{k}={v}" for k, v in args.items())]
@@ -361,6 +379,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--work", type=Path, default=WORK / "slmrec")
     parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument(
+        "--their-seeds",
+        type=int,
+        nargs="+",
+        default=[THEIR_SEED],
+        help=f"the original's seeds, its default {THEIR_SEED} first (the compared run); more give their seed band",
+    )
     parser.add_argument("--only", choices=("theirs", "ours", "both"), default="both")
     parser.add_argument(
         "--partial",
@@ -371,18 +396,30 @@ def main() -> None:
         "--step-check", action="store_true", help="only compare one training step (needs a converted --work)"
     )
     args = parser.parse_args()
+    if args.their_seeds[0] != THEIR_SEED:
+        parser.error(f"--their-seeds starts with the original's default seed {THEIR_SEED} (the compared run)")
     work = args.work.resolve()
-    log = work / f"theirs-e{args.epochs}.log"
+    runs = {  # seed -> (their code folder, log)
+        seed: (
+            ("SLMRec", work / f"theirs-e{args.epochs}.log")
+            if seed == THEIR_SEED
+            else (f"SLMRec-s{seed}", work / f"theirs-e{args.epochs}-s{seed}.log")
+        )
+        for seed in args.their_seeds
+    }
+    log = runs[THEIR_SEED][1]
     command = their_command(work, args.epochs)
-    done = log.exists() and len(LOSS.findall(log.read_text())) >= args.epochs
-    if args.only in ("theirs", "both") and not (args.partial or args.step_check or done):
-        code_dir = copy_original(args.repo, work / "SLMRec", ignore=(".git", "log", "dataset", "figures"))
+    for seed, (code, seed_log) in runs.items():
+        done = seed_log.exists() and len(LOSS.findall(seed_log.read_text())) >= args.epochs
+        if args.only not in ("theirs", "both") or args.partial or args.step_check or done:
+            continue
+        code_dir = copy_original(args.repo, work / code, ignore=(".git", "log", "dataset", "figures"))
         apply_shims(code_dir, SHIMS)
         (code_dir / "emb").mkdir()
         convert(args.dataset, work / "dataset")
-        rc, _ = run_theirs(command, code_dir, log)
+        rc, _ = run_theirs(their_command(work, args.epochs, seed), code_dir, seed_log)
         if rc != 0:
-            print(f"the original exited with {rc}; see {log}", file=sys.stderr)
+            print(f"the original exited with {rc}; see {seed_log}", file=sys.stderr)
     overrides = {
         "lr": HYPER["lr"],
         "weight_decay": HYPER["weight_decay"],
@@ -430,7 +467,25 @@ def main() -> None:
         if verdict([c.recall[e : e + 1] for c in ours], theirs.recall[e : e + 1])[0] == "parity"
     ]
     losses += f" Their val Recall@20 is inside our band (or within 5%) at epochs {inside} of {n}."
-    if kind == "differs" and step and all(loss_band):
+    their_seeds = {
+        seed: Curve(
+            loss=[float(x) for x in LOSS.findall(seed_log.read_text())] if seed_log.exists() else [],
+            recall=their_recall(work, args.dataset, args.epochs, code)[:n],
+        )
+        for seed, (code, seed_log) in runs.items()
+    }
+    band = seed_band(their_seeds, [c.recall for c in ours], n)
+    welch, gap = late_welch(band), late_gap(band)
+    if kind == "differs" and step and all(loss_band) and welch is not None and gap is not None:
+        first, last = band["late_epochs"]
+        why += (
+            "; cause: none found in the model (the one-step check gives the same loss and gradients, and every "
+            "training loss lies in our band); over epochs "
+            f"{first}-{last} the mean of our seeds is {gap:+.4f} from their {len(band['seeds'])} seeds', which "
+            f"Welch's test does {'' if welch[1] < 0.05 else 'not '}separate from seed noise "
+            f"(t = {welch[0]:.2f}, p = {welch[1]:.2f})"
+        )
+    elif kind == "differs" and step and all(loss_band):
         why += (
             "; cause not found: the one-step check gives the same loss and gradients and every training loss "
             "lies in our band, which leaves randomness (one seed of theirs against a three-seed band early in "
@@ -474,9 +529,10 @@ def main() -> None:
             "error": error,
         },
         "theirs_under_ours": {"val_recall@20": theirs.recall},
+        "theirs_seeds": band,
         "verdict": kind if kind == "parity" else f"{kind}: {why}",
         "step_check": step,
-        "details": f"{why}.{progress}{losses} {DETAILS}{step_sentence(step)}",
+        "details": f"{why}.{progress}{losses} {DETAILS}{step_sentence(step)}{band_sentence(band)}",
     }
     print(write_result(result))
 
