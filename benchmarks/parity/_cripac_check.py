@@ -380,10 +380,13 @@ def run_checks(
     return found
 
 
-def cause(found: dict[str, Any], welch: tuple[float, float] | None, gap: float | None, late: str) -> str:
+def cause(found: dict[str, Any], band: dict[str, Any] | None) -> str:
     """The cause of a *differs* that the checks support: none in the model or evaluator, when one step from the
     same weights and graphs gives their loss (within 1e-5 relative) and their evaluator our checkpoint's
-    Recall@20; then whether the seeds' late means differ beyond noise (Welch). Empty when the checks disagree."""
+    Recall@20; then whether the two seed bands' late means (``band``, :func:`_harness.seed_band`) differ beyond
+    noise (Welch). Empty when the checks disagree."""
+    from _harness import late_gap, late_welch
+
     same = found["step"]["theirs_graphs"]["reuse"]
     evaluation = found["evaluator"]
     if abs(same["loss_ours"] - same["loss_theirs"]) > 1e-5 * abs(same["loss_theirs"]) or (
@@ -395,9 +398,28 @@ def cause(found: dict[str, Any], welch: tuple[float, float] | None, gap: float |
         "gradients (step check; only the top-k among near-tied neighbours differs), their evaluator ranks our "
         "checkpoint to our number, and the sampler and learning-rate schedule are the same as theirs"
     )
-    if welch is not None and gap is not None:
+    welch, gap = late_welch(band), late_gap(band)
+    if band and welch is not None and gap is not None:
+        first, last = band["late_epochs"]
         text += (
-            f"; over epochs {late} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
+            f"; over epochs {first}-{last} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
             f"{'' if welch[1] < 0.05 else 'not '}separate from seed noise (t = {welch[0]:.2f}, p = {welch[1]:.2f})"
         )
     return text
+
+
+def row_checks(
+    args: Any,
+    codes: Path,
+    spec: Original,
+    overrides: dict[str, Any],
+    band: dict[str, Any] | None,
+    with_cause: bool = True,
+) -> tuple[dict[str, Any], str, str]:
+    """A parity row's ``check`` (:func:`_cripac.run_rows`): the checks of ``spec`` (its reference row's runs are
+    ``--work/ours/<model>``), their sentence and, ``with_cause``, the cause they support."""
+    found = run_checks(args, codes, args.work / "ours" / spec.model, spec, overrides)
+    if found is None:
+        return {}, "", ""
+    why = cause(found, band) if with_cause else ""
+    return found, sentence(found["step"], found["evaluator"]), why

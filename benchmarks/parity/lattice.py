@@ -60,15 +60,9 @@ def checks(
     args: argparse.Namespace, codes: Path, runs: Path, band: dict[str, Any] | None
 ) -> tuple[dict[str, Any], str, str]:
     """The step and evaluator checks (run with --step-check, else read from --work), their sentence, the cause."""
-    from _cripac_check import LATTICE, cause, run_checks, sentence
-    from _harness import late_gap, late_welch
+    from _cripac_check import LATTICE, row_checks
 
-    found = run_checks(args, codes, runs, LATTICE, OVERRIDES)
-    if found is None:
-        return {}, "", ""
-    late = f"{band['late_epochs'][0]}-{band['late_epochs'][1]}" if band else ""
-    why = cause(found, late_welch(band), late_gap(band), late)
-    return found, sentence(found["step"], found["evaluator"]), why
+    return row_checks(args, codes, LATTICE, OVERRIDES, band)
 
 
 def main() -> None:

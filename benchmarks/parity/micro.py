@@ -81,17 +81,11 @@ def checks(
     """The step and evaluator checks of the reference row (run with --step-check, else read from --work), their
     sentence, and the cause for the ``micro`` row (the ``micro-anchors`` row gets the sentence only: the step
     check compares the reference loss, not the anchor estimate)."""
-    from _cripac_check import MICRO, cause, run_checks, sentence
-    from _harness import late_gap, late_welch
+    from _cripac_check import MICRO, row_checks
 
-    found = run_checks(args, codes, args.work / "ours" / "micro", MICRO, {**OVERRIDES, "cl_anchors": 0})
-    if found is None:
-        return {}, "", ""
-    why = ""
-    if runs.name == "micro":
-        late = f"{band['late_epochs'][0]}-{band['late_epochs'][1]}" if band else ""
-        why = cause(found, late_welch(band), late_gap(band), late)
-    return found, sentence(found["step"], found["evaluator"]), why
+    return row_checks(
+        args, codes, MICRO, {**OVERRIDES, "cl_anchors": 0}, band, with_cause=runs.name == "micro"
+    )
 
 
 def main() -> None:
