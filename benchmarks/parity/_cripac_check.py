@@ -385,7 +385,7 @@ def cause(found: dict[str, Any], band: dict[str, Any] | None) -> str:
     same weights and graphs gives their loss (within 1e-5 relative) and their evaluator our checkpoint's
     Recall@20; then whether the two seed bands' late means (``band``, :func:`_harness.seed_band`) differ beyond
     noise (Welch). Empty when the checks disagree."""
-    from _harness import late_gap, late_welch
+    from _harness import welch_sentence
 
     same = found["step"]["theirs_graphs"]["reuse"]
     evaluation = found["evaluator"]
@@ -398,14 +398,8 @@ def cause(found: dict[str, Any], band: dict[str, Any] | None) -> str:
         "gradients (step check; only the top-k among near-tied neighbours differs), their evaluator ranks our "
         "checkpoint to our number, and the sampler and learning-rate schedule are the same as theirs"
     )
-    welch, gap = late_welch(band), late_gap(band)
-    if band and welch is not None and gap is not None:
-        first, last = band["late_epochs"]
-        text += (
-            f"; over epochs {first}-{last} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
-            f"{'' if welch[1] < 0.05 else 'not '}separate from seed noise (t = {welch[0]:.2f}, p = {welch[1]:.2f})"
-        )
-    return text
+    seeds = welch_sentence(band)
+    return f"{text}; {seeds}" if seeds else text
 
 
 def row_checks(

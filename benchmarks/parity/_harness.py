@@ -269,6 +269,32 @@ def late_gap(band: dict[str, Any] | None) -> float | None:
     return sum(ours) / len(ours) - sum(theirs) / len(theirs)
 
 
+def welch_sentence(band: dict[str, Any] | None) -> str:
+    """Our seeds' late mean against theirs in words, with Welch's test (empty without two seeds a side)."""
+    welch, gap = late_welch(band), late_gap(band)
+    if not band or welch is None or gap is None:
+        return ""
+    first, last = band["late_epochs"]
+    return (
+        f"over epochs {first}-{last} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
+        f"{'' if welch[1] < 0.05 else 'not '}separate from seed noise (t = {welch[0]:.2f}, p = {welch[1]:.2f})"
+    )
+
+
+def loss_overlap(theirs: list[list[float]], ours: list[list[float]], epochs: int) -> int:
+    """At how many of the first ``epochs`` epochs the training-loss bands [min, max] of the two sides' seeds
+    overlap (seeds with fewer epochs left out)."""
+    theirs = [c for c in theirs if len(c) >= epochs]
+    ours = [c for c in ours if len(c) >= epochs]
+    if not theirs or not ours:
+        return 0
+    return sum(
+        min(c[e] for c in theirs) <= max(c[e] for c in ours)
+        and max(c[e] for c in theirs) >= min(c[e] for c in ours)
+        for e in range(epochs)
+    )
+
+
 def band_sentence(band: dict[str, Any] | None) -> str:
     """The comparison of the two seed bands (:func:`seed_band`) in words."""
     if not band:

@@ -31,11 +31,13 @@ from _harness import (
     band_sentence,
     git_commit,
     late_summary,
+    loss_overlap,
     run_ours,
     run_theirs,
     seed_band,
     verdict,
     verdict_extent,
+    welch_sentence,
     write_result,
 )
 from _patch import Shim, apply_shims, copy_original, describe
@@ -291,6 +293,15 @@ def main() -> int:
         result_verdict, why = "not run", f"the original evaluated no epoch: {error or 'no log'}"
     elif result_verdict != "parity":
         extent = verdict_extent(ours_recall, theirs.recall)
+        seeds = welch_sentence(their_band)
+        if seeds:
+            overlap = loss_overlap([c.loss for c in their_seeds.values()], [c.loss for c in curves], compared)
+            extent += (
+                f"; cause: none found (MMSSL has no step check): the training losses of their "
+                f"{len(their_seeds)} seeds and our {len(curves)} overlap at {overlap} of {compared} epochs, and "
+                "their evaluator is LATTICE's (utility/batch_test.py, the same file but for its pool size), which "
+                f"ranks our LATTICE checkpoint to our number (lattice row); {seeds}"
+            )
     write_result(
         {
             "model": "mmssl",
@@ -323,7 +334,7 @@ def main() -> int:
             "theirs_under_ours": None,
             "theirs_seeds": their_band,
             "verdict": result_verdict if result_verdict == "parity" else f"{result_verdict}: {why}{extent}",
-            "details": details(curves, theirs, why) + band_sentence(their_band),
+            "details": details(curves, theirs, why + extent) + band_sentence(their_band),
         }
     )
     return 0

@@ -36,12 +36,12 @@ from _harness import (
     DumpedModel,
     band_sentence,
     git_commit,
-    late_gap,
-    late_welch,
+    loss_overlap,
     run_ours,
     run_theirs,
     seed_band,
     verdict,
+    welch_sentence,
     write_result,
 )
 from _partial import cut
@@ -475,20 +475,14 @@ def main() -> None:
         for seed, (code, seed_log) in runs.items()
     }
     band = seed_band(their_seeds, [c.recall for c in ours], n)
-    welch, gap = late_welch(band), late_gap(band)
-    if kind == "differs" and step and band and welch is not None and gap is not None:
-        first, last = band["late_epochs"]
-        their_losses = [c.loss[:n] for c in their_seeds.values() if len(c.loss) >= n]
-        overlap = sum(
-            min(c[e] for c in their_losses) <= max(c.loss[e] for c in ours)
-            and max(c[e] for c in their_losses) >= min(c.loss[e] for c in ours)
-            for e in range(n)
-        )
+    seeds = welch_sentence(band)
+    if kind == "differs" and step and band and seeds:
+        their_losses = [c.loss for c in their_seeds.values()]
+        overlap = loss_overlap(their_losses, [c.loss for c in ours], n)
         why += (
             "; cause: none found in the model: the one-step check gives the same loss and gradients, and the "
-            f"training losses of their {len(their_losses)} seeds and our 3 overlap at {overlap} of {n} epochs; "
-            f"over epochs {first}-{last} the mean of our seeds is {gap:+.4f} from theirs, which Welch's test does "
-            f"{'' if welch[1] < 0.05 else 'not '}separate from seed noise (t = {welch[0]:.2f}, p = {welch[1]:.2f})"
+            f"training losses of their {len(their_losses)} seeds and our {len(ours)} overlap at {overlap} of {n} "
+            f"epochs; {seeds}"
         )
     elif kind == "differs" and step and all(loss_band):
         why += (
