@@ -224,6 +224,23 @@ def test_lattice_checks_are_read_back_with_the_welch_test_of_the_late_means(tmp_
     assert lattice.checks(args, tmp_path, tmp_path, band)[2] == ""
 
 
+def test_loss_overlap_counts_epochs_whose_seed_bands_meet_and_welch_says_which_gaps_are_noise():
+    theirs = [[1.0, 2.0, 3.0], [1.2, 2.2, 3.2], [1.0]]  # the one-epoch seed is left out
+    ours = [[1.1, 2.5, 2.0], [1.3, 2.6, 2.5]]
+    # epoch 1: 1.0-1.2 meets 1.1-1.3; epoch 2: 2.0-2.2 below 2.5-2.6; epoch 3: 3.0-3.2 above 2.0-2.5
+    assert harness.loss_overlap(theirs, ours, 3) == 1
+    assert harness.loss_overlap(theirs, [[1.1]], 3) == 0
+    close = {
+        "late_epochs": [16, 20],
+        "late_mean_ours": [0.085, 0.083, 0.087],
+        "late_mean_theirs": [0.084, 0.079, 0.082],
+    }
+    far = {**close, "late_mean_theirs": [0.060, 0.061, 0.062]}
+    assert "+0.0033 from theirs, which Welch's test does not separate" in harness.welch_sentence(close)
+    assert "+0.0240 from theirs, which Welch's test does separate" in harness.welch_sentence(far)
+    assert harness.welch_sentence(None) == ""
+
+
 def test_parity_table_shows_their_seed_band():
     result = _result("lightgcn", "parity")
     result["theirs_seeds"] = {"seeds": [999, 1], "val_recall@20": [[0.05, 0.07, 0.081], [0.05, 0.07, 0.079]]}
