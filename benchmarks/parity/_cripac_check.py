@@ -20,6 +20,7 @@ share a vector, so in many rows the 10th and 11th cosine differ by float32 round
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from collections.abc import Iterator
@@ -170,13 +171,11 @@ def tied_rows(features: Any, k: int = K) -> int:
 
 def _their_loss(original: SimpleNamespace, batch: Any, rebuild: bool) -> tuple[Any, Any, Any]:
     """Their training loss of one batch, as their Trainer.train computes it, and their user/item outputs."""
-    from types import SimpleNamespace as Namespace
-
     args, model = original.args, original.model
     outputs = model(original.adjacency, build_item_graph=rebuild)
     users, items = outputs[0], outputs[1]
     u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
-    trainer = Namespace(batch_size=args.batch_size, decay=eval(args.regs)[0])
+    trainer = SimpleNamespace(batch_size=args.batch_size, decay=ast.literal_eval(args.regs)[0])
     mf, emb, reg = original.main.Trainer.bpr_loss(trainer, u, p, n)
     loss = mf + emb + reg
     if original.spec.contrastive:  # outputs: users, items, image view, text view, fused
