@@ -445,11 +445,15 @@ def main() -> None:
     if args.only == "ours":
         return
     text = log.read_text() if log.exists() else ""
-    theirs = Curve(
-        loss=[float(x) for x in LOSS.findall(text)],
-        recall=their_recall(work, args.dataset, args.epochs),
-        seconds=[float(x) for x in TOTAL.findall(text)],
-    )
+    their_seeds = {  # every seed's log parsed and dumps ranked once; the default seed is the compared run
+        seed: Curve(
+            loss=[float(x) for x in LOSS.findall(seed_log.read_text())] if seed_log.exists() else [],
+            recall=their_recall(work, args.dataset, args.epochs, code),
+        )
+        for seed, (code, seed_log) in runs.items()
+    }
+    theirs = their_seeds[THEIR_SEED]
+    theirs.seconds = [float(x) for x in TOTAL.findall(text)]
     n = cut(ours, theirs)
     error = text.strip().splitlines()[-1] if "Traceback" in text else None
     if error:
@@ -467,14 +471,7 @@ def main() -> None:
         if verdict([c.recall[e : e + 1] for c in ours], theirs.recall[e : e + 1])[0] == "parity"
     ]
     losses += f" Their val Recall@20 is inside our band (or within 5%) at epochs {inside} of {n}."
-    their_seeds = {
-        seed: Curve(
-            loss=[float(x) for x in LOSS.findall(seed_log.read_text())] if seed_log.exists() else [],
-            recall=their_recall(work, args.dataset, args.epochs, code)[:n],
-        )
-        for seed, (code, seed_log) in runs.items()
-    }
-    band = seed_band(their_seeds, [c.recall for c in ours], n)
+    band = seed_band(their_seeds, [c.recall for c in ours], n)  # cuts their other seeds to n epochs too
     seeds = welch_sentence(band)
     if kind == "differs" and step and band and seeds:
         their_losses = [c.loss for c in their_seeds.values()]
