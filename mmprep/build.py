@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmformat.hashing import describe_file
+from mmformat.uncached import record_digests
 from mmprep.dataset.writer import DatasetWriter, interaction_pieces, user_item_order
 from mmprep.errors import PrepError
 from mmprep.filter.collect import Collected, collect
@@ -233,10 +234,14 @@ def _build(
     skips = SkipLog(strict=params.strict)
     source = get_source(source_format)(files, skips)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashes = pool.submit(lambda: [dict(describe_file(p), role=role) for role, p in files.all()])
-        with stage(f"reading {source_format} interactions", quiet):
+        # the dump is hashed on the thread that reads it for parsing (one read of it, not two); files read
+        # another way are hashed here afterwards, beside the filter stage
+        with stage(f"reading {source_format} interactions", quiet), record_digests() as digests:
             settings = current_spill()  # rating and timestamp of every raw row wait on disk there
             collected = collect(source.interaction_stream(), settings.temp_dir if settings else None)
+        hashes = pool.submit(
+            lambda: [dict(describe_file(p, known=digests), role=role) for role, p in files.all()]
+        )
         try:
             if collected.rows == 0:
                 raise nothing_read_error(files.get("interactions"), skips, source_format)

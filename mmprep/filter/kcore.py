@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 DEDUPE_PARTS_ROWS = 8 << 20
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def index_dtype(n: int) -> type[np.integer]:
@@ -55,12 +64,25 @@ _BITMAP_BITS = 24
 _BITMAP_MASK = np.int64((1 << _BITMAP_BITS) - 1)
 
 
-def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+def filter_workers() -> int:
+    """Threads of the dedupe and the k-core: two where the machine has them (numpy's sorts, gathers and
+    counts release the GIL, and the filter stage otherwise leaves every other core idle)."""
+    return min(FILTER_MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+FILTER_MAX_WORKERS = 2
+
+
+def first_occurrence_mask(
+    users: np.ndarray, items: np.ndarray, n_items: int, workers: int | None = None
+) -> np.ndarray:
     """Boolean mask over the rows: True at the first occurrence of every ``(user, item)`` pair.
 
     A pair repeats only within one user, so the rows are cut into parts by ``user % parts`` (about
-    :data:`DEDUPE_PARTS_ROWS` rows each) and each part is handled on its own, in buffers reused from part to
-    part: its working memory is that of one part (about 26 bytes a row), not of the whole dump.
+    :data:`DEDUPE_PARTS_ROWS` rows each) and each part is handled on its own, in buffers a worker reuses from
+    part to part: its working memory is that of one part per worker (about 26 bytes a row), not of the whole
+    dump. ``workers`` threads (:func:`filter_workers` by default) take the parts in turn; each clears the
+    flags of its own part's rows, so the mask is the same whatever their number.
 
     In a part, the pair keys are sorted (a plain sort of int64: several times faster than an argsort) to find
     the keys that repeat; the rows holding one of them (and the few others whose key shares its low bits) are
@@ -73,42 +95,86 @@ def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) ->
     if n == 0:
         return first
     parts = max(1, -(-n // DEDUPE_PARTS_ROWS))
+    if parts == 1:
+        _DedupeBuffers(n, users.dtype, items.dtype, gathered=False).clear_repeats(
+            users, items, n_items, None, 1, first
+        )
+        return first
     part_dtype = np.uint8 if parts <= np.iinfo(np.uint8).max + 1 else np.uint16
-    part_of = in_part = None
-    if parts > 1:  # filled slice by slice (``users % parts`` at once would be a raw-length int array)
-        part_of = np.empty(n, dtype=part_dtype)
-        for lo in range(0, n, DEDUPE_PARTS_ROWS):
-            np.remainder(
-                users[lo : lo + DEDUPE_PARTS_ROWS],
-                parts,
-                out=part_of[lo : lo + DEDUPE_PARTS_ROWS],
-                casting="unsafe",
-            )
-        in_part = np.empty(n, dtype=bool)
-    cap = n if parts == 1 else int(count_codes(part_of, parts).max())
-    key = np.empty(cap, dtype=np.int64)
-    work = np.empty(cap, dtype=np.int64)
-    flags = np.empty(cap, dtype=bool)
-    gathered = np.empty(cap if parts > 1 else 0, dtype=np.result_type(users.dtype, items.dtype))
-    bitmap = np.zeros(1 << _BITMAP_BITS, dtype=bool)
-    for p in range(parts):
-        if part_of is None:
-            rows = None
-            m = n
-        else:
-            np.equal(part_of, p, out=in_part)
-            rows = np.flatnonzero(in_part)
-            m = len(rows)
+    # filled slice by slice (``users % parts`` at once would be a raw-length int array)
+    part_of = np.empty(n, dtype=part_dtype)
+    for lo in range(0, n, DEDUPE_PARTS_ROWS):
+        np.remainder(
+            users[lo : lo + DEDUPE_PARTS_ROWS],
+            parts,
+            out=part_of[lo : lo + DEDUPE_PARTS_ROWS],
+            casting="unsafe",
+        )
+    cap = int(count_codes(part_of, parts).max())
+    workers = max(1, min(workers or filter_workers(), parts))
+    pending = iter(range(parts))
+    lock = threading.Lock()
+
+    def work() -> None:
+        buffers = _DedupeBuffers(cap, users.dtype, items.dtype, gathered=True)
+        while True:
+            with lock:
+                p = next(pending, None)
+            if p is None:
+                return
+            rows = _rows_of_part(part_of, p)
+            buffers.clear_repeats(users, items, n_items, rows, parts, first)
+
+    if workers == 1:
+        work()
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmprep-dedupe") as pool:
+            for job in [pool.submit(work) for _ in range(workers)]:
+                job.result()
+    return first
+
+
+def _rows_of_part(part_of: np.ndarray, p: int) -> np.ndarray:
+    """Row numbers (ascending, int64) where ``part_of == p``, found a slice at a time (no raw-length mask)."""
+    found = []
+    for lo in range(0, len(part_of), DEDUPE_PARTS_ROWS):
+        hit = np.flatnonzero(part_of[lo : lo + DEDUPE_PARTS_ROWS] == p)
+        hit += lo
+        found.append(hit)
+    return np.concatenate(found)
+
+
+class _DedupeBuffers:
+    """One dedupe worker's buffers for parts of at most ``cap`` rows, reused from part to part."""
+
+    def __init__(self, cap: int, user_dtype: np.dtype, item_dtype: np.dtype, gathered: bool) -> None:
+        self.key = np.empty(cap, dtype=np.int64)
+        self.work = np.empty(cap, dtype=np.int64)
+        self.flags = np.empty(cap, dtype=bool)
+        self.gathered = np.empty(cap if gathered else 0, dtype=np.result_type(user_dtype, item_dtype))
+        self.bitmap = np.zeros(1 << _BITMAP_BITS, dtype=bool)
+
+    def clear_repeats(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        n_items: int,
+        rows: np.ndarray | None,
+        parts: int,
+        first: np.ndarray,
+    ) -> None:
+        """Set ``first`` to False at every repeat of a pair among ``rows`` (all rows when None)."""
+        m = len(users) if rows is None else len(rows)
         if m < 2:
-            continue
-        k, w, f = key[:m], work[:m], flags[:m]
+            return
+        k, w, f = self.key[:m], self.work[:m], self.flags[:m]
         # key = (user // parts) * n_items + item, built in the int64 buffers
         if rows is None:
             np.floor_divide(users, parts, out=k, casting="unsafe")
             np.multiply(k, n_items, out=k)
             np.add(k, items, out=k, casting="unsafe")
         else:
-            g = gathered[:m]
+            g = self.gathered[:m]
             np.take(users, rows, out=g, mode="clip")
             np.floor_divide(g, parts, out=k, casting="unsafe")
             np.multiply(k, n_items, out=k)
@@ -119,14 +185,14 @@ def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) ->
         np.equal(w[1:], w[:-1], out=f[1:])
         repeated = w[1:][f[1:]]
         if len(repeated) == 0:
-            continue
+            return
         repeated = np.unique(repeated)
         # candidate rows: their key's low bits are set in the bitmap (every repeated key's row and a few others)
         low = repeated & _BITMAP_MASK
-        bitmap[low] = True
+        self.bitmap[low] = True
         np.bitwise_and(k, _BITMAP_MASK, out=w)
-        np.take(bitmap, w, out=f, mode="clip")
-        bitmap[low] = False
+        np.take(self.bitmap, w, out=f, mode="clip")
+        self.bitmap[low] = False
         cand = np.flatnonzero(f)
         # among the candidates, each key's first row (a stable sort keeps row order) stays; a candidate whose key
         # does not repeat is alone in its group and stays too
@@ -137,7 +203,6 @@ def first_occurrence_mask(users: np.ndarray, items: np.ndarray, n_items: int) ->
         np.equal(sorted_key[1:], sorted_key[:-1], out=later[1:])
         dup = cand[order[later]]
         first[dup if rows is None else rows[dup]] = False
-    return first
 
 
 def dedupe_first(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -188,7 +253,12 @@ def shrink(a: np.ndarray, m: int) -> np.ndarray:
 
 
 def kcore_compact(
-    users: np.ndarray, items: np.ndarray, rows: np.ndarray, k_user: int, k_item: int
+    users: np.ndarray,
+    items: np.ndarray,
+    rows: np.ndarray,
+    k_user: int,
+    k_item: int,
+    workers: int | None = None,
 ) -> tuple[int, int, list[int]]:
     """Iterative k-core (MMRec ``0rating2inter``) on arrays it may overwrite: repeatedly drop every row whose
     user has fewer than ``k_user`` rows or whose item has fewer than ``k_item`` rows (both sets computed on the
@@ -204,7 +274,9 @@ def kcore_compact(
     large dump most codes are gone after the first pass (most users have fewer than k reviews), so whenever
     fewer than half of a side's codes can still survive, that side is renumbered densely for the next passes
     (count tables that fit in cache instead of hundreds of MB) and mapped back at the end: the returned codes
-    are the input's (100M-review synthetic codes: the k-core 32.2 s -> 15.8 s).
+    are the input's (100M-review synthetic codes: the k-core 32.2 s -> 15.8 s). The user side and the item
+    side of every step run on two threads when ``workers`` (:func:`filter_workers` by default) allows; the
+    result does not depend on it.
     """
     n = len(users)
     n_u = int(users.max()) + 1 if n else 0
@@ -213,45 +285,79 @@ def kcore_compact(
     iterations = 0
     if k_user <= 1 and k_item <= 1:
         return n, 0, removed
-    u_back: np.ndarray | None = None  # the input code of every renumbered code
-    i_back: np.ndarray | None = None
-    u_deg = count_codes(users[:n], n_u)
-    i_deg = count_codes(items[:n], n_i)
-    # per-row flags of every pass, in two buffers reused from pass to pass (fresh raw-length arrays in every
-    # pass were faulted in again each time: a third of the k-core's time on the 100M-review codes)
-    keep_buf = np.empty(n, dtype=bool)
-    other_buf = np.empty(n, dtype=bool)
-    while True:
-        u, i = users[:n], items[:n]
-        keep, other = keep_buf[:n], other_buf[:n]
-        # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
-        user_ok = u_deg >= k_user
-        item_ok = i_deg >= k_item
-        gather(user_ok, u, keep)
-        gather(item_ok, i, other)
-        np.logical_and(keep, other, out=keep)
-        iterations += 1
-        n_good = int(np.count_nonzero(keep))
-        if n_good == n:
-            break
-        removed.append(n - n_good)
-        # the degrees of the next pass: the removed rows' counts subtracted when they are few (the late passes
-        # remove a few thousand rows of tens of millions), else counted again on the rows that stay
-        few = (n - n_good) * 4 <= n
-        if few:
-            bad = np.logical_not(keep, out=other)
-            add_counts(u_deg, u[bad], -1)
-            add_counts(i_deg, i[bad], -1)
-        n = compact(keep, users, items, rows)
-        if not few:  # counted again into the same tables (new tables would be faulted in again)
-            add_counts(_zeroed(u_deg), users[:n])
-            add_counts(_zeroed(i_deg), items[:n])
-        u_back, n_u, u_deg = _renumber_if_sparse(users[:n], user_ok, u_back, n_u, u_deg)
-        i_back, n_i, i_deg = _renumber_if_sparse(items[:n], item_ok, i_back, n_i, i_deg)
-    for codes, back in ((users, u_back), (items, i_back)):
-        if back is not None:
-            _map_in_place(codes[:n], back)
+    workers = workers or filter_workers()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mmprep-kcore") if workers > 1 else None
+    try:
+        u_back: np.ndarray | None = None  # the input code of every renumbered code
+        i_back: np.ndarray | None = None
+        u_deg, i_deg = _sides(
+            pool, partial(count_codes, users[:n], n_u), partial(count_codes, items[:n], n_i)
+        )
+        # per-row flags of every pass, in two buffers reused from pass to pass (fresh raw-length arrays in
+        # every pass were faulted in again each time: a third of the k-core's time on the 100M-review codes)
+        keep_buf = np.empty(n, dtype=bool)
+        other_buf = np.empty(n, dtype=bool)
+        while True:
+            u, i = users[:n], items[:n]
+            keep, other = keep_buf[:n], other_buf[:n]
+            # gather from small boolean tables (cache-friendly) rather than from the int64 degree arrays
+            user_ok = u_deg >= k_user
+            item_ok = i_deg >= k_item
+            _sides(pool, partial(gather, user_ok, u, keep), partial(gather, item_ok, i, other))
+            np.logical_and(keep, other, out=keep)
+            iterations += 1
+            n_good = int(np.count_nonzero(keep))
+            if n_good == n:
+                break
+            removed.append(n - n_good)
+            # the degrees of the next pass: the removed rows' counts subtracted when they are few (the late
+            # passes remove a few thousand rows of tens of millions), else counted again on the rows that stay
+            few = (n - n_good) * 4 <= n
+            if few:
+                bad = np.flatnonzero(np.logical_not(keep, out=other))
+                _sides(
+                    pool,
+                    partial(add_counts, u_deg, u.take(bad), -1),
+                    partial(add_counts, i_deg, i.take(bad), -1),
+                )
+            # the three arrays compacted on the two threads (the row payload with the items)
+            _sides(pool, partial(compact, keep, users), partial(compact, keep, items, rows))
+            n = n_good
+            if not few:  # counted again into the same tables (new tables would be faulted in again)
+                _sides(
+                    pool,
+                    partial(add_counts, _zeroed(u_deg), users[:n]),
+                    partial(add_counts, _zeroed(i_deg), items[:n]),
+                )
+            (u_back, n_u, u_deg), (i_back, n_i, i_deg) = _sides(
+                pool,
+                partial(_renumber_if_sparse, users[:n], user_ok, u_back, n_u, u_deg),
+                partial(_renumber_if_sparse, items[:n], item_ok, i_back, n_i, i_deg),
+            )
+        _sides(
+            pool,
+            partial(_map_in_place, users[:n], u_back),
+            partial(_map_in_place, items[:n], i_back),
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return n, iterations, removed
+
+
+def _sides(
+    pool: ThreadPoolExecutor | None, user_side: Callable[[], T], item_side: Callable[[], U]
+) -> tuple[T, U]:
+    """Both sides' results, the user side on a pool thread while the item side runs here (in turn without a
+    pool). numpy releases the GIL in the gathers, counts and copies these run."""
+    if pool is None:
+        return user_side(), item_side()
+    job = pool.submit(user_side)
+    try:
+        item_result = item_side()
+    finally:
+        user_result = job.result()
+    return user_result, item_result
 
 
 def _renumber_if_sparse(
@@ -271,8 +377,11 @@ def _renumber_if_sparse(
     return (kept if back is None else back[kept]), len(kept), degree
 
 
-def _map_in_place(codes: np.ndarray, table: np.ndarray) -> None:
-    """``codes[:] = table[codes]``, a chunk at a time (no second raw-length array)."""
+def _map_in_place(codes: np.ndarray, table: np.ndarray | None) -> None:
+    """``codes[:] = table[codes]``, a chunk at a time (no second raw-length array); nothing when ``table`` is
+    None."""
+    if table is None:
+        return
     for lo in range(0, len(codes), COMPACT_CHUNK_ROWS):
         chunk = codes[lo : lo + COMPACT_CHUNK_ROWS]
         chunk[:] = table[chunk]

@@ -121,3 +121,26 @@ def test_gzip_inflated_through_the_uncached_reader_equals_gzip_open(tmp_path):
     path.write_bytes(gzip.compress(lines))
     with open_gzip_once(path) as stream:
         assert stream.read() == lines
+
+
+def test_recorded_digests_are_those_of_files_read_to_the_end_and_unchanged(tmp_path):
+    whole, partial, changed = (tmp_path / n for n in ("whole.bin", "partial.bin", "changed.bin"))
+    data = _payload(whole, 2 * BLOCK_BYTES + 99)
+    _payload(partial, 3 * BLOCK_BYTES)
+    _payload(changed, BLOCK_BYTES + 5)
+    with uncached.record_digests() as digests:
+        with open_uncached(whole, min_bytes=0) as f:
+            assert f.read() == data
+        with open_uncached(partial, min_bytes=0) as f:
+            f.read(10)  # closed before its end: no digest
+        with open_uncached(changed, min_bytes=0) as f:
+            f.read(10)
+            with open(changed, "ab") as g:  # grows while it is read
+                g.write(b"more")
+            f.read()
+    assert digests == {uncached.file_key(whole.stat()): hashlib.sha256(data).hexdigest()}
+    with open_uncached(whole, min_bytes=0) as f:  # outside the context nothing is hashed or recorded
+        f.read()
+        with pytest.raises(ValueError, match="no digest"):
+            f.hexdigest()
+    assert len(digests) == 1

@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -192,7 +194,8 @@ def test_a_bad_record_late_in_the_file_rewinds_to_the_exact_read(dump, tmp_path,
     assert np.array_equal(got.u_codes, expected) and got.rows == exact.num_rows
 
 
-def test_partitioned_dedupe_equals_one_sort(monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_partitioned_dedupe_equals_one_sort(monkeypatch, workers):
     rng = np.random.default_rng(5)
     users = (rng.pareto(1.2, 50_000) * 4).astype(np.int32) % 3_000
     items = (rng.pareto(1.2, 50_000) * 4).astype(np.int32) % 2_000
@@ -202,7 +205,21 @@ def test_partitioned_dedupe_equals_one_sort(monkeypatch):
     reference = np.sort(np.unique(users.astype(np.int64) * 2_000 + items, return_index=True)[1])
     assert np.array_equal(whole, reference)
     monkeypatch.setattr(kcore_mod, "DEDUPE_PARTS_ROWS", 4_000)  # 13 parts
-    assert np.array_equal(np.flatnonzero(first_occurrence_mask(users, items, 2_000)), whole)
+    threads = set()
+    real = kcore_mod._DedupeBuffers.clear_repeats
+    both_started = threading.Barrier(workers, timeout=30)
+
+    def spying(self, *args):
+        if threading.get_ident() not in threads:  # each worker's first part waits until all have one
+            threads.add(threading.get_ident())
+            both_started.wait()
+        return real(self, *args)
+
+    monkeypatch.setattr(kcore_mod._DedupeBuffers, "clear_repeats", spying)
+    got = first_occurrence_mask(users, items, 2_000, workers=workers)
+    assert np.array_equal(np.flatnonzero(got), whole)
+    # with two workers the parts are shared by two pool threads (never run here, on the caller's thread)
+    assert len(threads) == workers and (workers == 1) == (threads == {threading.get_ident()})
 
 
 def test_dedupe_is_exact_when_every_row_shares_the_low_key_bits():
@@ -268,7 +285,8 @@ def test_kcore_on_compacted_arrays_keeps_the_same_rows(monkeypatch):
     )
 
 
-def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch, workers):
     rng = np.random.default_rng(8)
     monkeypatch.setattr(kcore_mod, "COMPACT_CHUNK_ROWS", 999)
     # a core of 400 users x 300 items inside 60,000 users and 50,000 items that mostly occur once: after the
@@ -278,20 +296,20 @@ def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch
     items = np.concatenate([core_i, rng.integers(0, 50_000, 20_000)]).astype(np.int32)
     perm = rng.permutation(len(users))
     users, items = users[perm], items[perm]
-    renumbered = []
+    renumbered = {"user": [], "item": []}  # per side: (code range before, after) of every pass
     real = kcore_mod._renumber_if_sparse
+    idx, _ = _reference_kcore(users, items, 5, 5)
+    u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
 
     def spying(codes, alive, back, size, degree):
         back, new_size, degree = real(codes, alive, back, size, degree)
-        renumbered.append((size, new_size))
+        renumbered["user" if codes.base is u else "item"].append((size, new_size))
         return back, new_size, degree
 
     monkeypatch.setattr(kcore_mod, "_renumber_if_sparse", spying)
-    idx, _ = _reference_kcore(users, items, 5, 5)
-    u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
-    m, _, _ = kcore_compact(u, i, rows, 5, 5)
+    m, _, _ = kcore_compact(u, i, rows, 5, 5, workers=workers)
     # the first pass renumbers both sides: the next passes count over the few hundred codes left
-    (u_before, u_after), (i_before, i_after) = renumbered[:2]
+    (u_before, u_after), (i_before, i_after) = renumbered["user"][0], renumbered["item"][0]
     assert (u_before, i_before) == (int(users.max()) + 1, int(items.max()) + 1)
     assert 400 <= u_after < 1_000 and 300 <= i_after < 1_000
     assert (
@@ -301,7 +319,8 @@ def test_kcore_renumbers_sparse_codes_and_hands_back_the_input_codes(monkeypatch
     )
 
 
-def test_kcore_counts_kept_across_passes_give_the_reference_passes():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kcore_counts_kept_across_passes_give_the_reference_passes(workers):
     """The per-code counts are carried from pass to pass (removed rows subtracted when they are under a quarter
     of the rows, else counted again): every pass removes exactly the rows the recounting reference removes."""
     rng = np.random.default_rng(21)
@@ -313,7 +332,7 @@ def test_kcore_counts_kept_across_passes_give_the_reference_passes():
     users, items = users[perm].astype(np.int32), items[perm].astype(np.int32)
     idx, ref_removed = _reference_kcore(users, items, 4, 6)
     u, i, rows = users.copy(), items.copy(), np.arange(len(users), dtype=np.int32)
-    m, iterations, removed = kcore_compact(u, i, rows, 4, 6)
+    m, iterations, removed = kcore_compact(u, i, rows, 4, 6, workers=workers)
     assert removed == ref_removed and iterations == len(ref_removed) + 1
     left = len(users) - np.cumsum([0, *removed[:-1]])
     assert any(r * 4 <= n for r, n in zip(removed, left, strict=True))  # the subtracting path ran
@@ -450,3 +469,24 @@ def test_interaction_pieces_write_the_bytes_of_the_whole_table(tmp_path):
     assert (tmp_path / "empty-pieces.parquet").read_bytes() == (tmp_path / "empty-whole.parquet").read_bytes()
     with pytest.raises(ValueError, match="multiple of"):
         next(interaction_pieces(users, items, None, None, order, piece_rows=ROW_GROUP_ROWS + 1))
+
+
+def test_the_build_hashes_the_dump_on_its_one_read(dump, tmp_path, monkeypatch):
+    import mmformat.hashing
+
+    hashed_again = []
+    real = mmformat.hashing.sha256_file
+
+    def spying(path):
+        if Path(path) == dump:  # the outputs are hashed for the manifest; the input should not be again
+            hashed_again.append(path)
+        return real(path)
+
+    monkeypatch.setattr(fj, "FAST_INFLATE", True)  # the dump is inflated through mmformat.uncached
+    monkeypatch.setattr(mmformat.hashing, "sha256_file", spying)
+    result = _build(dump, tmp_path / "ds")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    (entry,) = manifest["source"]["files"]
+    assert entry["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
+    assert entry["bytes"] == dump.stat().st_size and hashed_again == []
