@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,12 +10,13 @@ from mmformat.uncached import FileKey, file_key, open_uncached
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks and hashed on the reading thread (past the page cache when
-    large: :mod:`mmformat.uncached`)."""
-    with open_uncached(path, digest=True) as f:
-        for _ in f.blocks():
-            pass
-        return f.hexdigest()
+    """Hex sha256 of a file, read in 4 MiB blocks (past the page cache when large: :mod:`mmformat.uncached`;
+    the hashing here overlaps the reading ahead there)."""
+    h = hashlib.sha256()
+    with open_uncached(path) as f:
+        for block in f.blocks():
+            h.update(block)
+    return h.hexdigest()
 
 
 def describe_file(path: Path, root: Path | None = None, known: Mapping[FileKey, str] | None = None) -> dict:

@@ -9,10 +9,9 @@ therefore read with ``O_DIRECT`` in aligned blocks, read ahead by a thread into 
 smaller files, platforms without ``O_DIRECT`` and filesystems that refuse it (tmpfs) are read the ordinary
 way. The bytes are the same.
 
-A reader can hash what it reads on its read-ahead thread (``digest=True``, :meth:`UncachedReader.hexdigest`),
-and while :func:`record_digests` is active every reader does and records the sha256 of each file it reads
-from start to end: a build then describes its input files without reading them a second time (the 100M-review
-dump is 24.7 GB).
+While :func:`record_digests` is active, every reader also hashes what it reads, on its read-ahead thread,
+and records the sha256 of each file it reads from start to end: a build then describes its input files
+without reading them a second time (the 100M-review dump is 24.7 GB).
 """
 
 from __future__ import annotations
@@ -63,16 +62,16 @@ class UncachedReader(io.RawIOBase):
     ``O_DIRECT`` gets no readahead from the kernel, so a thread reads up to :data:`PREFETCH_BLOCKS` blocks
     ahead of the caller, into a ring of reused page-aligned buffers. ``readinto`` serves any size; :meth:`blocks`
     yields the file as views of those buffers (no copy), each valid until the next one is asked for.
-    With ``digest=True`` (or inside :func:`record_digests`) the read-ahead thread also hashes the file
-    (:meth:`hexdigest` once it is read to the end).
+    Opened inside :func:`record_digests`, the read-ahead thread also hashes the file (:meth:`hexdigest` once it
+    is read to the end).
     """
 
-    def __init__(self, path: Path, min_bytes: int = UNCACHED_MIN_BYTES, digest: bool = False) -> None:
+    def __init__(self, path: Path, min_bytes: int = UNCACHED_MIN_BYTES) -> None:
         super().__init__()
         self.name = str(path)
         with _recorders_lock:
             self._recorders = list(_recorders)
-        self._hash = hashlib.sha256() if digest or self._recorders else None
+        self._hash = hashlib.sha256() if self._recorders else None
         self._digest: str | None = None
         size = os.stat(path).st_size
         # page-aligned, as O_DIRECT requires: the block being read by the caller and those read ahead
@@ -124,7 +123,7 @@ class UncachedReader(io.RawIOBase):
                     table[self._key] = self._digest
 
     def hexdigest(self) -> str:
-        """The sha256 of the whole file; only once it has been read to the end with ``digest=True``."""
+        """The sha256 of the whole file, once it has been read to the end inside :func:`record_digests`."""
         if self._digest is None:
             raise ValueError(f"{self.name}: no digest (not hashed, or not read to the end)")
         return self._digest
@@ -201,7 +200,6 @@ def _open(path: Path, direct: bool) -> tuple[int, bool]:
     return os.open(path, os.O_RDONLY), False
 
 
-def open_uncached(path: Path, min_bytes: int = UNCACHED_MIN_BYTES, digest: bool = False) -> UncachedReader:
-    """``open(path, "rb")`` for reading once, start to end: ``O_DIRECT`` for files of at least ``min_bytes``;
-    ``digest=True`` hashes it on the way (:meth:`UncachedReader.hexdigest`)."""
-    return UncachedReader(path, min_bytes, digest)
+def open_uncached(path: Path, min_bytes: int = UNCACHED_MIN_BYTES) -> UncachedReader:
+    """``open(path, "rb")`` for reading once, start to end: ``O_DIRECT`` for files of at least ``min_bytes``."""
+    return UncachedReader(path, min_bytes)
