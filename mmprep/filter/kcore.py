@@ -64,13 +64,13 @@ _BITMAP_BITS = 24
 _BITMAP_MASK = np.int64((1 << _BITMAP_BITS) - 1)
 
 
+FILTER_MAX_WORKERS = 2
+
+
 def filter_workers() -> int:
     """Threads of the dedupe and the k-core: two where the machine has them (numpy's sorts, gathers and
     counts release the GIL, and the filter stage otherwise leaves every other core idle)."""
     return min(FILTER_MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
-FILTER_MAX_WORKERS = 2
 
 
 def first_occurrence_mask(
