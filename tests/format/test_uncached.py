@@ -126,8 +126,10 @@ def test_gzip_inflated_through_the_uncached_reader_equals_gzip_open(tmp_path):
 def test_recorded_digests_are_those_of_files_read_to_the_end_and_unchanged(tmp_path):
     whole, partial, changed = (tmp_path / n for n in ("whole.bin", "partial.bin", "changed.bin"))
     data = _payload(whole, 2 * BLOCK_BYTES + 99)
-    _payload(partial, 3 * BLOCK_BYTES)
-    _payload(changed, BLOCK_BYTES + 5)
+    # larger than the reader's ring (the block being read and two ahead), so neither can be read to its end
+    # by the read-ahead thread before the test acts
+    _payload(partial, 10 * BLOCK_BYTES)
+    _payload(changed, 10 * BLOCK_BYTES + 5)
     with uncached.record_digests() as digests:
         with open_uncached(whole, min_bytes=0) as f:
             assert f.read() == data
