@@ -407,7 +407,6 @@ def main() -> None:
         )
         for seed in args.their_seeds
     }
-    log = runs[THEIR_SEED][1]
     command = their_command(work, args.epochs)
     for seed, (code, seed_log) in runs.items():
         done = seed_log.exists() and len(LOSS.findall(seed_log.read_text())) >= args.epochs
@@ -444,13 +443,14 @@ def main() -> None:
     )
     if args.only == "ours":
         return
-    text = log.read_text() if log.exists() else ""
+    logs = {seed: seed_log.read_text() if seed_log.exists() else "" for seed, (_, seed_log) in runs.items()}
+    text = logs[THEIR_SEED]
     their_seeds = {  # every seed's log parsed and dumps ranked once; the default seed is the compared run
         seed: Curve(
-            loss=[float(x) for x in LOSS.findall(seed_log.read_text())] if seed_log.exists() else [],
+            loss=[float(x) for x in LOSS.findall(logs[seed])],
             recall=their_recall(work, args.dataset, args.epochs, code),
         )
-        for seed, (code, seed_log) in runs.items()
+        for seed, (code, _) in runs.items()
     }
     theirs = their_seeds[THEIR_SEED]
     theirs.seconds = [float(x) for x in TOTAL.findall(text)]
