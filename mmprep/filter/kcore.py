@@ -70,7 +70,8 @@ FILTER_MAX_WORKERS = 2
 def filter_workers() -> int:
     """Threads of the dedupe and the k-core: two where the machine has them (numpy's sorts, gathers and
     counts release the GIL, and the filter stage otherwise leaves every other core idle)."""
-    return min(FILTER_MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(FILTER_MAX_WORKERS, cores)
 
 
 def first_occurrence_mask(
