@@ -6,6 +6,7 @@ is sized from them, file entries are checked for shape and for paths that stay i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -100,6 +101,24 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise FormatError(f"manifest is not valid JSON ({e})", path) from None
     return validate_manifest(manifest, path)
+
+
+def content_sha256(manifest: dict[str, Any]) -> str:
+    """sha256 of what a dataset holds: its format version and the path, size and sha256 of every file.
+
+    Unlike the sha256 of ``manifest.json`` it leaves out ``created_by`` (the time and machine of the build) and
+    the command-line parameters, so the same data imported or built twice, here or elsewhere, has the same
+    digest; any change to a data file changes it."""
+    files = sorted(
+        ({k: e[k] for k in ("path", "bytes", "sha256")} for e in manifest.get("files", [])),
+        key=lambda e: e["path"],
+    )
+    text = json.dumps(
+        {"format_version": manifest.get("format_version"), "files": files},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def data_files(root: str | Path) -> list[str]:

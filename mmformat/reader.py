@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from mmformat import layout as fmt
 from mmformat.errors import FormatError
 from mmformat.hashing import sha256_file
-from mmformat.manifest import INT32_MAX, read_manifest
+from mmformat.manifest import INT32_MAX, content_sha256, read_manifest
 
 _FINITE_BLOCK = 1 << 22  # feature values checked for NaN/inf at once
 
@@ -110,6 +110,10 @@ class DatasetReader:
 
     def manifest_sha256(self) -> str:
         return sha256_file(self.root / fmt.MANIFEST)
+
+    def content_sha256(self) -> str:
+        """:func:`mmformat.manifest.content_sha256`: the same for the same data, whenever and wherever written."""
+        return content_sha256(self.manifest)
 
     def table(self, rel: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
         """Read ``rel`` after checking that it has every column of ``schema`` with that type."""

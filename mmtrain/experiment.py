@@ -110,7 +110,9 @@ def run_experiment(
             log.info("resuming %s after epoch %d", run.path, state["epoch"])
         elif run is not None:
             run.write_config(config)
-            run.write_versions(versions(data.device, data.root, data.manifest_sha256()))
+            run.write_versions(
+                versions(data.device, data.root, data.manifest_sha256(), data.content_sha256())
+            )
             log.info("run directory %s", run.path)
         if resume_dir is not None:
             state = dist.broadcast_object(state)
@@ -187,12 +189,17 @@ def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainD
     if changed:
         raise TrainError(f"config.yaml differs from the run's last.pt in {', '.join(changed)}", run_dir)
     try:
-        started = json.loads((run_dir / VERSIONS).read_text(encoding="utf-8")).get("dataset_manifest_sha256")
+        started = json.loads((run_dir / VERSIONS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        started = None
-    if started is not None and started != data.manifest_sha256():
+        started = {}
+    # the content digest when the run recorded one: the same data imported again may resume the run
+    if "dataset_content_sha256" in started:
+        same = started["dataset_content_sha256"] == data.content_sha256()
+    else:
+        same = started.get("dataset_manifest_sha256") in (None, data.manifest_sha256())
+    if not same:
         raise TrainError(
-            f"dataset {data.root} is not the one this run started on (manifest differs)", run_dir
+            f"dataset {data.root} is not the one this run started on (its files differ)", run_dir
         )
 
 
@@ -282,8 +289,12 @@ def evaluate_checkpoint(
         config["device"] = device
     validate(config, model_ranges(cls))
     data = prepare(Path(dataset or state["dataset"]), config)
-    if data.manifest_sha256() != state.get("dataset_manifest_sha256"):
-        log.warning("the dataset's manifest differs from the one the checkpoint was trained on")
+    if "dataset_content_sha256" in state:
+        same = state["dataset_content_sha256"] == data.content_sha256()
+    else:  # a checkpoint from before the content digest
+        same = state.get("dataset_manifest_sha256") == data.manifest_sha256()
+    if not same:
+        log.warning("the dataset's files differ from those the checkpoint was trained on")
     model = build_model(data, config)
     try:
         model.load_state_dict(state["state_dict"])

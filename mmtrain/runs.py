@@ -104,8 +104,10 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
     return {"gpu": gpu, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale}
 
 
-def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> dict[str, Any]:
-    """Everything needed to say what produced a run."""
+def versions(
+    device: torch.device, dataset_root: Path, manifest_sha256: str, content_sha256: str
+) -> dict[str, Any]:
+    """Everything needed to say what produced a run (the dataset by its manifest and by its content digest)."""
     import torch
 
     info = {
@@ -123,6 +125,7 @@ def versions(device: torch.device, dataset_root: Path, manifest_sha256: str) -> 
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "dataset": str(Path(dataset_root).resolve()),
         "dataset_manifest_sha256": manifest_sha256,
+        "dataset_content_sha256": content_sha256,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if image := os.environ.get("MODALREC_IMAGE"):

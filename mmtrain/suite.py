@@ -11,7 +11,8 @@ SUITE_DIR/
 ```
 
 ``trial_id`` is the first 12 hex digits of the sha256 of the trial's fully resolved config and the dataset's
-manifest sha256, so a trial always maps to the same folder. A trial is finished when its ``final.json``
+content digest (its files' sha256s, not the manifest's build time), so a trial always maps to the same folder,
+also after the dataset is imported again. A trial is finished when its ``final.json``
 exists; rerunning a suite skips finished trials. An unfinished trial (killed driver, reboot, preempted node)
 continues from its run's ``last.pt`` when it wrote one; a failed one, or one without, restarts from scratch. Test
 metrics are recorded but never drive a choice: selection reads validation only.

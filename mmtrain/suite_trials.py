@@ -2,7 +2,7 @@
 
 A trial is one run (mmtrain.experiment.run_experiment) of a model at one grid point and one seed on one
 dataset. Its folder ``SUITE_DIR/trials/<trial_id>/`` is a normal run directory plus ``trial.json``; the id is
-the first 12 hex digits of the sha256 of the trial's resolved config and the dataset manifest's sha256.
+the first 12 hex digits of the sha256 of the trial's resolved config and the dataset's content digest.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mmformat.atomic import pid_alive, write_json
-from mmformat.hashing import sha256_file
 from mmformat.layout import MANIFEST
+from mmformat.manifest import content_sha256, read_manifest
 from mmtrain.config import find_recipe, read_recipe
 from mmtrain.errors import TrainError
 from mmtrain.suite_spec import SuiteModel, SuiteSpec
@@ -62,10 +62,10 @@ class Trial:
         return f"{self.model} [{point}] seed {self.seed} on {self.dataset.name}"
 
 
-def trial_id(config: dict[str, Any], manifest_sha256: str) -> str:
-    """First 12 hex digits of sha256 over the canonical JSON of the config and the dataset manifest's sha256."""
+def trial_id(config: dict[str, Any], dataset_sha256: str) -> str:
+    """First 12 hex digits of sha256 over the canonical JSON of the config and the dataset's content digest."""
     text = json.dumps(
-        {"config": config, "dataset_manifest_sha256": manifest_sha256},
+        {"config": config, "dataset_content_sha256": dataset_sha256},
         sort_keys=True,
         separators=(",", ":"),
         default=str,
@@ -90,15 +90,16 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def _manifest_sha256(spec: SuiteSpec, dataset: Path) -> str:
-    manifest = dataset / MANIFEST
-    if not manifest.is_file():
+def _content_sha256(spec: SuiteSpec, dataset: Path) -> str:
+    """The dataset's content digest (:func:`mmformat.manifest.content_sha256`): the same data re-imported on
+    another day or machine keeps its trials."""
+    if not (dataset / MANIFEST).is_file():
         raise TrainError(
             f"dataset {dataset}: not a dataset directory (no {MANIFEST}); paths are relative to the current "
             "directory; write one with `mmprep import` or `mmprep build`",
             spec.path,
         )
-    return sha256_file(manifest)
+    return content_sha256(read_manifest(dataset))
 
 
 def _resolve(spec: SuiteSpec, model: SuiteModel, layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def expand_trials(spec: SuiteSpec) -> list[Trial]:
     trials: list[Trial] = []
     seen: set[str] = set()
     for dataset in spec.datasets:
-        sha = _manifest_sha256(spec, dataset)
+        sha = _content_sha256(spec, dataset)
         for model in spec.models:
             for point in grid_points(model_grid(model)):
                 for seed in spec.seeds:

@@ -406,6 +406,7 @@ class Trainer:
             "val": val,
             "dataset": str(self.data.root.resolve()),
             "dataset_manifest_sha256": self.data.manifest_sha256(),
+            "dataset_content_sha256": self.data.content_sha256(),
             "state_dict": self.model.state_dict(),
         }
 

@@ -67,6 +67,9 @@ class TrainData:
     def manifest_sha256(self) -> str:
         return self.dataset.manifest_sha256()
 
+    def content_sha256(self) -> str:
+        return self.dataset.content_sha256()
+
     def modalities(self) -> list[str]:
         """Modalities with a feature matrix in the dataset, sorted."""
         return self.dataset.modalities()

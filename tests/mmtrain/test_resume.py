@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +17,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
 
-from mmformat.atomic import write_lock
+from mmformat.atomic import write_json, write_lock
+from mmformat.manifest import read_manifest, update_manifest
 from mmtrain.cli import main
 from mmtrain.errors import TrainError
 from mmtrain.experiment import make_config, resume_experiment, run_experiment
@@ -276,3 +279,30 @@ def test_a_runs_config_yaml_reruns_it(tmp_path):
     assert wrong.exit_code == 2 and "recipe is for model 'vbpr', not 'mf'" in wrong.output
     missing = runner.invoke(main, ["-q", "run", "--dataset", str(root)])
     assert missing.exit_code == 2 and "run needs --model" in missing.output
+
+
+def test_resume_accepts_the_same_data_imported_again_and_refuses_changed_files(tmp_path):
+    root = random_dataset(tmp_path / "rand", n_users=40, n_items=30)
+    config = make_config(
+        "mf", sets=[("device", "cpu"), ("threads", 1), ("epochs", 3), ("tensorboard", False)]
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_after(patch, 1)
+        with pytest.raises(Killed):
+            run_experiment(root, config, out=tmp_path / "runs", name="cut", progress=False)
+    cut = tmp_path / "runs" / "cut"
+    changed = shutil.copytree(root, tmp_path / "changed")
+    manifest = read_manifest(changed)
+    split = next(p for p in sorted(changed.rglob("*.parquet")) if "train" in p.name)
+    table = pq.read_table(split)
+    pq.write_table(table.slice(1), split)  # one training interaction less
+    update_manifest(changed, manifest, [split.relative_to(changed).as_posix()])
+    with pytest.raises(TrainError, match="is not the one this run started on"):
+        resume_experiment(cut, dataset=changed, progress=False)
+
+    again = shutil.copytree(root, tmp_path / "again")
+    manifest = read_manifest(again)
+    manifest["created_by"] = {**manifest["created_by"], "created_at": "2031-01-01T00:00:00+00:00"}
+    write_json(again / "manifest.json", manifest)
+    resume_experiment(cut, dataset=again, progress=False)
+    assert json.loads((cut / "final.json").read_text())["epochs_run"] == 3

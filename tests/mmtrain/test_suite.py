@@ -4,6 +4,7 @@ validation, shipped suites expand, one-line errors."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mmformat.hashing import sha256_file
+from mmformat.manifest import content_sha256, update_manifest
 from mmtrain.cli import main
 from mmtrain.errors import TrainError
 from mmtrain.suite import (
@@ -80,11 +81,11 @@ def test_serial_suite_writes_trials_csv_and_selection(serial, subset):
     spec, suite_dir = serial
     results = finals(suite_dir)
     assert len(results) == 4
-    manifest = sha256_file(subset / "manifest.json")
+    digest = content_sha256(json.loads((subset / "manifest.json").read_text()))
     for tid, final in results.items():
         folder = suite_dir / "trials" / tid
         config = yaml.safe_load((folder / "config.yaml").read_text())
-        assert tid == trial_id(config, manifest)  # the folder is the hash of the resolved config + dataset
+        assert tid == trial_id(config, digest)  # the folder is the hash of the resolved config + dataset
         assert final["epochs_run"] == 2 and config["epochs"] == 2 and config["valid_metric"] == "recall@20"
         info = json.loads((folder / "trial.json").read_text())
         assert info["status"] == "done" and info["seed"] == final["seed"] and info["model"] == final["model"]
@@ -143,6 +144,39 @@ def test_rerun_of_a_finished_suite_trains_nothing_and_writes_the_report(serial, 
     assert json.loads(info_path.read_text())["status"] == "done"
     assert json.loads(info_path.read_text())["stop_reason"] == "epochs"
     assert calls == [(suite_dir, "lightgcn")]
+
+
+def test_the_same_data_imported_again_keeps_its_trials_and_changed_data_does_not(serial, tmp_path):
+    spec, suite_dir = serial
+    done = [t.trial_id for t in expand_trials(load_suite(spec))]
+    assert all(trial_status(suite_dir, t) == "done" for t in expand_trials(load_suite(spec)))
+    # another import of the same files: another time, machine and command line; the trials are still done
+    data = Path(load_suite(spec).datasets[0])
+    again = shutil.copytree(data, tmp_path / "reimported")
+    manifest = json.loads((again / "manifest.json").read_text())
+    manifest["created_by"] = {
+        **manifest["created_by"],
+        "created_at": "2031-01-01T00:00:00+00:00",
+        "platform": "x",
+    }
+    manifest["params"] = {**manifest.get("params", {}), "src_dir": "/elsewhere"}
+    (again / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    assert sha256_of(again) != sha256_of(data)
+    moved = write_suite(tmp_path / "again.yaml", again)
+    assert [t.trial_id for t in expand_trials(load_suite(moved))] == done
+    assert all(trial_status(suite_dir, t) == "done" for t in expand_trials(load_suite(moved)))
+    # one data file changed (and the manifest updated to match): every trial is new
+    features = again / "features" / "image.npy"
+    values = np.load(features)
+    values[0, 0] += 1.0
+    np.save(features, values)
+    update_manifest(again, manifest, [features.relative_to(again).as_posix()])
+    changed = [t.trial_id for t in expand_trials(load_suite(moved))]
+    assert not set(changed) & set(done) and len(changed) == len(done)
+
+
+def sha256_of(dataset: Path) -> str:
+    return hashlib.sha256((dataset / "manifest.json").read_bytes()).hexdigest()
 
 
 @pytest.mark.slow
