@@ -14,7 +14,10 @@ The scripts run as ``python benchmarks/X.py`` and import this module after putti
 - ``platform``: ``platform.platform()`` (``os`` in older prep files);
 - ``python``: Python version;
 - ``loadavg_1_5_15``: 1/5/15-minute load average when ``machine_info`` was called (``load_avg_at_start``,
-  unrounded, in older prep files).
+  unrounded, in older prep files);
+- ``transparent_hugepages``: the kernel's transparent huge page mode (``always``, ``madvise``, ``never``; None
+  off Linux): large hash tables and arrays run faster with huge pages, so builds of different sizes compare
+  only on one mode (absent in files before session 17).
 """
 
 from __future__ import annotations
@@ -53,6 +56,19 @@ def ram_gib() -> float | None:
     return None
 
 
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def transparent_hugepages(path: Path = THP_MODE) -> str | None:
+    """The selected mode in the kernel's THP file ``path`` (the bracketed word), else None."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1 : end] if 0 <= start < end else None
+
+
 def machine_info(**extra: Any) -> dict[str, Any]:
     """What the numbers were measured on: the common fields (module docstring) updated with ``extra``."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -65,6 +81,7 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "loadavg_1_5_15": load,
+        "transparent_hugepages": transparent_hugepages(),
         **extra,
     }
 

@@ -86,9 +86,14 @@ def _spill_bytes(folder: Path) -> int:
 
 
 def run_measured(
-    cmd: list[str], log_path: Path, spill_parent: Path | None = None
+    cmd: list[str],
+    log_path: Path,
+    spill_parent: Path | None = None,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, float, float, float, float]:
-    """Run ``cmd`` as a child; return ``(exit code, wall seconds, peak RSS MiB, peak spill MiB, CPU seconds)``.
+    """Run ``cmd`` as a child (in ``cwd``, with ``env`` when given); return ``(exit code, wall seconds, peak
+    RSS MiB, peak spill MiB, CPU seconds)``.
 
     ``os.wait4`` reports the child's own ``ru_maxrss`` (KiB on Linux), so every run is measured on its own,
     unlike ``RUSAGE_CHILDREN`` which is a maximum over all children ever waited for. With ``spill_parent``
@@ -104,7 +109,7 @@ def run_measured(
     watcher = threading.Thread(target=watch, daemon=True)
     with open(log_path, "wb") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start

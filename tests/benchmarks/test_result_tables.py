@@ -28,6 +28,7 @@ table = _load("parity_table", ROOT / "benchmarks" / "parity" / "table.py")
 tiktok = _load("tiktok_table", ROOT / "benchmarks" / "tiktok_table.py")
 mmrec = _load("parity_mmrec", ROOT / "benchmarks" / "parity" / "mmrec.py")
 cripac = _load("_cripac", ROOT / "benchmarks" / "parity" / "_cripac.py")
+common = _load("_common", ROOT / "benchmarks" / "_common.py")
 cripac_check = _load("_cripac_check", ROOT / "benchmarks" / "parity" / "_cripac_check.py")
 lattice = _load("parity_lattice", ROOT / "benchmarks" / "parity" / "lattice.py")
 
@@ -357,3 +358,15 @@ def test_tiktok_table_of_a_cold_suite_has_both_candidate_sets(tmp_path, monkeypa
     ] == pytest.approx(0.2)
     warm = tiktok.build_table(_suite(tmp_path / "w", ["patience"] * 3))["models"]["vbpr"]
     assert "test_cold_candidates" not in warm
+
+
+@pytest.mark.parametrize(
+    "text, mode",
+    [("always [madvise] never\n", "madvise"), ("[always] madvise never\n", "always"), ("garbled\n", None)],
+)
+def test_machine_info_records_the_kernels_huge_page_mode(tmp_path, text, mode):
+    path = tmp_path / "enabled"
+    path.write_text(text)
+    assert common.transparent_hugepages(path) == mode
+    assert common.transparent_hugepages(tmp_path / "missing") is None
+    assert "transparent_hugepages" in common.machine_info()
