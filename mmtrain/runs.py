@@ -3,7 +3,7 @@
 ```
 <run>/
   config.yaml     the resolved configuration (defaults < recipe < --set)
-  versions.json   torch (and its CPU threads), python, numpy, mmtrain, git commit, device, dataset path and manifest sha256, Docker image (when run in one)
+  versions.json   torch (and its CPU threads), python, numpy, mmtrain, git commit, device, dataset path, manifest sha256 and content digest, Docker image (when run in one)
   metrics.csv     one row per epoch: losses, seconds, lr, and the val metrics on evaluation epochs
   tensorboard/    the same scalars as TensorBoard events (torch.utils.tensorboard)
   best.pt         the checkpoint of the best validation epoch (model name, config, state_dict, epoch)
