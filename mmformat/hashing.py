@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mmformat.uncached import FileKey, file_key, open_uncached
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of ``value``'s canonical JSON (sorted keys, no spaces; other types as ``str``): equal values, equal
+    digests, whatever their key order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -6,7 +6,6 @@ is sized from them, file entries are checked for shape and for paths that stay i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from typing import Any
 
 from mmformat.atomic import write_json
 from mmformat.errors import FormatError
-from mmformat.hashing import describe_file, sha256_file
+from mmformat.hashing import describe_file, sha256_file, sha256_json
 from mmformat.layout import FORMAT_VERSION, MANIFEST
 
 INT32_MAX = 2**31 - 1
@@ -113,12 +112,7 @@ def content_sha256(manifest: dict[str, Any]) -> str:
         ({k: e[k] for k in ("path", "bytes", "sha256")} for e in manifest.get("files", [])),
         key=lambda e: e["path"],
     )
-    text = json.dumps(
-        {"format_version": manifest.get("format_version"), "files": files},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_json({"format_version": manifest.get("format_version"), "files": files})
 
 
 def data_files(root: str | Path) -> list[str]:

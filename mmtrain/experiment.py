@@ -182,6 +182,15 @@ def execute(job: dict[str, Any], dist: DistContext = LOCAL) -> RunResult:
     return run_experiment(dataset, job["config"], out=out, name=job.get("name"), progress=progress, dist=dist)
 
 
+def same_dataset(recorded: dict[str, Any], data: TrainData) -> bool:
+    """Whether ``data`` is the dataset a run or checkpoint ``recorded``: by the content digest when it holds one
+    (the same data imported again is the same), else by the manifest's sha256 (older runs); True when it holds
+    neither."""
+    if "dataset_content_sha256" in recorded:
+        return recorded["dataset_content_sha256"] == data.content_sha256()
+    return recorded.get("dataset_manifest_sha256") in (None, data.manifest_sha256())
+
+
 def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainData, run_dir: Path) -> None:
     """Refuse a resume whose config or dataset differs from the one the run started with (one line)."""
     saved = state.get("config", {})
@@ -192,12 +201,7 @@ def _check_resumable(state: dict[str, Any], config: dict[str, Any], data: TrainD
         started = json.loads((run_dir / VERSIONS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         started = {}
-    # the content digest when the run recorded one: the same data imported again may resume the run
-    if "dataset_content_sha256" in started:
-        same = started["dataset_content_sha256"] == data.content_sha256()
-    else:
-        same = started.get("dataset_manifest_sha256") in (None, data.manifest_sha256())
-    if not same:
+    if not same_dataset(started, data):
         raise TrainError(
             f"dataset {data.root} is not the one this run started on (its files differ)", run_dir
         )
@@ -289,11 +293,7 @@ def evaluate_checkpoint(
         config["device"] = device
     validate(config, model_ranges(cls))
     data = prepare(Path(dataset or state["dataset"]), config)
-    if "dataset_content_sha256" in state:
-        same = state["dataset_content_sha256"] == data.content_sha256()
-    else:  # a checkpoint from before the content digest
-        same = state.get("dataset_manifest_sha256") == data.manifest_sha256()
-    if not same:
+    if not same_dataset(state, data):
         log.warning("the dataset's files differ from those the checkpoint was trained on")
     model = build_model(data, config)
     try:

@@ -7,7 +7,6 @@ the first 12 hex digits of the sha256 of the trial's resolved config and the dat
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmformat.atomic import pid_alive, write_json
+from mmformat.hashing import sha256_json
 from mmformat.layout import MANIFEST
 from mmformat.manifest import content_sha256, read_manifest
 from mmtrain.config import find_recipe, read_recipe
@@ -64,13 +64,7 @@ class Trial:
 
 def trial_id(config: dict[str, Any], dataset_sha256: str) -> str:
     """First 12 hex digits of sha256 over the canonical JSON of the config and the dataset's content digest."""
-    text = json.dumps(
-        {"config": config, "dataset_content_sha256": dataset_sha256},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return sha256_json({"config": config, "dataset_content_sha256": dataset_sha256})[:12]
 
 
 def model_grid(model: SuiteModel) -> dict[str, list[Any]]:
