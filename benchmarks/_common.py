@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,15 @@ def ram_gib() -> float | None:
     except OSError:
         pass
     return None
+
+
+def git_commit(repo: Path) -> str | None:
+    """The checked-out commit of the git repository at ``repo`` (None when it is not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")

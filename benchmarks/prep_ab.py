@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, RESULTS, machine_info
+from _common import REPO, RESULTS, git_commit, machine_info
 from _generate import ensure_dump
 from prep import mmprep_counts, package_versions, run_measured, write_json
 
@@ -145,7 +145,7 @@ def benchmark(base: str, size: int, work_dir: Path, seed: int, repeat: int, memo
         "rows": dump.rows,
         "dump_bytes": dump.compressed_bytes,
         "base": {"rev": base, "commit": commit},
-        "head": {"commit": _head_commit(), "dirty": _dirty()},
+        "head": {"commit": git_commit(REPO), "dirty": _dirty()},
         "machine": machine_info(**package_versions()),
         "runs": runs,
         "errors": errors,
@@ -157,12 +157,6 @@ def benchmark(base: str, size: int, work_dir: Path, seed: int, repeat: int, memo
             doc["summary"]["head"]["wall_s"] / doc["summary"]["base"]["wall_s"], 3
         )
     return doc
-
-
-def _head_commit() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def _dirty() -> bool:

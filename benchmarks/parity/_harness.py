@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, RESULTS, machine_info
+from _common import REPO, RESULTS, git_commit, machine_info
 
 PARITY_RESULTS = RESULTS / "parity"
 TIKTOK = REPO / "out" / "tiktok"  # the README's TikTok import, read only
@@ -344,15 +344,6 @@ def verdict_extent(ours: list[list[float | None]], theirs: list[float | None]) -
     return text + (
         f"; by the same rule {own} of our {len(ours)} seeds differ from the other two)" if own else ")"
     )
-
-
-def git_commit(repo: Path) -> str | None:
-    """The checked-out commit of the original repository (None when it is not a git checkout)."""
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    except OSError:
-        return None
-    return out.stdout.strip() or None
 
 
 def run_theirs(

@@ -4,7 +4,6 @@ validation, shipped suites expand, one-line errors."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from mmformat.hashing import sha256_file
 from mmformat.manifest import content_sha256, update_manifest
 from mmtrain.cli import main
 from mmtrain.errors import TrainError
@@ -148,8 +148,9 @@ def test_rerun_of_a_finished_suite_trains_nothing_and_writes_the_report(serial, 
 
 def test_the_same_data_imported_again_keeps_its_trials_and_changed_data_does_not(serial, tmp_path):
     spec, suite_dir = serial
-    done = [t.trial_id for t in expand_trials(load_suite(spec))]
-    assert all(trial_status(suite_dir, t) == "done" for t in expand_trials(load_suite(spec)))
+    trials = expand_trials(load_suite(spec))
+    done = [t.trial_id for t in trials]
+    assert all(trial_status(suite_dir, t) == "done" for t in trials)
     # another import of the same files: another time, machine and command line; the trials are still done
     data = Path(load_suite(spec).datasets[0])
     again = shutil.copytree(data, tmp_path / "reimported")
@@ -161,10 +162,11 @@ def test_the_same_data_imported_again_keeps_its_trials_and_changed_data_does_not
     }
     manifest["params"] = {**manifest.get("params", {}), "src_dir": "/elsewhere"}
     (again / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    assert sha256_of(again) != sha256_of(data)
+    assert sha256_file(again / "manifest.json") != sha256_file(data / "manifest.json")
     moved = write_suite(tmp_path / "again.yaml", again)
-    assert [t.trial_id for t in expand_trials(load_suite(moved))] == done
-    assert all(trial_status(suite_dir, t) == "done" for t in expand_trials(load_suite(moved)))
+    reimported = expand_trials(load_suite(moved))
+    assert [t.trial_id for t in reimported] == done
+    assert all(trial_status(suite_dir, t) == "done" for t in reimported)
     # one data file changed (and the manifest updated to match): every trial is new
     features = again / "features" / "image.npy"
     values = np.load(features)
@@ -173,10 +175,6 @@ def test_the_same_data_imported_again_keeps_its_trials_and_changed_data_does_not
     update_manifest(again, manifest, [features.relative_to(again).as_posix()])
     changed = [t.trial_id for t in expand_trials(load_suite(moved))]
     assert not set(changed) & set(done) and len(changed) == len(done)
-
-
-def sha256_of(dataset: Path) -> str:
-    return hashlib.sha256((dataset / "manifest.json").read_bytes()).hexdigest()
 
 
 @pytest.mark.slow
