@@ -1,0 +1,166 @@
+"""The id encoder of ``mmprep build`` on its own: CPU seconds a row at growing stream sizes, by step.
+
+A whole 100M-review build needs a 24.7 GB dump and four minutes; the encoder alone needs neither. Here the
+reviewer ids and ASINs of ``benchmarks/_generate.py``'s synthetic dump (the same Pareto draws and id shapes)
+are built in memory, cut into batches of the build's size, and fed to two
+:class:`~mmprep.filter.encode.IncrementalEncoder` (users on a worker thread, items on the calling one, with the
+build's probe settings), as ``mmprep build``'s collector does. Per size: each thread's CPU seconds, ns a row,
+and the CPU seconds of the encoder's steps: the per-batch dictionary encoding, the merge of the waiting
+batches' distinct ids and the vocabulary probe. A flat ns a row is what a build's reading stage needs to keep
+its rows/s from 10M to 100M reviews (BENCHMARKS.md, "Out-of-core").
+
+    python benchmarks/encoder.py --sizes 10000000 100000000 --json benchmarks/results/encoder.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, RESULTS, git_commit, machine_info
+from _generate import Shape, _pareto_draw, item_ids_at, user_ids_at
+from prep import write_json
+
+import mmprep.filter.encode as encode
+from mmprep.filter.collect import PROBE_GROUP, PROBE_READS_PER_ID
+
+BATCH_ROWS = 2_600_000  # rows of a 96 MiB batch of ids (mmprep.filter.collect.BATCH_BYTES) in this dump
+
+
+def id_batches(n: int, batch_rows: int = BATCH_ROWS, seed: int = 0) -> list[tuple[pa.Array, pa.Array]]:
+    """``(user ids, item ids)`` of ``n`` synthetic reviews, in batches of ``batch_rows``."""
+    rng = np.random.default_rng(seed)
+    shape = Shape()
+    users = _pareto_draw(rng, n, max(10, int(n / shape.mean_user_degree)), shape.user_pareto_shape)
+    items = _pareto_draw(rng, n, max(10, int(n / shape.mean_item_degree)), shape.item_pareto_shape)
+    return [
+        (user_ids_at(users[lo : lo + batch_rows]), item_ids_at(items[lo : lo + batch_rows]))
+        for lo in range(0, n, batch_rows)
+    ]
+
+
+class StepClock:
+    """Thread CPU seconds and ids of the encoder's steps, summed over both threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.ids: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def wrap(self, name: Callable[[Any], str], fn: Callable, size: Callable[[tuple], int]) -> Callable:
+        def timed(*args, **kwargs):
+            start = time.thread_time()
+            result = fn(*args, **kwargs)
+            spent = time.thread_time() - start
+            with self._lock:
+                step = name(args)
+                self.seconds[step] += spent
+                self.ids[step] += size(args)
+            return result
+
+        return timed
+
+
+@contextmanager
+def timed_steps(clock: StepClock) -> Iterator[None]:
+    """Time ``encode_first_appearance`` (a batch, or a merge of several) and ``IncrementalEncoder._probe``."""
+    original = (encode.encode_first_appearance, encode.IncrementalEncoder._probe)
+
+    def merge_or_batch(args: tuple) -> str:
+        ids = args[0]
+        return "merge" if isinstance(ids, pa.ChunkedArray) and ids.num_chunks > 1 else "batch encoding"
+
+    encode.encode_first_appearance = clock.wrap(merge_or_batch, original[0], lambda a: len(a[0]))
+    encode.IncrementalEncoder._probe = clock.wrap(lambda a: "probe", original[1], lambda a: len(a[1]))
+    try:
+        yield
+    finally:
+        encode.encode_first_appearance, encode.IncrementalEncoder._probe = original
+
+
+def measure(n: int, batch_rows: int = BATCH_ROWS) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Encode ``n`` synthetic reviews as the build does; returns the row of the table and both code arrays."""
+    batches = id_batches(n, batch_rows)
+    users = encode.IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
+    items = encode.IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
+
+    def run(encoder: encode.IncrementalEncoder, column: int) -> tuple[float, np.ndarray]:
+        start = time.thread_time()
+        parts = [encoder.encode(batch[column]) for batch in batches]
+        encoder.resolve()
+        return time.thread_time() - start, np.concatenate(parts)
+
+    clock = StepClock()
+    with timed_steps(clock), ThreadPoolExecutor(1) as pool:
+        wall = time.perf_counter()
+        user_side = pool.submit(run, users, 0)
+        item_cpu, item_codes = run(items, 1)
+        user_cpu, user_codes = user_side.result()
+        wall = time.perf_counter() - wall
+    row = {
+        "rows": n,
+        "batches": len(batches),
+        "wall_s": round(wall, 2),
+        "users_cpu_s": round(user_cpu, 2),
+        "items_cpu_s": round(item_cpu, 2),
+        "distinct_users": users.size,
+        "distinct_items": items.size,
+        "ns_per_row": round((user_cpu + item_cpu) / (2 * n) * 1e9, 1),
+        "steps_cpu_s": {k: round(v, 2) for k, v in sorted(clock.seconds.items())},
+        "steps_ids": dict(sorted(clock.ids.items())),
+    }
+    return row, user_codes, item_codes
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    steps = sorted({s for r in rows for s in r["steps_cpu_s"]})
+    head = ["rows", "batches", "users CPU s", "items CPU s", "ns a row", *(f"{s} s" for s in steps)]
+    print(" | ".join(head))
+    for r in rows:
+        cells = [f"{r['rows']:,}", str(r["batches"]), str(r["users_cpu_s"]), str(r["items_cpu_s"])]
+        cells += [str(r["ns_per_row"]), *(str(r["steps_cpu_s"].get(s, 0.0)) for s in steps)]
+        print(" | ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000_000, 100_000_000])
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS)
+    parser.add_argument("--json", type=Path, default=RESULTS / "encoder.json")
+    args = parser.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        print(f"encoding {n:,} synthetic reviews ...", file=sys.stderr)
+        rows.append(measure(n, args.batch_rows)[0])
+    print_table(rows)
+    doc = {
+        "benchmark": "encoder",
+        "commit": git_commit(REPO),
+        "machine": machine_info(),
+        "probe_group": PROBE_GROUP,
+        "probe_reads_per_id": PROBE_READS_PER_ID,
+        "batch_rows": args.batch_rows,
+        "rows": rows,
+    }
+    write_json(args.json, doc)
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
