@@ -1,8 +1,9 @@
 """The id encoder of ``mmprep build`` on its own: CPU seconds a row at growing stream sizes, by step.
 
 A whole 100M-review build needs a 24.7 GB dump and four minutes; the encoder alone needs neither. Here the
-reviewer ids and ASINs of ``benchmarks/_generate.py``'s synthetic dump (the same Pareto draws and id shapes)
-are built in memory, cut into batches of the build's size, and fed to two
+reviewer ids and ASINs of ``benchmarks/_generate.py``'s synthetic dump (its rows, in its file order: the
+generator's own draws with the same seed) are built in memory, cut into batches of the build's
+:data:`~mmprep.filter.collect.BATCH_BYTES` of ids, and fed to two
 :class:`~mmprep.filter.encode.IncrementalEncoder` (users on a worker thread, items on the calling one, with the
 build's probe settings), as ``mmprep build``'s collector does. Per size: each thread's CPU seconds, ns a row,
 and the CPU seconds of the encoder's steps: the per-batch dictionary encoding, the merge of the waiting
@@ -31,23 +32,29 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, RESULTS, git_commit, machine_info
-from _generate import Shape, _pareto_draw, item_ids_at, user_ids_at
+from _generate import Shape, _rows, item_ids, text_pools, user_ids
 from prep import write_json
 
 import mmprep.filter.encode as encode
-from mmprep.filter.collect import PROBE_GROUP, PROBE_READS_PER_ID
-
-BATCH_ROWS = 2_600_000  # rows of a 96 MiB batch of ids (mmprep.filter.collect.BATCH_BYTES) in this dump
+from mmprep.filter.collect import BATCH_BYTES, PROBE_GROUP, PROBE_READS_PER_ID
 
 
-def id_batches(n: int, batch_rows: int = BATCH_ROWS, seed: int = 0) -> list[tuple[pa.Array, pa.Array]]:
-    """``(user ids, item ids)`` of ``n`` synthetic reviews, in batches of ``batch_rows``."""
+def id_batches(n: int, batch_rows: int | None = None, seed: int = 0) -> list[tuple[pa.Array, pa.Array]]:
+    """``(user ids, item ids)`` of the ``n`` reviews of the synthetic dump with ``seed``, in file order, in
+    batches of ``batch_rows`` (default: as many rows as make :data:`BATCH_BYTES` of ids, the build's batch)."""
     rng = np.random.default_rng(seed)
-    shape = Shape()
-    users = _pareto_draw(rng, n, max(10, int(n / shape.mean_user_degree)), shape.user_pareto_shape)
-    items = _pareto_draw(rng, n, max(10, int(n / shape.mean_item_degree)), shape.item_pareto_shape)
+    rows, n_users, n_items = _rows(n, Shape(), rng)
+    text_pools(rng)  # drawn between the rows and the user ids in the generator: the same user ids as the dump
+    users, items = user_ids(n_users, rng), item_ids(n_items)
+    if batch_rows is None:
+        sample = pa.array(rows.user[:1000]), pa.array(rows.item[:1000])
+        per_row = (users.take(sample[0]).nbytes + items.take(sample[1]).nbytes) / len(sample[0])
+        batch_rows = max(1, int(BATCH_BYTES // per_row))
     return [
-        (user_ids_at(users[lo : lo + batch_rows]), item_ids_at(items[lo : lo + batch_rows]))
+        (
+            users.take(pa.array(rows.user[lo : lo + batch_rows])),
+            items.take(pa.array(rows.item[lo : lo + batch_rows])),
+        )
         for lo in range(0, n, batch_rows)
     ]
 
@@ -91,7 +98,7 @@ def timed_steps(clock: StepClock) -> Iterator[None]:
         encode.encode_first_appearance, encode.IncrementalEncoder._probe = original
 
 
-def measure(n: int, batch_rows: int = BATCH_ROWS) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def measure(n: int, batch_rows: int | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Encode ``n`` synthetic reviews as the build does; returns the row of the table and both code arrays."""
     batches = id_batches(n, batch_rows)
     users = encode.IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
@@ -113,6 +120,7 @@ def measure(n: int, batch_rows: int = BATCH_ROWS) -> tuple[dict[str, Any], np.nd
     row = {
         "rows": n,
         "batches": len(batches),
+        "batch_rows": len(batches[0][0]),
         "wall_s": round(wall, 2),
         "users_cpu_s": round(user_cpu, 2),
         "items_cpu_s": round(item_cpu, 2),
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000_000, 100_000_000])
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS)
+    parser.add_argument("--batch-rows", type=int, default=None, help="default: BATCH_BYTES of ids")
     parser.add_argument("--json", type=Path, default=RESULTS / "encoder.json")
     args = parser.parse_args(argv)
     rows = []
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "probe_group": PROBE_GROUP,
         "probe_reads_per_id": PROBE_READS_PER_ID,
-        "batch_rows": args.batch_rows,
+        "batch_bytes": BATCH_BYTES,
         "rows": rows,
     }
     write_json(args.json, doc)
