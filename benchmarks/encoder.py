@@ -3,12 +3,12 @@
 A whole 100M-review build needs a 24.7 GB dump and four minutes; the encoder alone needs neither. Here the
 reviewer ids and ASINs of ``benchmarks/_generate.py``'s synthetic dump (its rows, in its file order: the
 generator's own draws with the same seed) are built in memory, cut into batches of the build's
-:data:`~mmprep.filter.collect.BATCH_BYTES` of ids, and fed to two
-:class:`~mmprep.filter.encode.IncrementalEncoder` (users on a worker thread, items on the calling one, with the
-build's probe settings), as ``mmprep build``'s collector does. Per size: each thread's CPU seconds, ns a row,
-and the CPU seconds of the encoder's steps: the per-batch dictionary encoding, the merge of the waiting
-batches' distinct ids and the vocabulary probe. A flat ns a row is what a build's reading stage needs to keep
-its rows/s from 10M to 100M reviews (BENCHMARKS.md, "Out-of-core").
+:data:`~mmprep.filter.collect.BATCH_BYTES` of ids, and fed to two :class:`~mmprep.filter.encode.Vocabulary`
+(users on a worker thread, items on the calling one), as ``mmprep build``'s collector does. Per size: each
+thread's CPU seconds, ns a row, and the CPU seconds of the encoder's steps: packing the ids into integer keys,
+finding them in the hash table, inserting the new ones and growing the table (rehash). A flat ns a row is
+what a build's reading stage needs to keep its rows/s from 10M to 100M reviews (BENCHMARKS.md,
+"Out-of-core").
 
     python benchmarks/encoder.py --sizes 10000000 100000000 --json benchmarks/results/encoder.json
 """
@@ -36,7 +36,7 @@ from _generate import Shape, _rows, item_ids, text_pools, user_ids
 from prep import write_json
 
 import mmprep.filter.encode as encode
-from mmprep.filter.collect import BATCH_BYTES, PROBE_GROUP, PROBE_READS_PER_ID
+from mmprep.filter.collect import BATCH_BYTES
 
 
 def id_batches(n: int, batch_rows: int | None = None, seed: int = 0) -> list[tuple[pa.Array, pa.Array]]:
@@ -60,54 +60,55 @@ def id_batches(n: int, batch_rows: int | None = None, seed: int = 0) -> list[tup
 
 
 class StepClock:
-    """Thread CPU seconds and ids of the encoder's steps, summed over both threads."""
+    """Thread CPU seconds and rows of the encoder's steps, summed over both threads."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.ids: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
-    def wrap(self, name: Callable[[Any], str], fn: Callable, size: Callable[[tuple], int]) -> Callable:
+    def wrap(self, name: str, fn: Callable, size: Callable[[tuple], int]) -> Callable:
         def timed(*args, **kwargs):
             start = time.thread_time()
             result = fn(*args, **kwargs)
             spent = time.thread_time() - start
             with self._lock:
-                step = name(args)
-                self.seconds[step] += spent
-                self.ids[step] += size(args)
+                self.seconds[name] += spent
+                self.ids[name] += size(args)
             return result
 
         return timed
 
 
+STEPS = {  # step name: (Vocabulary method, the rows it works on from its arguments (self first))
+    "pack": ("_pack", lambda a: len(a[1])),
+    "find": ("_find", lambda a: len(a[1])),
+    "insert": ("_insert", lambda a: len(a[2])),
+    "rehash": ("_rehash", lambda a: a[0].size),
+}
+
+
 @contextmanager
 def timed_steps(clock: StepClock) -> Iterator[None]:
-    """Time ``encode_first_appearance`` (a batch, or a merge of several) and ``IncrementalEncoder._probe``."""
-    original = (encode.encode_first_appearance, encode.IncrementalEncoder._probe)
-
-    def merge_or_batch(args: tuple) -> str:
-        ids = args[0]
-        return "merge" if isinstance(ids, pa.ChunkedArray) and ids.num_chunks > 1 else "batch encoding"
-
-    encode.encode_first_appearance = clock.wrap(merge_or_batch, original[0], lambda a: len(a[0]))
-    encode.IncrementalEncoder._probe = clock.wrap(lambda a: "probe", original[1], lambda a: len(a[1]))
+    """Time the :class:`~mmprep.filter.encode.Vocabulary` methods named in :data:`STEPS`."""
+    original = {method: getattr(encode.Vocabulary, method) for method, _ in STEPS.values()}
+    for name, (method, size) in STEPS.items():
+        setattr(encode.Vocabulary, method, clock.wrap(name, original[method], size))
     try:
         yield
     finally:
-        encode.encode_first_appearance, encode.IncrementalEncoder._probe = original
+        for method, fn in original.items():
+            setattr(encode.Vocabulary, method, fn)
 
 
 def measure(n: int, batch_rows: int | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Encode ``n`` synthetic reviews as the build does; returns the row of the table and both code arrays."""
     batches = id_batches(n, batch_rows)
-    users = encode.IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
-    items = encode.IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
+    users, items = encode.Vocabulary(), encode.Vocabulary()
 
-    def run(encoder: encode.IncrementalEncoder, column: int) -> tuple[float, np.ndarray]:
+    def run(vocabulary: encode.Vocabulary, column: int) -> tuple[float, np.ndarray]:
         start = time.thread_time()
-        parts = [encoder.encode(batch[column]) for batch in batches]
-        encoder.resolve()
+        parts = [vocabulary.encode(batch[column]) for batch in batches]
         return time.thread_time() - start, np.concatenate(parts)
 
     clock = StepClock()
@@ -124,8 +125,8 @@ def measure(n: int, batch_rows: int | None = None) -> tuple[dict[str, Any], np.n
         "wall_s": round(wall, 2),
         "users_cpu_s": round(user_cpu, 2),
         "items_cpu_s": round(item_cpu, 2),
-        "distinct_users": users.size,
-        "distinct_items": items.size,
+        "distinct_users": len(users),
+        "distinct_items": len(items),
         "ns_per_row": round((user_cpu + item_cpu) / (2 * n) * 1e9, 1),
         "steps_cpu_s": {k: round(v, 2) for k, v in sorted(clock.seconds.items())},
         "steps_ids": dict(sorted(clock.ids.items())),
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "encoder",
         "commit": git_commit(REPO),
         "machine": machine_info(),
-        "probe_group": PROBE_GROUP,
-        "probe_reads_per_id": PROBE_READS_PER_ID,
+        "slice_rows": encode.SLICE_ROWS,
         "batch_bytes": BATCH_BYTES,
         "rows": rows,
     }

@@ -238,7 +238,14 @@ def _build(
         # another way are hashed here afterwards, beside the filter stage
         with stage(f"reading {source_format} interactions", quiet), record_digests() as digests:
             settings = current_spill()  # rating and timestamp of every raw row wait on disk there
-            collected = collect(source.interaction_stream(), settings.temp_dir if settings else None)
+            try:
+                collected = collect(source.interaction_stream(), settings.temp_dir if settings else None)
+            except PrepError as e:  # the collector knows the record, not the file
+                if e.path is not None:
+                    raise
+                paths = files.get("interactions")
+                where = paths[0] if len(paths) == 1 else ", ".join(p.name for p in paths)
+                raise PrepError(e.problem, where) from None
         hashes = pool.submit(
             lambda: [dict(describe_file(p, known=digests), role=role) for role, p in files.all()]
         )

@@ -2,8 +2,8 @@
 
 The raw ids are what makes a large dump big in memory (about 65 bytes a review as Arrow strings). Here the
 stream's blocks are gathered into batches of about :data:`BATCH_BYTES` of ids, each batch is encoded to int32
-first-appearance codes (:class:`~mmprep.filter.encode.IncrementalEncoder`, which keeps each distinct id once)
-and dropped; rating and timestamp go to :class:`~mmprep.filter.columns.ColumnSink` columns, on disk when a
+first-appearance codes (:class:`~mmprep.filter.encode.Vocabulary`, which keeps each distinct id once) and
+dropped; rating and timestamp go to :class:`~mmprep.filter.columns.ColumnSink` columns, on disk when a
 folder is given. What stays in memory is 8 bytes a row plus the vocabularies.
 """
 
@@ -19,16 +19,12 @@ import numpy as np
 import pyarrow as pa
 
 from mmprep.allocator import prefer_jemalloc
+from mmprep.errors import PrepError
 from mmprep.filter.columns import ColumnSink
-from mmprep.filter.encode import IncrementalEncoder, Vocabulary
+from mmprep.filter.encode import MAX_ID_BYTES, IdTooLongError, Vocabulary
 from mmprep.sources.base import StreamEvent
 
 BATCH_BYTES = 96 << 20
-# a vocabulary probe (:class:`~mmprep.filter.encode.IncrementalEncoder`) waits for at least 4 batches and for
-# distinct ids adding up to half the vocabulary, so its cost per row stays flat however large the dump (the
-# 100M-review build peaks at 3.5-3.7 GiB as reading ends, with the waiting ids resolved; BENCHMARKS.md)
-PROBE_GROUP = 4
-PROBE_READS_PER_ID = 2.0
 
 
 @dataclass
@@ -60,8 +56,8 @@ class _Collector:
     """
 
     def __init__(self, folder: Path | None, batch_bytes: int) -> None:
-        self.users = IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
-        self.items = IncrementalEncoder(PROBE_GROUP, PROBE_READS_PER_ID)
+        self.users = Vocabulary()
+        self.items = Vocabulary()
         self.u_parts: list[np.ndarray] = []
         self.i_parts: list[np.ndarray] = []
         self.rating = ColumnSink(np.float32, "rating", folder)
@@ -69,7 +65,8 @@ class _Collector:
         self.batch: list[pa.Table] = []
         self.batch_bytes, self.pending = batch_bytes, 0
         self.checkpoint = (0, 0, 0, 0)
-        # users are encoded on one thread while items are on another (Arrow frees the GIL)
+        self.file_first_row = 0  # rows before the file being read (records are numbered within a file)
+        # users are encoded on one thread while items are on another (numpy and Arrow free the GIL)
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.in_flight: Future[None] | None = None
 
@@ -97,16 +94,28 @@ class _Collector:
             future.result()
 
     def _encode(self, batch: pa.Table) -> None:
-        users = self.pool.submit(self.users.encode, batch.column("user_id"))
-        self.i_parts.append(self.items.encode(batch.column("item_id")))
+        users = self.pool.submit(self._codes, self.users, batch, "user")
+        self.i_parts.append(self._codes(self.items, batch, "item"))
         self.u_parts.append(users.result())
         self.rating.append(batch.column("rating").fill_null(np.nan).to_numpy())
         self.timestamp.append(batch.column("timestamp").fill_null(-1).to_numpy())
 
+    def _codes(self, vocabulary: Vocabulary, batch: pa.Table, which: str) -> np.ndarray:
+        """The codes of the batch's ``which`` ids; an id too long to encode is a user error naming its record."""
+        try:
+            return vocabulary.encode(batch.column(f"{which}_id"))
+        except IdTooLongError as e:
+            record = self.rating.rows - self.file_first_row + e.row + 1  # the batch's rows are not sunk yet
+            raise PrepError(
+                f"record {record}: the {which} id is {e.length} bytes long; ids of up to {MAX_ID_BYTES} bytes "
+                "are supported"
+            ) from None
+
     def mark(self) -> None:
         self.flush()
         self.wait()
-        self.checkpoint = (len(self.u_parts), self.rating.rows, self.users.size, self.items.size)
+        self.checkpoint = (len(self.u_parts), self.rating.rows, len(self.users), len(self.items))
+        self.file_first_row = self.rating.rows
 
     def rewind(self) -> None:
         self.wait()
@@ -122,15 +131,11 @@ class _Collector:
         self.flush()
         self.wait()
         self.pool.shutdown()
-        self.users.resolve()  # the parts hold global codes from here on
-        self.items.resolve()
         # the pages jemalloc kept for the next batch (prefer_jemalloc) go back before the filter needs memory
         pa.default_memory_pool().release_unused()
         u_codes = _concat(self.u_parts)
         i_codes = _concat(self.i_parts)
-        return Collected(
-            u_codes, i_codes, self.users.vocabulary, self.items.vocabulary, self.rating, self.timestamp
-        )
+        return Collected(u_codes, i_codes, self.users, self.items, self.rating, self.timestamp)
 
     def abort(self) -> None:
         with suppress(BaseException):  # the error being raised already is the one to report

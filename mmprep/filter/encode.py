@@ -1,8 +1,11 @@
-"""Turn raw string ids into integer codes in first-appearance order (vectorised with pyarrow)."""
+"""Turn raw string ids into integer codes in first-appearance order.
+
+:func:`encode_first_appearance` encodes one column at once with Arrow. :class:`Vocabulary` encodes a stream of
+batches against one hash table that lives across batches, so each id is hashed once wherever it appears in a
+100M-row dump (vectorised with numpy over Arrow's buffers; no Python loop over ids).
+"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pyarrow as pa
@@ -40,264 +43,304 @@ def encode_first_appearance(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray
     return codes, encoded.chunk(0).dictionary
 
 
-def take_codes(vocabulary: pa.ChunkedArray, codes: np.ndarray) -> pa.Array:
-    """``vocabulary[codes]`` as one array, taken chunk by chunk: Arrow's take on a chunked string array first
-    concatenates every chunk (at 100M reviews a transient copy of all raw user ids, ~0.5-1 GB, to keep a few
-    million of them)."""
-    codes = np.asarray(codes, dtype=np.int64)
-    if vocabulary.num_chunks <= 1:
-        return vocabulary.combine_chunks().take(pa.array(codes))
-    bounds = np.cumsum([0] + [len(c) for c in vocabulary.chunks])
-    chunk_of = np.searchsorted(bounds, codes, side="right") - 1
-    order = np.argsort(chunk_of, kind="stable")
-    sorted_chunks = chunk_of[order]
-    present = np.unique(sorted_chunks)
-    starts = np.searchsorted(sorted_chunks, present)
-    ends = np.searchsorted(sorted_chunks, present, side="right")
-    pieces = [
-        vocabulary.chunk(int(c)).take(pa.array(codes[order[a:b]] - bounds[c]))
-        for c, a, b in zip(present, starts, ends, strict=True)
-    ]
-    grouped = pa.concat_arrays(pieces) if pieces else pa.array([], type=vocabulary.type)
-    back = np.empty(len(codes), dtype=np.int64)
-    back[order] = np.arange(len(codes))
-    return grouped.take(pa.array(back))
+MAX_ID_BYTES = 255  # an id's length is kept in one byte of its packed key
+SLICE_ROWS = 1 << 20  # rows packed and looked up at once: bounds the temporaries to tens of MiB
+_MIN_BITS = 10
+_EMPTY = -1
+_STRING = pa.string()
+# the bits of a word that hold its first k bytes (little-endian), for k = 0 .. 8
+_KEEP = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [0xFFFF_FFFF_FFFF_FFFF], dtype=np.uint64)
+_MIX1 = np.uint64(0x9E37_79B9_7F4A_7C15)
+_MIX2 = np.uint64(0xBF58_476D_1CE4_E5B9)
 
 
-PARTITION_BITS = 6
+def words_for(max_length: int) -> int:
+    """How many 8-byte words a packed key needs for ids of up to ``max_length`` bytes (plus the length byte)."""
+    return max(1, -(-(max_length + 1) // 8))
 
 
-def id_partitions(ids: pa.Array, bits: int = PARTITION_BITS) -> np.ndarray:
-    """A partition number in ``0 .. 2**bits - 1`` for every string of ``ids`` (uint8/uint16), from a
-    multiplicative hash of its last four bytes: equal ids always land in the same partition, and ids that
-    differ in their tail (reviewer ids, ASINs, numbers) spread evenly. Vectorised over Arrow's buffers; types
-    without plain offsets (string views) all go to partition 0, which stays correct, only slower."""
-    n = len(ids)
-    dtype = np.uint8 if bits <= 8 else np.uint16
-    if n == 0 or bits == 0:
-        return np.zeros(n, dtype=dtype)
+def _offsets(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The int64 offsets (``len(ids) + 1``) and data bytes of a string or binary array."""
     if pa.types.is_string(ids.type) or pa.types.is_binary(ids.type):
         offset_type = np.int32
     elif pa.types.is_large_string(ids.type) or pa.types.is_large_binary(ids.type):
         offset_type = np.int64
     else:
-        return np.zeros(n, dtype=dtype)
+        raise TypeError(f"ids must be strings or binary, not {ids.type}")
     _, offsets_buf, data_buf = ids.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=offset_type, count=ids.offset + n + 1)[ids.offset :]
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8)
-        if data_buf is not None and data_buf.size
-        else np.zeros(1, np.uint8)
-    )
-    out = np.empty(n, dtype=dtype)
-    # a chunk at a time, so the temporaries are a few MiB reused from the heap, not fresh id-length arrays
-    for lo in range(0, n, _HASH_CHUNK):
-        ends = offsets[lo + 1 : lo + _HASH_CHUNK + 1]
-        lengths = ends - offsets[lo : lo + len(ends)]
-        tail = np.zeros(len(ends), dtype=np.uint32)
-        for j in range(1, 5):
-            byte = data.take(np.maximum(ends - j, 0)).astype(np.uint32)
-            byte[lengths < j] = 0
-            byte <<= np.uint32(8 * (j - 1))
-            tail |= byte
-        tail *= np.uint32(0x9E3779B1)  # wraps modulo 2**32 (Fibonacci hashing: the top bits mix every byte)
-        tail >>= np.uint32(32 - bits)
-        out[lo : lo + len(ends)] = tail
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type, count=ids.offset + len(ids) + 1)[ids.offset :]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets.astype(np.int64), data
+
+
+def pack_ids(ids: pa.Array, words: int) -> np.ndarray:
+    """``(len(ids), words)`` uint64 keys: each id's bytes, zero-padded, with its length in the last byte.
+
+    Two ids are equal exactly when their keys are (the length byte tells ``"a"`` from ``"a\\0"``), so the keys
+    can be hashed and compared as integers. Needs ``words_for(longest id) <= words``.
+    """
+    n = len(ids)
+    offsets, raw = _offsets(ids)
+    out = np.empty((n, words), dtype=np.uint64)
+    if n == 0:
+        return out
+    lengths = np.diff(offsets)
+    # the ids' bytes, padded so that every 8-byte read below stays inside the buffer
+    data = np.zeros(int(offsets[-1] - offsets[0]) + 8 * words + 8, dtype=np.uint8)
+    data[: offsets[-1] - offsets[0]] = raw[offsets[0] : offsets[-1]]
+    # one unaligned uint64 starting at every byte: reads a word of an id at any offset in one gather
+    at_byte = np.ndarray(shape=(len(data) - 7,), dtype=np.uint64, buffer=data, strides=(1,))
+    starts = offsets[:-1] - offsets[0]
+    shortest = int(lengths.min())
+    for w in range(words):
+        word = at_byte[starts + 8 * w] if w else at_byte[starts]
+        if shortest < 8 * (w + 1):  # some ids end within this word: clear the bytes after them
+            word &= _KEEP[np.clip(lengths - 8 * w, 0, 8)]
+        out[:, w] = word
+    out[:, words - 1] |= lengths.astype(np.uint64) << np.uint64(56)
     return out
 
 
-_HASH_CHUNK = 1 << 18
+def unpack_ids(keys: np.ndarray, value_type: pa.DataType = _STRING) -> pa.Array:
+    """The ids of packed keys (:func:`pack_ids` inverted), as an Arrow array of ``value_type``."""
+    n, words = keys.shape
+    lengths = (keys[:, words - 1] >> np.uint64(56)).astype(np.int64)
+    as_bytes = np.ascontiguousarray(keys).view(np.uint8).reshape(n, 8 * words)
+    data = as_bytes[np.arange(8 * words) < lengths[:, None]]  # row-major: the ids one after another
+    large = pa.types.is_large_string(value_type) or pa.types.is_large_binary(value_type)
+    offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(value_type, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _slots_of(keys: np.ndarray, bits: int) -> np.ndarray:
+    """The home slot (``0 .. 2**bits - 1``) of every key: a multiply-xor mix of its words, top bits taken."""
+    h = keys[:, 0] * _MIX1
+    for w in range(1, keys.shape[1]):
+        h ^= keys[:, w]
+        h *= _MIX2
+    h ^= h >> np.uint64(31)
+    h *= _MIX1
+    return (h >> np.uint64(64 - bits)).astype(np.int64)
+
+
+class IdTooLongError(ValueError):
+    """An id longer than :data:`MAX_ID_BYTES`: ``row`` is its position in the ids given, ``length`` its bytes."""
+
+    def __init__(self, row: int, length: int) -> None:
+        self.row, self.length = row, length
+        super().__init__(f"id {row} is {length} bytes long; ids of up to {MAX_ID_BYTES} bytes are supported")
+
+
+def _same_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, whether two ``(n, words)`` key arrays hold the same key."""
+    same = a[:, 0] == b[:, 0]
+    for w in range(1, a.shape[1]):
+        same &= a[:, w] == b[:, w]
+    return same
 
 
 class Vocabulary:
-    """Every distinct id once, with its code: ``take(codes)`` gives the ids of codes.
+    """First-appearance int32 codes for ids that arrive in batches; every distinct id is kept once.
 
-    The ids are stored in hash partitions (:func:`id_partitions`), each a list of Arrow chunks with the codes
-    of their ids, so that looking a batch's ids up touches tables of one partition at a time (see
-    :class:`IncrementalEncoder`). ``ids()`` gives them all in code order.
+    The ids are stored as packed keys (:func:`pack_ids`) in code order, and an open-addressing hash table
+    (linear probing, at most half full) maps a key's slot to its code. The table lives across batches, so an
+    id is hashed and looked up once per row it appears in, whatever the number of batches: the cost a row stays
+    flat from 10M to 100M reviews (BENCHMARKS.md, "Out-of-core"). :meth:`encode` returns global codes at once,
+    the same as :func:`encode_first_appearance` of all batches concatenated. Everything is vectorised: a
+    batch's rows move through the table together, a probe step at a time.
+
+    Memory: ``8 * words`` bytes an id (16 for ids of up to 15 bytes) plus 4-8 bytes a table slot.
     """
 
-    def __init__(self, value_type: pa.DataType, bits: int = PARTITION_BITS) -> None:
+    def __init__(self, value_type: pa.DataType = _STRING) -> None:
         self.type = value_type
-        self.bits = bits
-        self.chunks: list[list[pa.Array]] = [[] for _ in range(1 << bits)]
-        self.codes: list[list[np.ndarray]] = [[] for _ in range(1 << bits)]
         self.size = 0
+        self.words = 1
+        self._keys = np.zeros((0, 1), dtype=np.uint64)
+        self._bits = _MIN_BITS
+        self._slots = np.full(1 << _MIN_BITS, _EMPTY, dtype=np.int32)
 
     def __len__(self) -> int:
         return self.size
 
-    def partition(self, p: int) -> tuple[pa.ChunkedArray, np.ndarray]:
-        """The ids of partition ``p`` and their codes."""
-        ids = pa.chunked_array(self.chunks[p], type=self.type)
-        codes = np.concatenate(self.codes[p]) if self.codes[p] else np.zeros(0, dtype=np.int32)
-        return ids, codes
+    def encode(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The int32 codes of ``ids``; ids not seen before get the next codes in order of first appearance."""
+        chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
+        if not self.size:
+            self.type = ids.type
+        codes = np.empty(len(ids), dtype=np.int32)
+        longest = max((int(pc.max(pc.binary_length(c)).as_py() or 0) for c in chunks if len(c)), default=0)
+        if longest > MAX_ID_BYTES:
+            lengths = pc.binary_length(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+            raise IdTooLongError(int(np.argmax(lengths.to_numpy(zero_copy_only=False))), longest)
+        if any(c.null_count for c in chunks):
+            raise ValueError("ids must not be null")
+        if words_for(longest) > self.words:
+            self._widen(words_for(longest))
+        start = 0
+        pieces: list[pa.Array] = []
+        for chunk in chunks:  # slices of about SLICE_ROWS rows, whatever the chunks' sizes
+            for lo in range(0, len(chunk), SLICE_ROWS):
+                pieces.append(chunk.slice(lo, SLICE_ROWS))
+                if sum(len(p) for p in pieces) >= SLICE_ROWS:
+                    start = self._encode_pieces(pieces, codes, start)
+                    pieces = []
+        self._encode_pieces(pieces, codes, start)
+        return codes
 
-    def add(self, p: int, ids: pa.Array, codes: np.ndarray) -> None:
-        """Append ``ids`` (none known yet) with their ``codes`` to partition ``p``."""
-        if len(ids):
-            self.chunks[p].append(ids)
-            self.codes[p].append(codes)
+    def _encode_pieces(self, pieces: list[pa.Array], codes: np.ndarray, start: int) -> int:
+        n = sum(len(p) for p in pieces)
+        if n == 0:
+            return start
+        keys = np.empty((n, self.words), dtype=np.uint64)
+        at = 0
+        for piece in pieces:
+            keys[at : at + len(piece)] = self._pack(piece)
+            at += len(piece)
+        codes[start : start + n] = self._encode_keys(keys)
+        return start + n
 
-    def _where(self) -> tuple[pa.ChunkedArray, np.ndarray]:
-        """Every stored id (partition by partition) and, for every code, its position among them."""
-        store = pa.chunked_array([c for part in self.chunks for c in part], type=self.type)
-        where = np.empty(self.size, dtype=np.int32 if self.size < np.iinfo(np.int32).max else np.int64)
-        position = 0
-        for part in self.codes:
-            for codes in part:
-                where[codes] = np.arange(position, position + len(codes))
-                position += len(codes)
-        return store, where
+    def _pack(self, ids: pa.Array) -> np.ndarray:
+        return pack_ids(ids, self.words)
+
+    def _encode_keys(self, keys: np.ndarray) -> np.ndarray:
+        """The codes of packed keys: known keys are found, the others inserted (first appearance first)."""
+        if 2 * (self.size + len(keys)) > len(self._slots):  # at most half full, even if every key is new
+            self._rehash(self.size + len(keys))
+        codes, missing, at = self._find(keys)
+        if len(missing):
+            codes[missing] = self._insert(keys, missing, at)
+        return codes
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Look ``keys`` up: ``(codes, missing rows, their first empty slot)``, the missing rows ascending and
+        their codes -1. The first probe (every row at its home slot) settles most rows; the rest step on."""
+        at = _slots_of(keys, self._bits)
+        codes = self._slots.take(at)
+        if not self.size:
+            return codes, np.arange(len(keys)), at
+        same = _same_keys(self._keys.take(codes, axis=0, mode="clip"), keys)  # clip: -1 (empty) reads row 0
+        empty = codes == _EMPTY
+        same &= ~empty
+        codes[~same] = _EMPTY
+        missing, missing_at = [np.flatnonzero(empty)], [at[empty]]
+        todo = np.flatnonzero(~(same | empty))
+        mask = len(self._slots) - 1
+        at = (at[todo] + 1) & mask
+        while len(todo):
+            code = self._slots.take(at)
+            empty = code == _EMPTY
+            missing.append(todo[empty])
+            missing_at.append(at[empty])
+            todo, at, code = todo[~empty], at[~empty], code[~empty]
+            same = _same_keys(self._keys.take(code, axis=0), keys.take(todo, axis=0))
+            codes[todo[same]] = code[same]
+            todo, at = todo[~same], (at[~same] + 1) & mask
+        gone = np.concatenate(missing)
+        order = np.argsort(gone, kind="stable")  # back to row order
+        return codes, gone[order], np.concatenate(missing_at)[order]
+
+    def _insert(self, keys: np.ndarray, rows: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Insert the keys of ``rows`` (ascending, none in the table; ``at`` their first empty slot) and give
+        their codes: a distinct key gets the next code in order of its first row.
+
+        All rows of one key walk the same slots together. A round, every row on an empty slot claims it; the
+        smallest row wins (``np.maximum.at`` over ``-2 - row``, so the winner does not depend on write order).
+        A row on a claimed slot whose key is the claimer's is settled (its key's first row is the claimer);
+        the others step on.
+        """
+        mask = len(self._slots) - 1
+        owner = np.empty(len(rows), dtype=np.int64)  # the first row of every row's key
+        home = np.empty(len(rows), dtype=np.int64)  # where the first row's key sits
+        todo = np.arange(len(rows))
+        while len(todo):
+            slot = at[todo]
+            free = self._slots[slot] == _EMPTY
+            if free.any():
+                self._slots[slot[free]] = np.iinfo(np.int32).min
+                np.maximum.at(self._slots, slot[free], (-2 - rows[todo[free]]).astype(np.int32))
+            held = self._slots[slot]
+            claimed = held < _EMPTY
+            claimer = np.where(claimed, -2 - held.astype(np.int64), 0)
+            same = claimed.copy()
+            same[claimed] = _same_keys(
+                keys.take(claimer[claimed], axis=0), keys.take(rows[todo[claimed]], axis=0)
+            )
+            owner[todo[same]] = claimer[same]
+            home[todo[same]] = slot[same]
+            todo = todo[~same]
+            at[todo] = (at[todo] + 1) & mask
+        first = owner == rows
+        new_rows = rows[first]
+        new_codes = np.arange(self.size, self.size + len(new_rows), dtype=np.int32)
+        self._slots[home[first]] = new_codes
+        self._append(keys.take(new_rows, axis=0))
+        code_of = np.empty(int(rows[-1]) + 1, dtype=np.int32)
+        code_of[new_rows] = new_codes
+        return code_of[owner]
+
+    def _append(self, keys: np.ndarray) -> None:
+        end = self.size + len(keys)
+        if end > len(self._keys):  # grow by a quarter: the copy costs a fraction of the keys, not double
+            grown = np.zeros((max(end, len(self._keys) * 5 // 4, 1024), self.words), dtype=np.uint64)
+            grown[: self.size] = self._keys[: self.size]
+            self._keys = grown
+        self._keys[self.size : end] = keys
+        self.size = end
+
+    def _rehash(self, capacity: int) -> None:
+        """A table of at least ``2 * capacity`` slots holding every stored key."""
+        bits = max(_MIN_BITS, int(2 * capacity - 1).bit_length())
+        self._bits = bits
+        self._slots = np.full(1 << bits, _EMPTY, dtype=np.int32)
+        mask = len(self._slots) - 1
+        todo = np.arange(self.size, dtype=np.int64)
+        at = _slots_of(self._keys[: self.size], bits)
+        while len(todo):  # the stored keys are distinct: any one claimant of a free slot may take it
+            free = self._slots[at] == _EMPTY
+            self._slots[at[free]] = todo[free]
+            settled = np.zeros(len(todo), dtype=bool)
+            settled[free] = self._slots[at[free]] == todo[free]
+            todo, at = todo[~settled], (at[~settled] + 1) & mask
+
+    def _widen(self, words: int) -> None:
+        """Keys of ``words`` words (longer ids arrived): same bytes, the length byte moved to the new end."""
+        wide = np.zeros((len(self._keys), words), dtype=np.uint64)
+        wide[:, : self.words] = self._keys
+        lengths = wide[:, self.words - 1] >> np.uint64(56)
+        wide[:, self.words - 1] &= _KEEP[7]
+        wide[:, words - 1] |= lengths << np.uint64(56)
+        self._keys, self.words = wide, words
+        self._rehash(self.size)
 
     def take(self, codes: np.ndarray) -> pa.Array:
         """The ids of ``codes``, as one array."""
-        store, where = self._where()
-        return take_codes(store, where[np.asarray(codes, dtype=np.int64)])
+        codes = np.asarray(codes, dtype=np.int64)
+        if len(codes) and (codes.min() < 0 or codes.max() >= self.size):
+            raise IndexError(f"codes must be in 0 .. {self.size - 1}")
+        pieces = [
+            unpack_ids(self._keys.take(codes[lo : lo + SLICE_ROWS], axis=0), self.type)
+            for lo in range(0, len(codes), SLICE_ROWS)
+        ]
+        return pa.concat_arrays(pieces) if pieces else pa.array([], type=self.type)
 
     def ids(self) -> pa.ChunkedArray:
         """All ids in code order."""
-        return pa.chunked_array([self.take(np.arange(self.size))], type=self.type)
+        return pa.chunked_array(
+            [
+                unpack_ids(self._keys[lo : min(lo + SLICE_ROWS, self.size)], self.type)
+                for lo in range(0, self.size, SLICE_ROWS)
+            ],
+            type=self.type,
+        )
 
     def id_of(self, code: int) -> str:
-        """The id of one code (a scan of the codes, without building :meth:`take`'s map of every code)."""
-        for chunks, codes in zip(self.chunks, self.codes, strict=True):
-            for ids, chunk_codes in zip(chunks, codes, strict=True):
-                hit = np.flatnonzero(chunk_codes == code)
-                if len(hit):
-                    return ids[int(hit[0])].as_py()
-        raise IndexError(f"code {code} is not in the vocabulary ({self.size} ids)")
-
-    def truncate(self, size: int) -> None:
-        """Forget every id whose code is ``size`` or more."""
-        for p in range(len(self.chunks)):
-            kept_chunks, kept_codes = [], []
-            for ids, codes in zip(self.chunks[p], self.codes[p], strict=True):
-                keep = codes < size
-                if keep.all():
-                    kept_chunks.append(ids)
-                    kept_codes.append(codes)
-                elif keep.any():
-                    kept_chunks.append(ids.filter(pa.array(keep)))
-                    kept_codes.append(codes[keep])
-            self.chunks[p], self.codes[p] = kept_chunks, kept_codes
-        self.size = min(self.size, size)
-
-
-class IncrementalEncoder:
-    """First-appearance int32 codes for ids that arrive in batches, without keeping the ids of every row.
-
-    Only the vocabulary (each distinct id once, :class:`Vocabulary`) is kept. A batch is dictionary-encoded on
-    its own (first-appearance order within the batch) and its rows get these local codes at once. Every
-    ``group`` batches the local vocabularies waiting are merged (dictionary-encoded together, in batch order)
-    and the merged distinct ids are looked up in the vocabulary; the ids not found get the next codes, in
-    order, and the waiting batches' codes are rewritten in place to the global ones. The codes are therefore
-    the same as :func:`encode_first_appearance` of all batches concatenated, whatever ``group`` is.
-
-    The lookup is done one hash partition at a time (the merged ids of partition ``p`` against the vocabulary
-    of partition ``p``), so its hash tables hold a 64th of the ids: at 100M reviews (27M user ids) one table
-    over all of them made every lookup a cache miss, and the probes took 88 CPU seconds against 3 s at 10M.
-
-    A probe reads the whole vocabulary, so on its own it would grow with the dump. Two rules keep its cost per
-    row flat: at least ``group`` batches share one probe, and a probe waits until the batches' distinct ids add
-    up to ``1 / reads_per_id`` of the vocabulary, so it reads at most ``reads_per_id`` vocabulary entries per id
-    it looks up. The price is keeping the waiting batches' distinct ids, about ``1 / reads_per_id`` of the
-    vocabulary. An array returned by :meth:`encode` holds global codes only after :meth:`resolve` (called by
-    ``size``, ``vocabulary`` and :meth:`truncate`, and whenever both rules are met).
-    """
-
-    def __init__(self, group: int = 1, reads_per_id: float = math.inf, bits: int = PARTITION_BITS) -> None:
-        self._vocab: Vocabulary | None = None
-        self._bits = bits
-        self.group = max(1, int(group))
-        self.reads_per_id = float(reads_per_id)
-        self._waiting: list[tuple[np.ndarray, pa.Array]] = []
-        self._waiting_ids = 0
-
-    @property
-    def _size(self) -> int:
-        return self._vocab.size if self._vocab is not None else 0
-
-    @property
-    def size(self) -> int:
-        """How many distinct ids have a code."""
-        self.resolve()
-        return self._size
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        """Every id seen so far; ``vocabulary.take(codes)`` gives the ids of codes."""
-        self.resolve()
-        if self._vocab is None:
-            self._vocab = Vocabulary(pa.string(), self._bits)
-        return self._vocab
-
-    def encode(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The int32 codes of ``ids`` (global once :meth:`resolve` ran; new ids are added to the vocabulary)."""
-        local_codes, local_vocab = encode_first_appearance(ids)
-        if len(local_vocab):
-            self._waiting.append((local_codes, local_vocab))
-            self._waiting_ids += len(local_vocab)
-            if len(self._waiting) >= self.group and self._waiting_ids * self.reads_per_id >= self._size:
-                self.resolve()
-        return local_codes
-
-    def resolve(self) -> None:
-        """Give the waiting batches their global codes (in place) and add their new ids to the vocabulary."""
-        if not self._waiting:
-            return
-        waiting, self._waiting, self._waiting_ids = self._waiting, [], 0
-        if len(waiting) == 1:
-            merged = waiting[0][1]
-            to_merged = [None]
-        else:  # the waiting batches' distinct ids, in batch order, encoded together
-            codes, merged = encode_first_appearance(pa.chunked_array([v for _, v in waiting]))
-            bounds = np.cumsum([0] + [len(v) for _, v in waiting])
-            to_merged = [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        if self._vocab is None:
-            self._vocab = Vocabulary(merged.type, self._bits)
-        to_global = self._probe(merged)
-        for (local_codes, _), mapping in zip(waiting, to_merged, strict=True):
-            local_to_global = to_global if mapping is None else to_global[mapping]
-            np.take(local_to_global, local_codes, out=local_codes)
-
-    def _probe(self, merged: pa.Array) -> np.ndarray:
-        """The global code of every id of ``merged`` (distinct ids in first-appearance order); the ids not in
-        the vocabulary get the next codes in that order and are added to it."""
-        vocab = self._vocab
-        part = id_partitions(merged, vocab.bits)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange((1 << vocab.bits) + 1))
-        by_part = merged.take(pa.array(order))
-        to_global = np.full(len(merged), -1, dtype=np.int32)
-        for p in range(1 << vocab.bits):
-            a, b = int(bounds[p]), int(bounds[p + 1])
-            if a == b or not vocab.chunks[p]:
-                continue
-            # position in this partition's merged ids of every known id of the partition (null: not among them)
-            known_ids, known_codes = vocab.partition(p)
-            hits = pc.index_in(known_ids, value_set=by_part.slice(a, b - a))
-            start = 0
-            for chunk in hits.chunks:
-                valid = chunk.is_valid()
-                known = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
-                to_global[order[a + chunk.filter(valid).to_numpy()]] = known_codes[known + start]
-                start += len(chunk)
-        new = np.flatnonzero(to_global < 0)
-        if len(new):
-            to_global[new] = np.arange(vocab.size, vocab.size + len(new), dtype=np.int32)
-            vocab.size += len(new)
-            new_sorted = np.flatnonzero(to_global[order] >= vocab.size - len(new))  # positions in by_part
-            new_bounds = np.searchsorted(new_sorted, bounds)
-            for p in range(1 << vocab.bits):
-                a, b = int(new_bounds[p]), int(new_bounds[p + 1])
-                if a < b:
-                    rows = new_sorted[a:b]
-                    vocab.add(p, by_part.take(pa.array(rows)), to_global[order[rows]])
-        return to_global
+        """The id of one code."""
+        return self.take(np.array([code]))[0].as_py()
 
     def truncate(self, size: int) -> None:
         """Forget every id whose code is ``size`` or more (to re-encode rows read again)."""
-        self.resolve()
-        if self._vocab is not None and size < self._vocab.size:
-            self._vocab.truncate(size)
+        if size < self.size:
+            self.size = size
+            self._rehash(size)

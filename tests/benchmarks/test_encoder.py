@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 
-from mmprep.filter.encode import encode_first_appearance
+from mmprep.filter.encode import SLICE_ROWS, Vocabulary, encode_first_appearance
 from tests.paths import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -20,7 +20,7 @@ _spec.loader.exec_module(encoder_bench)
 
 
 def test_measured_codes_equal_one_encoding_of_the_whole_stream_and_steps_are_timed(tmp_path):
-    n, batch_rows = 60_000, 5_000  # 12 batches: several probes of a growing vocabulary
+    n, batch_rows = 60_000, 5_000  # 12 batches: a growing table, rehashed on the way
     row, user_codes, item_codes = encoder_bench.measure(n, batch_rows)
     batches = encoder_bench.id_batches(n, batch_rows)
     want_users, user_vocab = encode_first_appearance(pa.chunked_array([b[0] for b in batches]))
@@ -29,12 +29,14 @@ def test_measured_codes_equal_one_encoding_of_the_whole_stream_and_steps_are_tim
     np.testing.assert_array_equal(item_codes, want_items)
     assert (row["rows"], row["batches"]) == (n, 12)
     assert (row["distinct_users"], row["distinct_items"]) == (len(user_vocab), len(item_vocab))
-    assert set(row["steps_cpu_s"]) == {"batch encoding", "merge", "probe"}
-    assert row["steps_ids"]["batch encoding"] == 2 * n
+    assert set(row["steps_cpu_s"]) == {"pack", "find", "insert", "rehash"}
+    assert row["steps_ids"]["pack"] == row["steps_ids"]["find"] == 2 * n
+    # every distinct id is inserted once; rows repeating an id new to their slice are inserted with it
+    assert len(user_vocab) + len(item_vocab) <= row["steps_ids"]["insert"] < 2 * n
     # the timing wrappers are removed afterwards
-    assert encoder_bench.encode.encode_first_appearance is encode_first_appearance
+    assert all("timed" not in getattr(Vocabulary, m).__name__ for m, _ in encoder_bench.STEPS.values())
 
     out = tmp_path / "encoder.json"
     assert encoder_bench.main(["--sizes", "20000", "--batch-rows", "5000", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["rows"][0]["rows"] == 20_000 and doc["probe_group"] == 4
+    assert doc["rows"][0]["rows"] == 20_000 and doc["slice_rows"] == SLICE_ROWS

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -28,14 +27,14 @@ from mmformat.layout import INTERACTION_SCHEMA
 from mmprep.dataset.writer import ROW_GROUP_ROWS, interaction_pieces, interactions_table, user_item_order
 from mmprep.filter.collect import collect
 from mmprep.filter.columns import ColumnSink
-from mmprep.filter.encode import IncrementalEncoder, encode_first_appearance, id_partitions, take_codes
+from mmprep.filter.encode import encode_first_appearance
 from mmprep.filter.kcore import compact, dedupe_first, first_occurrence_mask, kcore, kcore_compact, shrink
 from mmprep.sources import spill
 from mmprep.sources.amazon2014 import FIELDS
 from mmprep.sources.amazon_common import read_review_interactions, review_stream
 from mmprep.sources.base import SkipLog, StreamEvent
 from mmprep.sources.netflix import duckdb_session
-from tests.mmprep.oneline import run_cli
+from tests.mmprep.oneline import one_line_error, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL_BLOCK = 256 * 1024
@@ -53,85 +52,6 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(fj, "FAST_INFLATE", True)
     monkeypatch.setattr(fj, "BLOCK_BYTES", SMALL_BLOCK)
     monkeypatch.setattr(fj, "_READ_BYTES", SMALL_BLOCK // 16)
-
-
-# one vocabulary probe per batch, per 2 and per 4 batches; and probes that also wait for new ids
-@pytest.mark.parametrize(("group", "reads_per_id"), [(1, math.inf), (2, math.inf), (4, math.inf), (1, 0.5)])
-def test_incremental_encoder_gives_the_codes_of_one_pass_over_everything(group, reads_per_id):
-    rng = np.random.default_rng(3)
-    ids = pa.array([f"u{k}" for k in (rng.pareto(1.1, 30_000) * 100).astype(int)])
-    expected_codes, expected_vocab = encode_first_appearance(ids)
-    encoder = IncrementalEncoder(group, reads_per_id)
-    cuts = [0, 7, 7, 2_000, 2_001, 15_000, 30_000]  # an empty batch and a one-row batch among them
-    parts = [encoder.encode(ids.slice(a, b - a)) for a, b in zip(cuts, cuts[1:], strict=False)]
-    encoder.resolve()
-    assert len(expected_vocab) > 1_000
-    assert np.array_equal(np.concatenate(parts), expected_codes)
-    assert encoder.vocabulary.ids().combine_chunks().equals(expected_vocab)
-    # forgetting the ids of the last batches and encoding them again gives the same codes
-    size_before = len(encode_first_appearance(ids.slice(0, 2_001))[1])
-    encoder.truncate(size_before)
-    again = [encoder.encode(ids.slice(2_001, 12_999)), encoder.encode(ids.slice(15_000))]
-    assert encoder.size == len(expected_vocab)
-    assert np.array_equal(np.concatenate(again), expected_codes[2_001:])
-
-
-def test_take_codes_gives_the_ids_of_codes_across_uneven_and_empty_chunks():
-    rng = np.random.default_rng(4)
-    chunks = [pa.array([f"id{c}-{k}" for k in range(int(n))]) for c, n in enumerate(rng.integers(0, 50, 12))]
-    vocabulary = pa.chunked_array(chunks, type=pa.string())
-    codes = rng.integers(0, len(vocabulary), 500)
-    expected = vocabulary.combine_chunks().take(pa.array(codes))  # codes repeat and skip chunks
-    assert take_codes(vocabulary, codes).equals(expected)
-    assert take_codes(vocabulary, codes[::-1]).equals(expected[::-1])
-    assert len(take_codes(vocabulary, np.zeros(0, dtype=np.int32))) == 0
-
-
-def test_incremental_encoder_probes_less_often_as_the_vocabulary_grows(monkeypatch):
-    probes = []
-    probe = IncrementalEncoder._probe
-    monkeypatch.setattr(
-        IncrementalEncoder, "_probe", lambda self, merged: probes.append(self._size) or probe(self, merged)
-    )
-    batches = [pa.array([f"b{b}-{k}" for k in range(100)] + ["shared"]) for b in range(64)]
-    encoder = IncrementalEncoder(1, reads_per_id=1.0)
-    parts = [encoder.encode(batch) for batch in batches]
-    encoder.resolve()
-    expected_codes, expected_vocab = encode_first_appearance(pa.chunked_array(batches))
-    assert np.array_equal(np.concatenate(parts), expected_codes)
-    assert encoder.vocabulary.ids().combine_chunks().equals(expected_vocab)
-    # a probe waits until the waiting batches' distinct ids are as many as the ids known, so the vocabulary
-    # roughly doubles between probes (after 1, 2, 4, 8, 16 and 32 batches): 7 probes for 64 batches, not 64
-    assert probes == [0, 101, 201, 401, 801, 1_601, 3_201]
-
-
-def test_id_partitions_keep_equal_ids_together_and_spread_real_ids():
-    users = pa.array([f"A{k * 7919:013d}" for k in range(20_000)])
-    parts = id_partitions(users)
-    assert parts.max() < 64
-    # the same ids sliced, in a large_string array and repeated give the same partitions
-    assert np.array_equal(id_partitions(users.slice(5, 100)), parts[5:105])
-    assert np.array_equal(id_partitions(users.cast(pa.large_string())), parts)
-    # every partition holds a fair share (within 25% of 20,000 / 64)
-    counts = np.bincount(parts, minlength=64)
-    assert counts.min() > 0.75 * 20_000 / 64 and counts.max() < 1.25 * 20_000 / 64
-    # short and empty ids use the bytes they have
-    small = id_partitions(pa.array(["", "a", "ab", "", "a"]))
-    assert small[0] == small[3] and small[1] == small[4]
-
-
-def test_vocabulary_across_partitions_takes_and_truncates_in_code_order():
-    rng = np.random.default_rng(8)
-    ids = pa.array([f"x{k}" for k in rng.permutation(5_000)])
-    encoder = IncrementalEncoder(1, bits=3)
-    codes = np.concatenate([encoder.encode(ids.slice(a, 1_000)) for a in range(0, 5_000, 1_000)])
-    vocab = encoder.vocabulary
-    assert np.array_equal(codes, np.arange(5_000))  # distinct ids: codes in row order
-    sample = rng.integers(0, 5_000, 300)
-    assert vocab.take(sample).equals(ids.take(pa.array(sample)))
-    assert vocab.id_of(4_321) == ids[4_321].as_py()
-    vocab.truncate(2_500)
-    assert len(vocab) == 2_500 and vocab.ids().combine_chunks().equals(ids.slice(0, 2_500))
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -490,3 +410,16 @@ def test_the_build_hashes_the_dump_on_its_one_read(dump, tmp_path, monkeypatch):
     (entry,) = manifest["source"]["files"]
     assert entry["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
     assert entry["bytes"] == dump.stat().st_size and hashed_again == []
+
+
+def test_an_id_too_long_to_encode_is_a_one_line_error_naming_file_and_record(tmp_path):
+    lines = [
+        json.dumps({"reviewerID": f"U{k % 7}", "asin": f"I{k % 5}", "overall": 4.0, "unixReviewTime": 1_000 + k})
+        for k in range(40)
+    ]
+    lines[23] = json.dumps({"reviewerID": "U" * 300, "asin": "I1", "overall": 4.0, "unixReviewTime": 5})
+    path = tmp_path / "reviews_long.json"
+    path.write_text("\n".join(lines) + "\n")
+    result = _build(path, tmp_path / "out")
+    one_line_error(result, str(path), "record 24", "user id is 300 bytes long", "255 bytes")
+    assert not (tmp_path / "out").exists()
