@@ -131,6 +131,8 @@ class _Collector:
         self.flush()
         self.wait()
         self.pool.shutdown()
+        self.users.compact()  # the hash tables are not needed from here on
+        self.items.compact()
         # the pages jemalloc kept for the next batch (prefer_jemalloc) go back before the filter needs memory
         pa.default_memory_pool().release_unused()
         u_codes = _concat(self.u_parts)

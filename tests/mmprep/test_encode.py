@@ -35,7 +35,10 @@ def test_batches_get_the_codes_of_one_pass_over_everything(monkeypatch, slice_ro
     assert len(expected_vocab) > 1_000
     assert np.array_equal(np.concatenate(parts), expected_codes)
     assert vocab.ids().combine_chunks().equals(expected_vocab)
-    # forgetting the ids of the last batches and encoding them again gives the same codes
+    # after the hash table is dropped (compact) the ids stay, and encoding rebuilds it: forgetting the ids of
+    # the last batches and encoding them again gives the same codes
+    vocab.compact()
+    assert vocab.ids().combine_chunks().equals(expected_vocab)
     vocab.truncate(len(encode_first_appearance(ids.slice(0, 2_001))[1]))
     again = [vocab.encode(ids.slice(2_001, 12_999)), vocab.encode(ids.slice(15_000))]
     assert len(vocab) == len(expected_vocab)
@@ -111,5 +114,12 @@ def test_take_and_id_of_give_the_ids_of_codes(monkeypatch):
     assert vocab.id_of(4_321) == ids[4_321].as_py()
     with pytest.raises(IndexError):
         vocab.take(np.array([5_000]))
+    vocab.compact()
+    assert vocab.take(sample).equals(ids.take(pa.array(sample)))
+    assert vocab.encode(pa.array(["new", "x0", "new"])).tolist() == [
+        5_000,
+        codes[ids.index("x0").as_py()],
+        5_000,
+    ]
     vocab.truncate(2_500)
     assert len(vocab) == 2_500 and vocab.ids().combine_chunks().equals(ids.slice(0, 2_500))
