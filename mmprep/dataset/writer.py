@@ -24,14 +24,16 @@ from mmformat.atomic import (
 )
 from mmformat.update import dataset_update
 from mmprep.dataset.manifest import created_by, write_manifest
+from mmprep.sort import argsort_distinct
 
 
 def user_item_order(user_idx: np.ndarray, item_idx: np.ndarray, distinct: bool = False) -> np.ndarray:
     """The row order by ``(user_idx, item_idx)``, ties by row: what ``np.lexsort((item_idx, user_idx))`` gives,
     from one stable argsort of an int64 ``user * n_items + item`` key (half lexsort's time).
 
-    ``distinct=True`` promises that no pair repeats (a deduplicated build): without ties numpy's default
-    (vectorised) argsort gives the same order, 6x faster on 30.8M pairs.
+    ``distinct=True`` promises that no pair repeats (a deduplicated build): without ties there is one order,
+    found bucket by bucket (:func:`~mmprep.sort.argsort_distinct`), several times faster than the stable
+    argsort on 30.8M pairs.
     """
     user_idx = np.asarray(user_idx)
     item_idx = np.asarray(item_idx)
@@ -40,7 +42,7 @@ def user_item_order(user_idx: np.ndarray, item_idx: np.ndarray, distinct: bool =
     key = user_idx.astype(np.int64)
     key *= int(item_idx.max()) + 1
     key += item_idx
-    return np.argsort(key) if distinct else np.argsort(key, kind="stable")
+    return argsort_distinct(key) if distinct else np.argsort(key, kind="stable")
 
 
 def interactions_table(

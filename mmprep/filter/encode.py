@@ -207,6 +207,18 @@ class Vocabulary:
         return pack_ids(ids, self.words)
 
     def _encode_keys(self, keys: np.ndarray) -> np.ndarray:
+        """The codes of packed keys, a run of equal keys looked up once: a dump grouped by product repeats
+        each item id in a run of its reviews (about 10 rows a run in the synthetic dumps)."""
+        if len(keys) < 2:
+            return self._find_or_insert(keys)
+        starts = np.flatnonzero(~_same_keys(keys[1:], keys[:-1])) + 1
+        if len(starts) > len(keys) // 2:  # mostly runs of one (user ids): not worth the gathers
+            return self._find_or_insert(keys)
+        starts = np.concatenate([[0], starts])
+        codes = self._find_or_insert(keys.take(starts, axis=0))
+        return np.repeat(codes, np.diff(starts, append=len(keys)))
+
+    def _find_or_insert(self, keys: np.ndarray) -> np.ndarray:
         """The codes of packed keys: known keys are found, the others inserted (first appearance first)."""
         if self._slots is None or 2 * (self.size + len(keys)) > len(self._slots):  # at most half full
             self._rehash(self.size + len(keys))

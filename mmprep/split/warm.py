@@ -13,6 +13,7 @@ import numpy as np
 
 from mmprep.errors import PrepError
 from mmprep.filter.kcore import index_dtype
+from mmprep.sort import argsort_distinct
 
 METHODS = ("random", "temporal", "loo", "global-temporal")
 TRAIN, VAL, TEST = 0, 1, 2
@@ -62,8 +63,8 @@ def _rank_within_user(users: np.ndarray, key: np.ndarray) -> np.ndarray:
     One argsort of the int64 composite ``user * span + (key - min)`` gives the order a lexsort on
     ``(user, key, row)`` would, with a third of its working memory (this runs on every surviving interaction of
     the largest dumps). Every caller's key is a permutation (no ties), so the composite has no ties either and
-    numpy's default (vectorised) argsort gives the stable sort's order: on 30.8M interactions 0.5 s against
-    3.0 s for the stable one.
+    has one sorted order, found bucket by bucket (:func:`~mmprep.sort.argsort_distinct`, twice as fast as one
+    argsort at 30M interactions).
     """
     n = len(users)
     index = index_dtype(n)
@@ -74,7 +75,7 @@ def _rank_within_user(users: np.ndarray, key: np.ndarray) -> np.ndarray:
     composite *= int(key.max()) - int(low) + 1
     composite += key
     composite -= low
-    order = np.argsort(composite)
+    order = argsort_distinct(composite)
     del composite
     sorted_users = users[order]
     new_group = np.empty(n, dtype=bool)

@@ -123,3 +123,24 @@ def test_take_and_id_of_give_the_ids_of_codes(monkeypatch):
     ]
     vocab.truncate(2_500)
     assert len(vocab) == 2_500 and vocab.ids().combine_chunks().equals(ids.slice(0, 2_500))
+
+
+def test_runs_of_one_id_are_looked_up_once(monkeypatch):
+    """A dump grouped by product repeats each item id in a run of rows: one lookup a run, the same codes."""
+    rng = np.random.default_rng(6)
+    items = pareto_ids(3_000, 7)
+    runs = rng.integers(1, 20, len(items))
+    ids = items.take(pa.array(np.repeat(np.arange(len(items)), runs)))
+    looked_up = []
+    find = Vocabulary._find
+    monkeypatch.setattr(
+        Vocabulary, "_find", lambda self, keys: looked_up.append(len(keys)) or find(self, keys)
+    )
+    vocab = Vocabulary()
+    codes = np.concatenate([vocab.encode(ids.slice(a, 5_000)) for a in range(0, len(ids), 5_000)])
+    expected_codes, expected_vocab = encode_first_appearance(ids)
+    assert np.array_equal(codes, expected_codes)
+    assert vocab.ids().combine_chunks().equals(expected_vocab)
+    # one row a run (equal neighbouring items form one run too; a run cut by a batch boundary counts twice)
+    run_starts = 1 + np.count_nonzero(np.asarray(ids[1:].to_pylist()) != np.asarray(ids[:-1].to_pylist()))
+    assert run_starts <= sum(looked_up) <= run_starts + len(ids) // 5_000
