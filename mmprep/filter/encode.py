@@ -145,8 +145,8 @@ class Vocabulary:
 
     The ids are stored as packed keys (:func:`pack_ids`) in code order, and an open-addressing hash table
     (linear probing, at most half full) maps a key's slot to its code. The table lives across batches, so an
-    id is hashed and looked up once per row it appears in, whatever the number of batches: the cost a row stays
-    flat from 10M to 100M reviews (BENCHMARKS.md, "Out-of-core"). :meth:`encode` returns global codes at once,
+    id is hashed and looked up once per row it appears in (once per run of equal ids), whatever the number of
+    batches: the cost a row grows only with the cache misses of a larger table (BENCHMARKS.md, "Out-of-core"). :meth:`encode` returns global codes at once,
     the same as :func:`encode_first_appearance` of all batches concatenated. Everything is vectorised: a
     batch's rows move through the table together, a probe step at a time.
 
