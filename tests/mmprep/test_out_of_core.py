@@ -414,7 +414,9 @@ def test_the_build_hashes_the_dump_on_its_one_read(dump, tmp_path, monkeypatch):
 
 def test_an_id_too_long_to_encode_is_a_one_line_error_naming_file_and_record(tmp_path):
     lines = [
-        json.dumps({"reviewerID": f"U{k % 7}", "asin": f"I{k % 5}", "overall": 4.0, "unixReviewTime": 1_000 + k})
+        json.dumps(
+            {"reviewerID": f"U{k % 7}", "asin": f"I{k % 5}", "overall": 4.0, "unixReviewTime": 1_000 + k}
+        )
         for k in range(40)
     ]
     lines[23] = json.dumps({"reviewerID": "U" * 300, "asin": "I1", "overall": 4.0, "unixReviewTime": 5})
