@@ -18,7 +18,7 @@ def argsort_distinct(key: np.ndarray) -> np.ndarray:
     about :data:`BUCKET_ROWS` rows (a counting sort, a chunk of rows at a time), then every bucket is argsorted
     on its own, in cache. Keys without ties have one sorted order, so the result does not depend on how it
     was found. Used where a build sorts all its interactions (the split's per-user ranks, the dataset's
-    ``(user, item)`` order): 30.8M keys 2.5 s against 5.8 s.
+    ``(user, item)`` order): 30.8M keys 2.9 s against 5.8 s on a 2-core AMD EPYC VM.
     """
     key = np.asarray(key)
     n = len(key)
