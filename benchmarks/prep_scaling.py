@@ -152,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sizes", type=int, nargs=2, default=[10_000_000, 100_000_000], metavar=("SMALL", "LARGE")
+        "--sizes",
+        type=int,
+        nargs=2,
+        default=[10_000_000, 100_000_000],
+        metavar=("SMALL", "LARGE"),
+        help="The two dump sizes (reviews) [10000000 100000000].",
     )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/modalrec-bench"), help="Dump cache.")
     parser.add_argument("--large-work-dir", type=Path, help="Dump cache of the large dump [--work-dir].")
