@@ -100,7 +100,7 @@ def benchmark(
     mismatched = [
         name
         for name, rs in runs.items()
-        if len({json.dumps(r.get("counts"), sort_keys=True) for r in rs}) > 1
+        if len({json.dumps(r["counts"], sort_keys=True) for r in rs if "counts" in r}) > 1
     ]
     doc: dict[str, Any] = {
         "benchmark": "prep_scaling",
